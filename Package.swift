@@ -1,0 +1,89 @@
+// swift-tools-version:6.0
+// Clover: Convolutional Learning Over OpenCL.
+//
+// Targets, one job each:
+//   COpenCL, CCLBlast      system modules over the OpenCL ICD loader and CLBlast
+//   CloverRuntime          devices, buffers, programs, kernels, events (knows no ops)
+//   CloverKernels          the Kernels/*.cl sources, embedded at build time
+//   Clover                 Tensor, devices, ops (shape rule, CPU reference,
+//                          OpenCL dispatch and gradient per op family)
+//   CloverConformance      the sweep that checks every op against the CPU reference
+//   clover                 the command-line tool
+import PackageDescription
+
+let package = Package(
+    name: "Clover",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Clover", targets: ["Clover"]),
+        .library(name: "CloverRuntime", targets: ["CloverRuntime"]),
+        .library(name: "CloverConformance", targets: ["CloverConformance"]),
+        .executable(name: "clover", targets: ["clover"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenCL",
+            pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]
+        ),
+        .systemLibrary(
+            name: "CCLBlast",
+            pkgConfig: "clblast",
+            providers: [.apt(["libclblast-dev"])]
+        ),
+        .target(
+            name: "CloverRuntime",
+            dependencies: [
+                "COpenCL",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "embed-kernels"),
+        .plugin(
+            name: "EmbedKernelsPlugin",
+            capability: .buildTool(),
+            dependencies: ["embed-kernels"]
+        ),
+        .target(
+            name: "CloverKernels",
+            plugins: ["EmbedKernelsPlugin"]
+        ),
+        .target(
+            name: "Clover",
+            dependencies: [
+                "CloverRuntime",
+                "CloverKernels",
+                "CCLBlast",
+                "COpenCL",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "CloverConformance",
+            dependencies: ["Clover", "CloverRuntime", "CloverKernels"]
+        ),
+        .executableTarget(
+            name: "clover",
+            dependencies: [
+                "Clover",
+                "CloverConformance",
+                "CloverRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "CloverRuntimeTests",
+            dependencies: ["CloverRuntime", "CloverKernels"]
+        ),
+        .testTarget(
+            name: "CloverTests",
+            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,78 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CloverKernels
+import CloverRuntime
+
+/// Where tensors live and ops run: an OpenCL device, or the CPU reference
+/// that runs every op's naive host implementation through the same API.
+public final class Device: CustomStringConvertible {
+    public enum Backend {
+        /// The deliberately naive host implementation (Double accumulation).
+        case reference
+        /// An OpenCL device with its context and queue.
+        case openCL(OpenCLContext)
+    }
+
+    public let backend: Backend
+
+    init(backend: Backend) { self.backend = backend }
+
+    /// The CPU reference device.
+    public static let reference = Device(backend: .reference)
+
+    /// The names that select the CPU reference device.
+    public static let referenceNames: Set<String> = ["cpu-reference", "cpu-ref", "reference"]
+
+    /// An OpenCL device wrapped for ops.
+    public convenience init(openCL context: OpenCLContext) {
+        self.init(backend: .openCL(context))
+    }
+
+    /// Selects a device by `--device`-style spec: `cpu-reference`, an index,
+    /// or a substring of a platform or device name; `nil` consults
+    /// `CLOVER_DEVICE`, then picks the first GPU, else the first CPU device.
+    public static func select(_ spec: String? = nil, cacheDirectory: String?? = .none) throws -> Device {
+        let env = spec ?? DeviceDiscovery.environmentValue
+        if let env, referenceNames.contains(env.lowercased()) { return .reference }
+        let device = try DeviceDiscovery.select(env)
+        return Device(openCL: try OpenCLContext(device: device, cacheDirectory: cacheDirectory))
+    }
+
+    /// The OpenCL context, or nil for the reference device.
+    public var openCL: OpenCLContext? {
+        if case let .openCL(ctx) = backend { return ctx }
+        return nil
+    }
+
+    public var isReference: Bool { openCL == nil }
+
+    public var description: String {
+        switch backend {
+        case .reference: return "cpu-reference"
+        case let .openCL(ctx): return ctx.device.description
+        }
+    }
+
+    /// Waits for all queued work (no-op for the reference device).
+    public func synchronize() throws {
+        try openCL?.finish()
+    }
+}
+
+extension DeviceDiscovery {
+    static var environmentValue: String? {
+        guard let v = ProcessInfo.processInfo.environment[environmentVariable], !v.isEmpty else { return nil }
+        return v
+    }
+}
+
+extension OpenCLContext {
+    /// The kernel `name` of kernel family `family` (`Kernels/<family>.cl`)
+    /// specialised with `defines`.
+    func kernel(family: String, _ name: String, defines: [String: String] = [:]) throws -> Kernel {
+        try kernel(name, program: family, source: { try KernelSources.source(family: family) }, defines: defines)
+    }
+}

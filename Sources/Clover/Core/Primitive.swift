@@ -1,0 +1,78 @@
+import CloverRuntime
+
+/// One op: its shape rule, CPU reference, OpenCL dispatch and gradient,
+/// side by side (the MLX pattern). Every op family's file defines its
+/// primitives as types conforming to this protocol.
+///
+/// Non-tensor parameters (strides, labels, transposes) are stored
+/// properties of the conforming type; tensor inputs are passed to the
+/// methods.
+public protocol Primitive {
+    /// A short op name used in errors and reports, e.g. `conv2d`.
+    var name: String { get }
+
+    /// The shape rule: output shapes for input shapes, or a thrown
+    /// ``CloverError`` naming the op and shapes.
+    func outputShapes(for inputs: [[Int]]) throws -> [[Int]]
+
+    /// The CPU reference: plain loops with Double accumulation, sharing no
+    /// code with the OpenCL path.
+    func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]]
+
+    /// The OpenCL path: enqueues kernels (or CLBlast calls) that fill the
+    /// preallocated `outputs`.
+    func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws
+
+    /// The vector-Jacobian product: gradients with respect to each input
+    /// given cotangents of each output, expressed with other ops so that it
+    /// runs on whichever device the tensors live on. `nil` marks an input
+    /// that has no gradient.
+    func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?]
+}
+
+extension Primitive {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        throw CloverError.notDifferentiable(op: name)
+    }
+}
+
+/// Runs a primitive on its inputs' device and returns its outputs.
+///
+/// Checks what every op shares (one device, no empty tensors), applies the
+/// shape rule, then dispatches to the CPU reference or the OpenCL path.
+public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor] {
+    guard let device = inputs.first?.device else {
+        throw CloverError.invalidArgument(op: primitive.name, reason: "no inputs")
+    }
+    if inputs.contains(where: { $0.device !== device }) {
+        throw CloverError.deviceMismatch(op: primitive.name, devices: inputs.map { $0.device.description })
+    }
+    for input in inputs where input.shape.contains(where: { $0 <= 0 }) {
+        throw CloverError.emptyTensor(op: primitive.name, shape: input.shape)
+    }
+    let shapes = inputs.map(\.shape)
+    let outShapes = try primitive.outputShapes(for: shapes)
+    for shape in outShapes where shape.contains(where: { $0 <= 0 }) {
+        throw CloverError.emptyTensor(op: primitive.name, shape: shape)
+    }
+    switch device.backend {
+    case .reference:
+        let values = try primitive.evalReference(inputs.map(\.hostValues), shapes: shapes)
+        precondition(values.count == outShapes.count, "\(primitive.name): reference returned \(values.count) outputs")
+        return zip(outShapes, values).map { shape, data in
+            precondition(data.count == shape.reduce(1, *), "\(primitive.name): reference output size")
+            return Tensor(shape: shape, device: device, storage: .host(data))
+        }
+    case let .openCL(ctx):
+        let outputs = try outShapes.map { shape in
+            Tensor(shape: shape, device: device, storage: .buffer(try ctx.allocateView(count: shape.reduce(1, *))))
+        }
+        try primitive.evalOpenCL(inputs, outputs: outputs, on: ctx)
+        return outputs
+    }
+}
+
+/// Runs a single-output primitive.
+public func apply1(_ primitive: Primitive, _ inputs: [Tensor]) throws -> Tensor {
+    try apply(primitive, inputs)[0]
+}

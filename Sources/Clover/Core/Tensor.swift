@@ -1,0 +1,112 @@
+import CloverRuntime
+
+/// A dense float32 tensor in row-major (NCHW for images) layout on one device.
+///
+/// Tensors are immutable values from the op's point of view: every op
+/// returns new tensors. On an OpenCL device the data is a ``BufferView``
+/// (buffer + element offset); on the reference device it is a host array.
+public final class Tensor: CustomStringConvertible {
+    public let shape: [Int]
+    public let device: Device
+    let storage: Storage
+
+    enum Storage {
+        case host([Float])
+        case buffer(BufferView)
+    }
+
+    init(shape: [Int], device: Device, storage: Storage) {
+        self.shape = shape
+        self.device = device
+        self.storage = storage
+    }
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+
+    /// A tensor holding `values` (row-major) on `device`.
+    ///
+    /// - Throws: when `values.count` does not match `shape`, or the shape has
+    ///   a zero or negative dimension.
+    public convenience init(shape: [Int], values: [Float], on device: Device = .reference) throws {
+        try Tensor.validate(shape: shape, op: "tensor")
+        guard values.count == shape.reduce(1, *) else {
+            throw CloverError.shapeMismatch(op: "tensor", shapes: [shape],
+                                            reason: "\(values.count) values given for \(shape.reduce(1, *)) elements")
+        }
+        switch device.backend {
+        case .reference:
+            self.init(shape: shape, device: device, storage: .host(values))
+        case let .openCL(ctx):
+            let view = try ctx.allocateView(count: values.count)
+            try ctx.upload(values, to: view)
+            self.init(shape: shape, device: device, storage: .buffer(view))
+        }
+    }
+
+    /// A tensor whose data is an existing view (no copy), e.g. at an offset
+    /// into a larger buffer.
+    public convenience init(shape: [Int], view: BufferView, on device: Device) throws {
+        try Tensor.validate(shape: shape, op: "tensor")
+        guard device.openCL != nil, view.count >= shape.reduce(1, *) else {
+            throw CloverError.shapeMismatch(op: "tensor", shapes: [shape],
+                                            reason: "a view of \(view.count) elements on \(device)")
+        }
+        self.init(shape: shape, device: device, storage: .buffer(view))
+    }
+
+    /// A tensor of zeros.
+    public static func zeros(_ shape: [Int], on device: Device = .reference) throws -> Tensor {
+        try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
+    }
+
+    /// A tensor filled with one value.
+    public static func full(_ shape: [Int], value: Float, on device: Device = .reference) throws -> Tensor {
+        try Tensor(shape: shape, values: [Float](repeating: value, count: shape.reduce(1, *)), on: device)
+    }
+
+    /// The values, row-major, copied to the host (waits for queued work).
+    public func toArray() throws -> [Float] {
+        switch storage {
+        case let .host(values): return values
+        case let .buffer(view):
+            return try device.openCL!.download(view.slice(offset: 0, count: count), as: Float.self)
+        }
+    }
+
+    /// This tensor's values on another device.
+    public func to(_ other: Device) throws -> Tensor {
+        if other === device { return self }
+        return try Tensor(shape: shape, values: toArray(), on: other)
+    }
+
+    /// The same data seen with another shape of the same element count.
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        try Tensor.validate(shape: newShape, op: "reshape")
+        guard newShape.reduce(1, *) == count else {
+            throw CloverError.shapeMismatch(op: "reshape", shapes: [shape, newShape], reason: "element counts differ")
+        }
+        return Tensor(shape: newShape, device: device, storage: storage)
+    }
+
+    public var description: String { "Tensor(\(formatShape(shape)) on \(device))" }
+
+    // MARK: Internal access for op implementations
+
+    /// Host values (reference device only).
+    var hostValues: [Float] {
+        guard case let .host(values) = storage else { preconditionFailure("hostValues on \(device)") }
+        return values
+    }
+
+    /// The device view (OpenCL devices only), trimmed to `count` elements.
+    var view: BufferView {
+        guard case let .buffer(view) = storage else { preconditionFailure("view on \(device)") }
+        return view.count == count ? view : view.slice(offset: 0, count: count)
+    }
+
+    static func validate(shape: [Int], op: String) throws {
+        if shape.contains(where: { $0 <= 0 }) { throw CloverError.emptyTensor(op: op, shape: shape) }
+    }
+}

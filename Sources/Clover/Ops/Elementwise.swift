@@ -1,0 +1,146 @@
+import CloverRuntime
+
+// Elementwise arithmetic and ReLU. Kernels: Kernels/elementwise.cl.
+
+/// The work-group size used for 1-D pointwise kernels.
+let pointwiseGroupSize = 256
+
+/// `a + b` or `a * b` over tensors of identical shape.
+public struct BinaryElementwise: Primitive {
+    public enum Operation: String { case add, mul }
+    public let operation: Operation
+
+    public init(_ operation: Operation) { self.operation = operation }
+
+    public var name: String { operation.rawValue }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 2, inputs[0] == inputs[1] else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "operands must have the same shape")
+        }
+        return [inputs[0]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let a = inputs[0], b = inputs[1]
+        var y = [Float](repeating: 0, count: a.count)
+        for i in 0..<a.count {
+            switch operation {
+            case .add: y[i] = Float(Double(a[i]) + Double(b[i]))
+            case .mul: y[i] = Float(Double(a[i]) * Double(b[i]))
+            }
+        }
+        return [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let kernel = try context.kernel(family: "elementwise", "binary_elementwise",
+                                        defines: ["OP": operation == .add ? "OP_ADD" : "OP_MUL"])
+        let a = inputs[0].view, b = inputs[1].view, y = outputs[0].view
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(y.count), a.buffer, a.kernelOffset, b.buffer, b.kernelOffset, y.buffer, y.kernelOffset,
+        ])
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        let g = cotangents[0]
+        switch operation {
+        case .add: return [g, g]
+        case .mul: return [try mul(g, inputs[1]), try mul(g, inputs[0])]
+        }
+    }
+}
+
+/// `max(x, 0)`.
+public struct ReLU: Primitive {
+    public init() {}
+    public var name: String { "relu" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 1 else { throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "one input") }
+        return inputs
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        var y = inputs[0]
+        for i in 0..<y.count where !(y[i] > 0) { y[i] = 0 }
+        return [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let kernel = try context.kernel(family: "elementwise", "relu_forward")
+        let x = inputs[0].view, y = outputs[0].view
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(y.count), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
+        ])
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        [try apply1(ReLUBackward(), [cotangents[0], inputs[0]])]
+    }
+}
+
+/// The ReLU gradient: `dy` where `x > 0`, else 0. Inputs: `dy`, `x`.
+public struct ReLUBackward: Primitive {
+    public init() {}
+    public var name: String { "relu_backward" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 2, inputs[0] == inputs[1] else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "dy and x must have the same shape")
+        }
+        return [inputs[0]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let dy = inputs[0], x = inputs[1]
+        var dx = [Float](repeating: 0, count: dy.count)
+        for i in 0..<dy.count where x[i] > 0 { dx[i] = dy[i] }
+        return [dx]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let kernel = try context.kernel(family: "elementwise", "relu_backward")
+        let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(dx.count), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset,
+        ])
+    }
+}
+
+/// `alpha · x`.
+public struct Scale: Primitive {
+    public let factor: Float
+    public init(_ factor: Float) { self.factor = factor }
+    public var name: String { "scale" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 1 else { throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "one input") }
+        return inputs
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        [inputs[0].map { Float(Double(factor) * Double($0)) }]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let kernel = try context.kernel(family: "elementwise", "scale_elementwise")
+        let x = inputs[0].view, y = outputs[0].view
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(y.count), factor, x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
+        ])
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        [try scale(cotangents[0], by: factor)]
+    }
+}
+
+/// `factor · x` elementwise.
+public func scale(_ x: Tensor, by factor: Float) throws -> Tensor { try apply1(Scale(factor), [x]) }
+/// Elementwise sum of two tensors of the same shape.
+public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try apply1(BinaryElementwise(.add), [a, b]) }
+/// Elementwise product of two tensors of the same shape.
+public func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try apply1(BinaryElementwise(.mul), [a, b]) }
+/// `max(x, 0)` elementwise.
+public func relu(_ x: Tensor) throws -> Tensor { try apply1(ReLU(), [x]) }

@@ -1,0 +1,106 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The OpenCL C sources of Clover's kernel families (`Kernels/<family>.cl`).
+///
+/// The sources are embedded in the binary at build time, so a program that
+/// links Clover needs no source tree. For kernel development, set
+/// `CLOVER_KERNEL_DIR` to a directory of `.cl` files: they are then read from
+/// disk on every lookup and take precedence over the embedded copies.
+public enum KernelSources {
+    /// The environment variable that points at a directory of `.cl` files.
+    public static let directoryVariable = "CLOVER_KERNEL_DIR"
+
+    /// Names of every embedded kernel family, sorted.
+    public static var embeddedFamilies: [String] {
+        embeddedKernelSources.keys.sorted()
+    }
+
+    /// The directory named by `CLOVER_KERNEL_DIR`, if set and non-empty.
+    public static var overrideDirectory: String? {
+        guard let dir = ProcessInfo.processInfo.environment[directoryVariable], !dir.isEmpty else {
+            return nil
+        }
+        return dir
+    }
+
+    /// The source text of one kernel family.
+    ///
+    /// - Throws: ``KernelSourceError/missingFamily(_:searched:)`` when neither
+    ///   the override directory nor the embedded set holds the family.
+    public static func source(family: String) throws -> String {
+        if let dir = overrideDirectory {
+            let path = dir.hasSuffix("/") ? dir + family + ".cl" : dir + "/" + family + ".cl"
+            if let data = FileManager.default.contents(atPath: path) {
+                return String(decoding: data, as: UTF8.self)
+            }
+            throw KernelSourceError.missingFamily(family, searched: path)
+        }
+        if let text = embeddedKernelSources[family] {
+            return text
+        }
+        throw KernelSourceError.missingFamily(family, searched: "embedded kernels \(embeddedFamilies)")
+    }
+
+    /// Every `__kernel` function name declared in a source text, in order.
+    /// Comments are skipped, so a header that mentions a kernel does not count.
+    public static func kernelNames(in source: String) -> [String] {
+        let code = stripComments(source)
+        var tokens: [Substring] = []
+        var start = code.startIndex
+        var inToken = false
+        for index in code.indices {
+            let ch = code[index]
+            let isIdent = ch == "_" || ch.isLetter || ch.isNumber
+            if isIdent && !inToken { start = index; inToken = true }
+            if !isIdent && inToken { tokens.append(code[start..<index]); inToken = false }
+        }
+        if inToken { tokens.append(code[start...]) }
+        var names: [String] = []
+        var i = 0
+        while i < tokens.count {
+            guard tokens[i] == "__kernel" else { i += 1; continue }
+            var j = i + 1
+            while j < tokens.count && tokens[j] != "void" { j += 1 }
+            if j + 1 < tokens.count { names.append(String(tokens[j + 1])) }
+            i = j + 1
+        }
+        return names
+    }
+
+    private static func stripComments(_ source: String) -> String {
+        var out = ""
+        var chars = Array(source.unicodeScalars)[...]
+        while let c = chars.first {
+            if c == "/" && chars.dropFirst().first == "/" {
+                while let d = chars.first, d != "\n" { chars = chars.dropFirst() }
+            } else if c == "/" && chars.dropFirst().first == "*" {
+                chars = chars.dropFirst(2)
+                while !chars.isEmpty && !(chars.first == "*" && chars.dropFirst().first == "/") {
+                    chars = chars.dropFirst()
+                }
+                chars = chars.dropFirst(2)
+                out.append(" ")
+            } else {
+                out.unicodeScalars.append(c)
+                chars = chars.dropFirst()
+            }
+        }
+        return out
+    }
+}
+
+/// A kernel family that could not be found.
+public enum KernelSourceError: Error, CustomStringConvertible {
+    case missingFamily(String, searched: String)
+
+    public var description: String {
+        switch self {
+        case let .missingFamily(family, searched):
+            return "kernel family '\(family)' not found (searched \(searched))"
+        }
+    }
+}

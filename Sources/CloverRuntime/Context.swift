@@ -1,0 +1,186 @@
+import COpenCL
+import Logging
+
+/// An OpenCL context on one device with one in-order, profiling-enabled
+/// queue, a program cache and a buffer pool.
+///
+/// Everything is enqueued on the one queue, so commands run in the order they
+/// were issued and a buffer released to the pool can be handed to the next
+/// command without waiting.
+public final class OpenCLContext {
+    public let device: OpenCLDevice
+    public let handle: cl_context
+    public let queue: cl_command_queue
+    public let programs: ProgramCache
+    public let pool: BufferPool
+    public let logger: Logger
+    /// Kernel names launched on this context, with their launch counts; the
+    /// conformance sweep uses it to prove every kernel was exercised.
+    public private(set) var launchCounts: [String: Int] = [:]
+
+    /// Creates a context on `device`.
+    ///
+    /// - Parameters:
+    ///   - cacheDirectory: where program binaries are cached; defaults to
+    ///     ``ProgramCache/defaultDirectory``. Pass `.some(nil)` to disable.
+    public init(device: OpenCLDevice, cacheDirectory: String?? = .none,
+                logger: Logger = Logger(label: "clover.runtime")) throws {
+        self.device = device
+        self.logger = logger
+        var status: cl_int = 0
+        var deviceID: cl_device_id? = device.id
+        var properties: [cl_context_properties] = [
+            cl_context_properties(CL_CONTEXT_PLATFORM),
+            cl_context_properties(Int(bitPattern: UnsafeRawPointer(device.platformID))),
+            0,
+        ]
+        guard let ctx = clCreateContext(&properties, 1, &deviceID, nil, nil, &status), status == CL_SUCCESS else {
+            throw OpenCLError(call: "clCreateContext", code: status, detail: device.description)
+        }
+        handle = ctx
+        // clCreateCommandQueue is the OpenCL 1.2 entry point; NVIDIA's driver
+        // only offers 1.2, so the 2.0 WithProperties variant is not used.
+        guard let q = clCreateCommandQueue(ctx, device.id, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status),
+              status == CL_SUCCESS else {
+            clReleaseContext(ctx)
+            throw OpenCLError(call: "clCreateCommandQueue", code: status, detail: device.description)
+        }
+        queue = q
+        let directory: String? = cacheDirectory ?? ProgramCache.defaultDirectory
+        programs = ProgramCache(context: ctx, device: device, directory: directory, logger: logger)
+        // Keep at most a quarter of device memory idle in the pool.
+        pool = BufferPool(cacheLimitBytes: max(device.globalMemoryBytes / 4, 64 << 20))
+    }
+
+    deinit {
+        clFinish(queue)
+        pool.trim()
+        clReleaseCommandQueue(queue)
+        clReleaseContext(handle)
+    }
+
+    // MARK: Buffers
+
+    /// A device buffer of at least `bytes`, reused from the pool when possible.
+    ///
+    /// - Throws: ``RuntimeError/allocationTooLarge(bytes:maxAllocation:device:)``
+    ///   above the device's single-allocation limit, or
+    ///   ``RuntimeError/allocationFailed(bytes:device:status:)``.
+    public func allocate(bytes: Int) throws -> DeviceBuffer {
+        precondition(bytes >= 0)
+        let capacity = BufferPool.bucket(for: max(bytes, 4))
+        guard capacity <= device.maxAllocationBytes || bytes <= device.maxAllocationBytes else {
+            throw RuntimeError.allocationTooLarge(bytes: bytes, maxAllocation: device.maxAllocationBytes,
+                                                  device: device.description)
+        }
+        let size = min(capacity, device.maxAllocationBytes)
+        if let mem = pool.take(capacity: size) {
+            return DeviceBuffer(handle: mem, capacityBytes: size, requestedBytes: bytes, pool: pool)
+        }
+        var status: cl_int = 0
+        var mem = clCreateBuffer(handle, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &status)
+        if mem == nil || status != CL_SUCCESS {
+            // Idle pooled buffers may be what stands in the way: free them and retry once.
+            pool.trim()
+            mem = clCreateBuffer(handle, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &status)
+        }
+        guard let mem, status == CL_SUCCESS else {
+            throw RuntimeError.allocationFailed(bytes: bytes, device: device.description,
+                                                status: "clCreateBuffer: \(OpenCLError.name(of: status))")
+        }
+        pool.noteAllocated(capacity: size)
+        return DeviceBuffer(handle: mem, capacityBytes: size, requestedBytes: bytes, pool: pool)
+    }
+
+    /// A view over a new buffer of `count` 32-bit elements.
+    public func allocateView(count: Int) throws -> BufferView {
+        BufferView(buffer: try allocate(bytes: count * 4), offset: 0, count: count)
+    }
+
+    /// Copies host values into the device at a view (blocking, so `values`
+    /// may be freed as soon as this returns).
+    public func upload<T: BitwiseCopyable>(_ values: [T], to view: BufferView) throws {
+        precondition(MemoryLayout<T>.stride == 4, "Clover buffers hold 32-bit elements")
+        precondition(values.count <= view.count, "upload of \(values.count) elements into a view of \(view.count)")
+        guard !values.isEmpty else { return }
+        try values.withUnsafeBytes { raw in
+            try checkCL(clEnqueueWriteBuffer(queue, view.buffer.handle, cl_bool(CL_TRUE), view.offset * 4, raw.count,
+                                             raw.baseAddress, 0, nil, nil), "clEnqueueWriteBuffer",
+                        detail: "\(raw.count) bytes at element \(view.offset)")
+        }
+    }
+
+    /// Reads `view.count` values back (blocking: waits for queued work).
+    public func download<T: BitwiseCopyable>(_ view: BufferView, as type: T.Type = T.self) throws -> [T] {
+        precondition(MemoryLayout<T>.stride == 4, "Clover buffers hold 32-bit elements")
+        guard view.count > 0 else { return [] }
+        var result = [T](unsafeUninitializedCapacity: view.count) { _, initialized in initialized = view.count }
+        try result.withUnsafeMutableBytes { raw in
+            try checkCL(clEnqueueReadBuffer(queue, view.buffer.handle, cl_bool(CL_TRUE), view.offset * 4, raw.count,
+                                            raw.baseAddress, 0, nil, nil), "clEnqueueReadBuffer",
+                        detail: "\(raw.count) bytes at element \(view.offset)")
+        }
+        return result
+    }
+
+    /// Device-side copy of `count` elements between views.
+    public func copy(from source: BufferView, to destination: BufferView, count: Int) throws {
+        guard count > 0 else { return }
+        try checkCL(clEnqueueCopyBuffer(queue, source.buffer.handle, destination.buffer.handle, source.offset * 4,
+                                        destination.offset * 4, count * 4, 0, nil, nil), "clEnqueueCopyBuffer")
+    }
+
+    // MARK: Programs and kernels
+
+    /// The kernel `kernelName` of a program built from `source`.
+    public func kernel(_ kernelName: String, program name: String, source: () throws -> String,
+                       defines: [String: String] = [:]) throws -> Kernel {
+        try programs.program(name: name, source: source, defines: defines).kernel(kernelName)
+    }
+
+    /// Launches `kernel` over `global` work items with optional work-group
+    /// size `local`. Each global dimension is rounded up to a multiple of the
+    /// local size, so kernels must bounds-check their indices.
+    ///
+    /// - Returns: the command's event when `timed` is true (for profiling).
+    @discardableResult
+    public func launch(_ kernel: Kernel, global: [Int], local: [Int]? = nil,
+                       arguments: [KernelArgument], timed: Bool = false) throws -> Event? {
+        guard (1...3).contains(global.count), local == nil || local!.count == global.count else {
+            throw RuntimeError.invalidLaunch(kernel: kernel.name, reason: "global \(global) and local \(local ?? []) ranks differ or exceed 3")
+        }
+        if global.contains(where: { $0 <= 0 }) {
+            // Empty launches are legal no-ops for callers; OpenCL rejects them.
+            return nil
+        }
+        try kernel.setArguments(arguments)
+        var globalSize = global
+        if let local {
+            for i in global.indices { globalSize[i] = (global[i] + local[i] - 1) / local[i] * local[i] }
+        }
+        var event: cl_event?
+        var localSize = local ?? []
+        let status: cl_int = globalSize.withUnsafeBufferPointer { g in
+            localSize.withUnsafeMutableBufferPointer { l in
+                withUnsafeMutablePointer(to: &event) { eventPointer in
+                    clEnqueueNDRangeKernel(queue, kernel.handle, cl_uint(global.count), nil, g.baseAddress,
+                                           local == nil ? nil : l.baseAddress, 0, nil, timed ? eventPointer : nil)
+                }
+            }
+        }
+        try checkCL(status, "clEnqueueNDRangeKernel",
+                    detail: "kernel '\(kernel.name)' global \(globalSize) local \(local.map { "\($0)" } ?? "auto")")
+        launchCounts[kernel.name, default: 0] += 1
+        return event.map(Event.init(handle:))
+    }
+
+    /// Records that an externally enqueued routine ran (e.g. a CLBlast call).
+    public func noteLaunch(_ name: String) {
+        launchCounts[name, default: 0] += 1
+    }
+
+    /// Blocks until every enqueued command has finished.
+    public func finish() throws {
+        try checkCL(clFinish(queue), "clFinish")
+    }
+}

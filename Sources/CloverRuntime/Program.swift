@@ -1,0 +1,204 @@
+import COpenCL
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A built OpenCL program: one kernel family specialised by its defines.
+public final class Program {
+    public let handle: cl_program
+    /// The family name plus defines, for messages.
+    public let name: String
+    private var kernels: [String: Kernel] = [:]
+
+    init(handle: cl_program, name: String) {
+        self.handle = handle
+        self.name = name
+    }
+
+    deinit { clReleaseProgram(handle) }
+
+    /// The kernel called `kernelName`, created once and reused.
+    public func kernel(_ kernelName: String) throws -> Kernel {
+        if let k = kernels[kernelName] { return k }
+        let k = try Kernel(program: handle, programName: name, name: kernelName)
+        kernels[kernelName] = k
+        return k
+    }
+}
+
+/// Builds programs from source with `-D` defines, caching them in memory and
+/// as device binaries on disk, so a second process start compiles nothing.
+///
+/// The disk key covers the device, its platform and driver version, the
+/// source text and the build options: any change to one of them misses.
+public final class ProgramCache {
+    /// How programs were obtained since this cache was created.
+    public struct Statistics: Equatable, Sendable {
+        public var compiled = 0
+        public var loadedFromDisk = 0
+        public var memoryHits = 0
+    }
+
+    private let context: cl_context
+    private let device: OpenCLDevice
+    /// Where binaries are kept; nil disables the disk cache.
+    public let directory: String?
+    private var programs: [String: Program] = [:]
+    public private(set) var statistics = Statistics()
+    private let logger: Logger
+
+    init(context: cl_context, device: OpenCLDevice, directory: String?, logger: Logger) {
+        self.context = context
+        self.device = device
+        self.directory = directory
+        self.logger = logger
+    }
+
+    /// The default cache directory: `$XDG_CACHE_HOME/clover`, else `~/.cache/clover`.
+    public static var defaultDirectory: String? {
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/clover" }
+        if let home = env["HOME"], !home.isEmpty { return home + "/.cache/clover" }
+        return nil
+    }
+
+    /// The program for `name` built from `source` with `defines`.
+    /// The source is asked for only when the program is not already in memory.
+    public func program(name: String, source: () throws -> String, defines: [String: String] = [:]) throws -> Program {
+        let options = Self.buildOptions(defines)
+        let memoryKey = name + " " + options
+        if let p = programs[memoryKey] {
+            statistics.memoryHits += 1
+            return p
+        }
+        let source = try source()
+        let hash = Self.fnv1a64([device.cacheIdentity, options, source])
+        let fileName = "\(name)-\(String(hash, radix: 16)).bin"
+        let label = defines.isEmpty ? name : "\(name) \(options)"
+        if let dir = directory, let program = loadBinary(path: dir + "/" + fileName, options: options, label: label) {
+            statistics.loadedFromDisk += 1
+            logger.debug("program cache: loaded \(label) from \(dir)/\(fileName)")
+            programs[memoryKey] = program
+            return program
+        }
+        let program = try compile(source: source, options: options, label: label)
+        statistics.compiled += 1
+        logger.debug("program cache: compiled \(label)")
+        if let dir = directory { storeBinary(program.handle, directory: dir, fileName: fileName) }
+        programs[memoryKey] = program
+        return program
+    }
+
+    static func buildOptions(_ defines: [String: String]) -> String {
+        var parts = ["-cl-std=CL1.2"]
+        for key in defines.keys.sorted() {
+            let value = defines[key]!
+            parts.append(value.isEmpty ? "-D\(key)" : "-D\(key)=\(value)")
+        }
+        return parts.joined(separator: " ")
+    }
+
+    /// 64-bit FNV-1a over the parts, separated so that ("ab","c") ≠ ("a","bc").
+    static func fnv1a64(_ parts: [String]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for part in parts {
+            for byte in part.utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            hash ^= 0xff
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+
+    private func compile(source: String, options: String, label: String) throws -> Program {
+        var status: cl_int = 0
+        let program: cl_program? = source.withCString { ptr -> cl_program? in
+            var p: UnsafePointer<CChar>? = ptr
+            var length = strlen(ptr)
+            return clCreateProgramWithSource(context, 1, &p, &length, &status)
+        }
+        guard let program, status == CL_SUCCESS else {
+            throw OpenCLError(call: "clCreateProgramWithSource", code: status, detail: label)
+        }
+        var deviceID: cl_device_id? = device.id
+        let build = clBuildProgram(program, 1, &deviceID, options, nil, nil)
+        if build != CL_SUCCESS {
+            let log = buildLog(program)
+            clReleaseProgram(program)
+            throw OpenCLError(call: "clBuildProgram", code: build, detail: "\(label) on \(device.name)", buildLog: log)
+        }
+        return Program(handle: program, name: label)
+    }
+
+    private func buildLog(_ program: cl_program) -> String {
+        var size = 0
+        guard clGetProgramBuildInfo(program, device.id, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size) == CL_SUCCESS,
+              size > 0 else { return "" }
+        var bytes = [CChar](repeating: 0, count: size)
+        guard clGetProgramBuildInfo(program, device.id, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &bytes, nil) == CL_SUCCESS
+        else { return "" }
+        return trimmedCString(bytes)
+    }
+
+    /// A program from a cached binary, or nil when there is none or it is
+    /// unusable (then it is compiled afresh and the file replaced).
+    private func loadBinary(path: String, options: String, label: String) -> Program? {
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return nil }
+        var status: cl_int = 0
+        var binaryStatus: cl_int = 0
+        var deviceID: cl_device_id? = device.id
+        let program: cl_program? = data.withUnsafeBytes { raw -> cl_program? in
+            var length = raw.count
+            var ptr: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
+            return clCreateProgramWithBinary(context, 1, &deviceID, &length, &ptr, &binaryStatus, &status)
+        }
+        guard let program, status == CL_SUCCESS, binaryStatus == CL_SUCCESS else {
+            logger.warning("program cache: unusable binary \(path) (\(OpenCLError.name(of: status))); recompiling \(label)")
+            return nil
+        }
+        guard clBuildProgram(program, 1, &deviceID, options, nil, nil) == CL_SUCCESS else {
+            clReleaseProgram(program)
+            logger.warning("program cache: binary \(path) failed to build; recompiling \(label)")
+            return nil
+        }
+        return Program(handle: program, name: label)
+    }
+
+    private func storeBinary(_ program: cl_program, directory: String, fileName: String) {
+        var size = 0
+        guard clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil) == CL_SUCCESS,
+              size > 0 else { return }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let ok = bytes.withUnsafeMutableBufferPointer { buf -> Bool in
+            var ptr: UnsafeMutablePointer<UInt8>? = buf.baseAddress
+            return clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARIES),
+                                    MemoryLayout<UnsafeMutablePointer<UInt8>?>.size, &ptr, nil) == CL_SUCCESS
+        }
+        guard ok else { return }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Write to a temporary name and rename, so a concurrent reader never
+            // sees a half-written binary.
+            let tmp = directory + "/." + fileName + ".\(getpid()).tmp"
+            guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+                logger.warning("program cache: cannot write \(tmp)")
+                return
+            }
+            if rename(tmp, directory + "/" + fileName) != 0 {
+                try? FileManager.default.removeItem(atPath: tmp)
+            }
+        } catch {
+            logger.warning("program cache: cannot store binary in \(directory): \(error)")
+        }
+    }
+}
