@@ -19,6 +19,7 @@ public final class OpenCLDevice: CustomStringConvertible {
     public let index: Int
     public let platformName: String
     public let platformVersion: String
+    public let platformVendor: String
     public let name: String
     public let vendor: String
     public let kind: DeviceKind
@@ -31,12 +32,14 @@ public final class OpenCLDevice: CustomStringConvertible {
     public let maxWorkGroupSize: Int
     public let extensions: [String]
 
-    init(id: cl_device_id, platformID: cl_platform_id, index: Int, platformName: String, platformVersion: String) throws {
+    init(id: cl_device_id, platformID: cl_platform_id, index: Int, platformName: String, platformVersion: String,
+         platformVendor: String) throws {
         self.id = id
         self.platformID = platformID
         self.index = index
         self.platformName = platformName
         self.platformVersion = platformVersion
+        self.platformVendor = platformVendor
         name = try deviceString(id, cl_device_info(CL_DEVICE_NAME))
         vendor = try deviceString(id, cl_device_info(CL_DEVICE_VENDOR))
         driverVersion = try deviceString(id, cl_device_info(CL_DRIVER_VERSION))
@@ -125,6 +128,7 @@ public enum DeviceDiscovery {
         for case let platform? in platforms {
             let pname = try platformString(platform, cl_platform_info(CL_PLATFORM_NAME))
             let pversion = try platformString(platform, cl_platform_info(CL_PLATFORM_VERSION))
+            let pvendor = try platformString(platform, cl_platform_info(CL_PLATFORM_VENDOR))
             var n: cl_uint = 0
             let st = clGetDeviceIDs(platform, cl_device_type(CL_DEVICE_TYPE_ALL), 0, nil, &n)
             if st == CL_DEVICE_NOT_FOUND || n == 0 { continue }
@@ -133,7 +137,8 @@ public enum DeviceDiscovery {
             try checkCL(clGetDeviceIDs(platform, cl_device_type(CL_DEVICE_TYPE_ALL), n, &ids, nil), "clGetDeviceIDs", detail: pname)
             for case let id? in ids {
                 devices.append(try OpenCLDevice(id: id, platformID: platform, index: devices.count,
-                                                platformName: pname, platformVersion: pversion))
+                                                platformName: pname, platformVersion: pversion,
+                                                platformVendor: pvendor))
             }
         }
         if devices.isEmpty { throw RuntimeError.noPlatform }
@@ -143,7 +148,8 @@ public enum DeviceDiscovery {
     /// Picks a device by specification.
     ///
     /// `spec` is an index into ``allDevices()`` or a case-insensitive substring
-    /// of the platform or device name. With no spec, `CLOVER_DEVICE` is used;
+    /// of the platform or device name (or their vendors, so `pocl` finds the
+    /// "Portable Computing Language" platform of "The pocl project"). With no spec, `CLOVER_DEVICE` is used;
     /// with neither, the first GPU, else the first CPU, else the first device.
     public static func select(_ spec: String? = nil) throws -> OpenCLDevice {
         let devices = try allDevices()
@@ -163,8 +169,9 @@ public enum DeviceDiscovery {
             if devices.indices.contains(index) { return devices[index] }
         } else {
             let needle = spec.lowercased()
-            if let match = devices.first(where: {
-                $0.name.lowercased().contains(needle) || $0.platformName.lowercased().contains(needle)
+            if let match = devices.first(where: { device in
+                [device.name, device.platformName, device.platformVendor, device.vendor]
+                    .contains { $0.lowercased().contains(needle) }
             }) {
                 return match
             }

@@ -45,6 +45,11 @@ public final class ProgramCache {
         public var compiled = 0
         public var loadedFromDisk = 0
         public var memoryHits = 0
+        public init(compiled: Int = 0, loadedFromDisk: Int = 0, memoryHits: Int = 0) {
+            self.compiled = compiled
+            self.loadedFromDisk = loadedFromDisk
+            self.memoryHits = memoryHits
+        }
     }
 
     private let context: cl_context

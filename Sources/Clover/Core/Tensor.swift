@@ -92,6 +92,13 @@ public final class Tensor: CustomStringConvertible {
 
     public var description: String { "Tensor(\(formatShape(shape)) on \(device))" }
 
+    /// The device data as a buffer view (nil on the reference device); for
+    /// primitives defined outside Clover that enqueue their own commands.
+    public var deviceView: BufferView? {
+        guard case .buffer = storage else { return nil }
+        return view
+    }
+
     // MARK: Internal access for op implementations
 
     /// Host values (reference device only).
