@@ -11,6 +11,7 @@ public enum ConformanceSuite {
             + gemmCases()
             + convolutionCases()
             + lossCases()
+            + optimizerCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of

@@ -10,3 +10,4 @@ import Darwin
 @inline(__always) func _tanh(_ x: Double) -> Double { tanh(x) }
 @inline(__always) func _erf(_ x: Double) -> Double { erf(x) }
 @inline(__always) func _sqrt(_ x: Double) -> Double { sqrt(x) }
+@inline(__always) func _pow(_ x: Double, _ y: Double) -> Double { pow(x, y) }

@@ -61,7 +61,7 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
         precondition(values.count == outShapes.count, "\(primitive.name): reference returned \(values.count) outputs")
         return zip(outShapes, values).map { shape, data in
             precondition(data.count == shape.reduce(1, *), "\(primitive.name): reference output size")
-            return Tensor(shape: shape, device: device, storage: .host(data))
+            return Tensor(shape: shape, device: device, storage: .host(Tensor.HostStorage(data)))
         }
     case let .openCL(ctx):
         let outputs = try outShapes.map { shape in

@@ -11,8 +11,15 @@ public final class Tensor: CustomStringConvertible {
     let storage: Storage
 
     enum Storage {
-        case host([Float])
+        /// Host values in a shared box, so reshaped views and in-place
+        /// updates (optimiser steps) see the same data, as device views do.
+        case host(HostStorage)
         case buffer(BufferView)
+    }
+
+    final class HostStorage {
+        var values: [Float]
+        init(_ values: [Float]) { self.values = values }
     }
 
     init(shape: [Int], device: Device, storage: Storage) {
@@ -37,7 +44,7 @@ public final class Tensor: CustomStringConvertible {
         }
         switch device.backend {
         case .reference:
-            self.init(shape: shape, device: device, storage: .host(values))
+            self.init(shape: shape, device: device, storage: .host(HostStorage(values)))
         case let .openCL(ctx):
             let view = try ctx.allocateView(count: values.count)
             try ctx.upload(values, to: view)
@@ -69,7 +76,7 @@ public final class Tensor: CustomStringConvertible {
     /// The values, row-major, copied to the host (waits for queued work).
     public func toArray() throws -> [Float] {
         switch storage {
-        case let .host(values): return values
+        case let .host(box): return box.values
         case let .buffer(view):
             return try device.openCL!.download(view.slice(offset: 0, count: count), as: Float.self)
         }
@@ -103,8 +110,14 @@ public final class Tensor: CustomStringConvertible {
 
     /// Host values (reference device only).
     var hostValues: [Float] {
-        guard case let .host(values) = storage else { preconditionFailure("hostValues on \(device)") }
-        return values
+        get {
+            guard case let .host(box) = storage else { preconditionFailure("hostValues on \(device)") }
+            return box.values
+        }
+        set {
+            guard case let .host(box) = storage else { preconditionFailure("hostValues on \(device)") }
+            box.values = newValue
+        }
     }
 
     /// The device view (OpenCL devices only), trimmed to `count` elements.
