@@ -12,6 +12,7 @@ public enum ConformanceSuite {
             + convolutionCases()
             + lossCases()
             + optimizerCases()
+            + convRNNCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of
