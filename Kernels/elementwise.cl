@@ -6,6 +6,7 @@
 //   relu_forward         y[i] = max(x[i], 0)
 //   relu_backward        dx[i] = x[i] > 0 ? dy[i] : 0
 //   scale_elementwise    y[i] = alpha * x[i]
+//   fill_value           y[i] = value  (zero and one tensors without a host upload)
 //
 // Macros:
 //   OP   binary operation for binary_elementwise: OP_ADD (default) or OP_MUL.
@@ -57,4 +58,10 @@ __kernel void scale_elementwise(const ulong n, const float alpha,
     const size_t i = get_global_id(0);
     if (i >= n) return;
     y[y_off + i] = alpha * x[x_off + i];
+}
+
+__kernel void fill_value(const ulong n, const float value, __global float* y, const ulong y_off) {
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    y[y_off + i] = value;
 }

@@ -6,7 +6,7 @@ import XCTest
 /// Every op family's sweep against the CPU reference on the OpenCL device.
 final class ConformanceTests: XCTestCase {
     func testElementwise() throws {
-        try assertConformance(ConformanceSuite.allCases().filter { ["add", "mul", "scale", "relu"].contains($0.op) })
+        try assertConformance(ConformanceSuite.allCases().filter { ["add", "mul", "scale", "relu", "full_like"].contains($0.op) })
     }
 
     func testMatMul() throws {

@@ -55,21 +55,23 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
     for shape in outShapes where shape.contains(where: { $0 <= 0 }) {
         throw CloverError.emptyTensor(op: primitive.name, shape: shape)
     }
+    let outputs: [Tensor]
     switch device.backend {
     case .reference:
         let values = try primitive.evalReference(inputs.map(\.hostValues), shapes: shapes)
         precondition(values.count == outShapes.count, "\(primitive.name): reference returned \(values.count) outputs")
-        return zip(outShapes, values).map { shape, data in
+        outputs = zip(outShapes, values).map { shape, data in
             precondition(data.count == shape.reduce(1, *), "\(primitive.name): reference output size")
             return Tensor(shape: shape, device: device, storage: .host(Tensor.HostStorage(data)))
         }
     case let .openCL(ctx):
-        let outputs = try outShapes.map { shape in
+        outputs = try outShapes.map { shape in
             Tensor(shape: shape, device: device, storage: .buffer(try ctx.allocateView(count: shape.reduce(1, *))))
         }
         try primitive.evalOpenCL(inputs, outputs: outputs, on: ctx)
-        return outputs
     }
+    recordIfNeeded(primitive, inputs: inputs, outputs: outputs)
+    return outputs
 }
 
 /// Runs a single-output primitive.

@@ -10,6 +10,18 @@ public final class Tensor: CustomStringConvertible {
     public let device: Device
     let storage: Storage
 
+    /// Whether gradients with respect to this tensor are wanted: ops that
+    /// consume it are recorded, and ``backward(_:)`` accumulates into
+    /// ``grad``. Set it on parameters (leaves).
+    public var requiresGrad = false
+    /// The accumulated gradient of a leaf; accumulates over backward passes
+    /// until ``zeroGrad()``.
+    public var grad: Tensor?
+    /// The recorded op that produced this tensor, and which of its outputs
+    /// this is (nil for leaves and for results computed without recording).
+    var gradNode: GradNode?
+    var outputIndex = 0
+
     enum Storage {
         /// Host values in a shared box, so reshaped views and in-place
         /// updates (optimiser steps) see the same data, as device views do.
@@ -65,12 +77,19 @@ public final class Tensor: CustomStringConvertible {
 
     /// A tensor of zeros.
     public static func zeros(_ shape: [Int], on device: Device = .reference) throws -> Tensor {
-        try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
+        try full(shape, value: 0, on: device)
     }
 
-    /// A tensor filled with one value.
+    /// A tensor filled with one value (filled on the device, no upload).
     public static func full(_ shape: [Int], value: Float, on device: Device = .reference) throws -> Tensor {
-        try Tensor(shape: shape, values: [Float](repeating: value, count: shape.reduce(1, *)), on: device)
+        try validate(shape: shape, op: "full")
+        let count = shape.reduce(1, *)
+        guard let context = device.openCL else {
+            return try Tensor(shape: shape, values: [Float](repeating: value, count: count), on: device)
+        }
+        let view = try context.allocateView(count: count)
+        try fill(view, with: value, on: context)
+        return Tensor(shape: shape, device: device, storage: .buffer(view))
     }
 
     /// The values, row-major, copied to the host (waits for queued work).
@@ -88,13 +107,19 @@ public final class Tensor: CustomStringConvertible {
         return try Tensor(shape: shape, values: toArray(), on: other)
     }
 
-    /// The same data seen with another shape of the same element count.
+    /// The same data seen with another shape of the same element count
+    /// (no copy). Recorded for autograd like any op.
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
-        try Tensor.validate(shape: newShape, op: "reshape")
-        guard newShape.reduce(1, *) == count else {
-            throw CloverError.shapeMismatch(op: "reshape", shapes: [shape, newShape], reason: "element counts differ")
-        }
-        return Tensor(shape: newShape, device: device, storage: storage)
+        let op = Reshape(newShape)
+        _ = try op.outputShapes(for: [shape])
+        let result = Tensor(shape: newShape, device: device, storage: storage)
+        recordIfNeeded(op, inputs: [self], outputs: [result])
+        return result
+    }
+
+    /// A tensor sharing this one's data but cut from the autograd graph.
+    public func detached() -> Tensor {
+        Tensor(shape: shape, device: device, storage: storage)
     }
 
     public var description: String { "Tensor(\(formatShape(shape)) on \(device))" }

@@ -136,6 +136,37 @@ public struct Scale: Primitive {
     }
 }
 
+/// A tensor of `x`'s shape filled with one value (PyTorch's `full_like`).
+/// The input only gives the shape and device; it gets no gradient.
+public struct FullLike: Primitive {
+    public let value: Float
+    public init(_ value: Float) { self.value = value }
+    public var name: String { "full_like" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 1 else { throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "one input") }
+        return inputs
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        [[Float](repeating: value, count: inputs[0].count)]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        try fill(outputs[0].view, with: value, on: context)
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] { [nil] }
+}
+
+/// Fills a view with one value on the device.
+func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) throws {
+    let kernel = try context.kernel(family: "elementwise", "fill_value")
+    try context.launch(kernel, global: [view.count], local: [pointwiseGroupSize], arguments: [
+        UInt64(view.count), value, view.buffer, view.kernelOffset,
+    ])
+}
+
 /// `factor · x` elementwise.
 public func scale(_ x: Tensor, by factor: Float) throws -> Tensor { try apply1(Scale(factor), [x]) }
 /// Elementwise sum of two tensors of the same shape.

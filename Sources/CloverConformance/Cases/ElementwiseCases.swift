@@ -22,6 +22,9 @@ extension ConformanceSuite {
                 cases.append(ConformanceCase(op: "scale", label: label, primitive: Scale(-0.75),
                                              inputShapes: [shape], offsetInputs: offset,
                                              forward: exact, backward: exact, finiteDifference: small))
+                cases.append(ConformanceCase(op: "full_like", label: label, primitive: FullLike(2.5),
+                                             inputShapes: [shape], offsetInputs: offset,
+                                             forward: exact, backward: exact, checkGradients: false))
                 cases.append(ConformanceCase(op: "relu", label: label, primitive: ReLU(),
                                              inputShapes: [shape],
                                              distributions: [.awayFromZero(scale: 1, margin: 0.05)],
