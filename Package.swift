@@ -7,6 +7,7 @@
 //   CloverKernels          the Kernels/*.cl sources, embedded at build time
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
 //                          OpenCL dispatch and gradient per op family)
+//   CloverNN               layers (Module), optimisers, schedules
 //   CloverConformance      the sweep that checks every op against the CPU reference
 //   clover                 the command-line tool
 import PackageDescription
@@ -17,6 +18,7 @@ let package = Package(
     products: [
         .library(name: "Clover", targets: ["Clover"]),
         .library(name: "CloverRuntime", targets: ["CloverRuntime"]),
+        .library(name: "CloverNN", targets: ["CloverNN"]),
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
         .executable(name: "clover", targets: ["clover"]),
     ],
@@ -63,6 +65,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "CloverNN",
+            dependencies: ["Clover", "CloverRuntime"]
+        ),
+        .target(
             name: "CloverConformance",
             dependencies: ["Clover", "CloverRuntime", "CloverKernels"]
         ),
@@ -83,6 +89,10 @@ let package = Package(
         .testTarget(
             name: "CloverTests",
             dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels"]
+        ),
+        .testTarget(
+            name: "CloverNNTests",
+            dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime"]
         ),
     ],
     swiftLanguageModes: [.v5]

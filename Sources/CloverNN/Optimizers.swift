@@ -1,0 +1,237 @@
+import Clover
+import CloverRuntime
+
+/// The parameters an optimiser updates, gathered into one flat arena per
+/// quantity (values, gradients, states) on OpenCL devices so that a step is
+/// one kernel launch for the whole model.
+///
+/// Building the arena moves each parameter's data into its slice (a device
+/// copy) and rebinds the ``Parameter`` to a view of it, so layers keep
+/// working unchanged. On the CPU reference device there are no buffers to
+/// share; each parameter is updated with its own reference step.
+final class ParameterArena {
+    let parameters: [Parameter]
+    let segments: ParameterSegments
+    let device: Device
+    /// Flat parameter values (OpenCL only).
+    let values: Tensor?
+    /// Flat gradients (OpenCL only), gathered before each step.
+    let gradients: Tensor?
+    let offsets: [Int]
+
+    init(parameters: [Parameter], decays: [Bool]) throws {
+        guard let first = parameters.first else {
+            throw CloverError.invalidArgument(op: "optimizer", reason: "no parameters to optimise")
+        }
+        self.parameters = parameters
+        device = first.tensor.device
+        segments = ParameterSegments(sizes: parameters.map(\.tensor.count), decays: decays)
+        var running = 0
+        offsets = parameters.map { p in defer { running += p.tensor.count }; return running }
+        guard let context = device.openCL else {
+            values = nil
+            gradients = nil
+            return
+        }
+        let total = segments.totalCount
+        let valueView = try context.allocateView(count: total)
+        for (p, offset) in zip(parameters, offsets) {
+            guard let src = p.tensor.deviceView, p.tensor.device === device else {
+                throw CloverError.deviceMismatch(op: "optimizer", devices: [device.description, p.tensor.device.description])
+            }
+            let slice = valueView.slice(offset: offset, count: p.tensor.count)
+            try context.copy(from: src, to: slice, count: p.tensor.count)
+            try p.assign(Tensor(shape: p.tensor.shape, view: slice, on: device))
+        }
+        values = try Tensor(shape: [total], view: valueView, on: device)
+        gradients = try Tensor(shape: [total], view: context.allocateView(count: total), on: device)
+    }
+
+    /// A zero-initialised state arena (momentum, Adam moments).
+    func makeState() throws -> [Tensor] {
+        if values != nil { return [try Tensor.zeros([segments.totalCount], on: device)] }
+        return try parameters.map { try Tensor.zeros($0.tensor.shape, on: device) }
+    }
+
+    /// Copies every gradient into the gradient arena (device copies only; a
+    /// parameter without a gradient contributes zeros).
+    func gatherGradients() throws {
+        guard let context = device.openCL, let gradients else { return }
+        let arena = gradients.deviceView!
+        for (p, offset) in zip(parameters, offsets) {
+            let slice = arena.slice(offset: offset, count: p.tensor.count)
+            if let g = p.tensor.grad {
+                try context.copy(from: g.deviceView!, to: slice, count: p.tensor.count)
+            } else {
+                try context.copy(from: Tensor.zeros([p.tensor.count], on: device).deviceView!, to: slice, count: p.tensor.count)
+            }
+        }
+    }
+}
+
+/// A learning-rate schedule: the rate for an epoch (0-based) and the
+/// fraction of it done.
+public protocol LearningRateSchedule {
+    func learningRate(epoch: Int, progress: Double) -> Float
+}
+
+/// Multiplies the base rate by `gamma` at each milestone epoch (PyTorch's
+/// `MultiStepLR`), e.g. ResNet's ×0.1 at epochs 100 and 150.
+public struct StepSchedule: LearningRateSchedule {
+    public var base: Float
+    public var milestones: [Int]
+    public var gamma: Float
+    public init(base: Float, milestones: [Int], gamma: Float = 0.1) {
+        self.base = base
+        self.milestones = milestones
+        self.gamma = gamma
+    }
+    public func learningRate(epoch: Int, progress: Double) -> Float {
+        milestones.filter { epoch >= $0 }.reduce(base) { r, _ in r * gamma }
+    }
+}
+
+/// Cosine annealing from `base` to `minimum` over `epochs`, after an
+/// optional linear warm-up of `warmupEpochs`.
+public struct CosineSchedule: LearningRateSchedule {
+    public var base: Float
+    public var epochs: Int
+    public var minimum: Float
+    public var warmupEpochs: Double
+    public init(base: Float, epochs: Int, minimum: Float = 0, warmupEpochs: Double = 0) {
+        self.base = base
+        self.epochs = epochs
+        self.minimum = minimum
+        self.warmupEpochs = warmupEpochs
+    }
+    public func learningRate(epoch: Int, progress: Double) -> Float {
+        let t = Double(epoch) + progress
+        if t < warmupEpochs { return base * Float(t / warmupEpochs) }
+        let span = max(Double(epochs) - warmupEpochs, 1e-9)
+        let x = min(max((t - warmupEpochs) / span, 0), 1)
+        return minimum + (base - minimum) * Float(0.5 * (1 + cosPi(x)))
+    }
+}
+
+/// A linear warm-up to `base` over `warmupEpochs`, then constant.
+public struct WarmupSchedule: LearningRateSchedule {
+    public var base: Float
+    public var warmupEpochs: Double
+    public init(base: Float, warmupEpochs: Double) {
+        self.base = base
+        self.warmupEpochs = warmupEpochs
+    }
+    public func learningRate(epoch: Int, progress: Double) -> Float {
+        let t = Double(epoch) + progress
+        return t < warmupEpochs ? base * Float(t / warmupEpochs) : base
+    }
+}
+
+/// cos(πx) by its Taylor series around the nearest multiple of π/2 would be
+/// overkill; the schedule only needs a smooth, exact-at-ends curve.
+private func cosPi(_ x: Double) -> Double {
+    // Reduce to [0, 1] then use the identity cos(πx) = 1 − 2 sin²(πx/2).
+    let s = sinApprox(Double.pi * x / 2)
+    return 1 - 2 * s * s
+}
+
+private func sinApprox(_ x: Double) -> Double {
+    // Taylor series; |x| ≤ π/2 here, so 11 terms are far below float error.
+    var term = x, sum = x
+    for n in 1..<11 {
+        term *= -x * x / Double((2 * n) * (2 * n + 1))
+        sum += term
+    }
+    return sum
+}
+
+/// Which parameters get weight decay: by default every parameter of rank
+/// > 1 (weights), not biases or normalisation scales, as commonly done.
+public typealias DecayPolicy = (_ name: String, _ parameter: Parameter) -> Bool
+
+public let decayWeightsOnly: DecayPolicy = { _, p in p.tensor.rank > 1 }
+public let decayEverything: DecayPolicy = { _, _ in true }
+
+/// SGD with momentum, Nesterov and weight decay; one fused launch per step.
+public final class SGD {
+    public var configuration: SGDConfiguration
+    let arena: ParameterArena
+    var momentum: [Tensor]
+
+    public init(_ named: [(String, Parameter)], configuration: SGDConfiguration,
+                decay: DecayPolicy = decayWeightsOnly) throws {
+        self.configuration = configuration
+        arena = try ParameterArena(parameters: named.map(\.1), decays: named.map { decay($0.0, $0.1) })
+        momentum = try arena.makeState()
+    }
+
+    public var learningRate: Float {
+        get { configuration.learningRate }
+        set { configuration.learningRate = newValue }
+    }
+
+    /// Applies one update from the parameters' current gradients.
+    public func step() throws {
+        try withoutGradients {
+            if let values = arena.values, let grads = arena.gradients {
+                try arena.gatherGradients()
+                try sgdStep(parameters: values, gradients: grads, momentum: momentum[0],
+                            configuration: configuration, segments: arena.segments)
+            } else {
+                for (i, p) in arena.parameters.enumerated() {
+                    let g = try p.tensor.grad ?? Tensor.zeros(p.shape, on: p.tensor.device)
+                    let flat = try [p.tensor.reshaped([p.tensor.count]), g.reshaped([g.count]),
+                                    momentum[i].reshaped([momentum[i].count])]
+                    try sgdStep(parameters: flat[0], gradients: flat[1], momentum: flat[2], configuration: configuration,
+                                segments: ParameterSegments(sizes: [p.tensor.count], decays: [arena.segments.decay[i] != 0]))
+                }
+            }
+        }
+    }
+
+    /// The momentum buffers, for checkpoints.
+    public var state: [Tensor] { momentum }
+}
+
+/// AdamW (decoupled weight decay, bias correction); one fused launch per step.
+public final class AdamW {
+    public var configuration: AdamWConfiguration
+    public private(set) var stepCount = 0
+    let arena: ParameterArena
+    var m: [Tensor]
+    var v: [Tensor]
+
+    public init(_ named: [(String, Parameter)], configuration: AdamWConfiguration,
+                decay: DecayPolicy = decayWeightsOnly) throws {
+        self.configuration = configuration
+        arena = try ParameterArena(parameters: named.map(\.1), decays: named.map { decay($0.0, $0.1) })
+        m = try arena.makeState()
+        v = try arena.makeState()
+    }
+
+    public var learningRate: Float {
+        get { configuration.learningRate }
+        set { configuration.learningRate = newValue }
+    }
+
+    public func step() throws {
+        stepCount += 1
+        try withoutGradients {
+            if let values = arena.values, let grads = arena.gradients {
+                try arena.gatherGradients()
+                try adamWStep(parameters: values, gradients: grads, m: m[0], v: v[0], step: stepCount,
+                              configuration: configuration, segments: arena.segments)
+            } else {
+                for (i, p) in arena.parameters.enumerated() {
+                    let g = try p.tensor.grad ?? Tensor.zeros(p.shape, on: p.tensor.device)
+                    try adamWStep(parameters: p.tensor.reshaped([p.tensor.count]), gradients: g.reshaped([g.count]),
+                                  m: m[i].reshaped([m[i].count]), v: v[i].reshaped([v[i].count]), step: stepCount,
+                                  configuration: configuration,
+                                  segments: ParameterSegments(sizes: [p.tensor.count], decays: [arena.segments.decay[i] != 0]))
+                }
+            }
+        }
+    }
+
+    public var state: [Tensor] { m + v }
+}
