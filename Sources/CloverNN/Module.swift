@@ -100,7 +100,9 @@ open class Module {
     public func zeroGrad() { for p in parameters() { p.tensor.zeroGrad() } }
 
     /// Walks stored properties of this class and its superclasses (up to
-    /// `Module`), unwrapping optionals. Labels drop a leading underscore.
+    /// `Module`), unwrapping optionals. Labels drop a leading underscore and
+    /// turn camelCase into PyTorch's snake_case (`runningMean` →
+    /// `running_mean`), so Swift names stay idiomatic.
     private func forEachProperty(_ body: (String, Any) -> Void) {
         var mirror: Mirror? = Mirror(reflecting: self)
         var mirrors: [Mirror] = []
@@ -112,6 +114,7 @@ open class Module {
             for child in m.children {
                 guard var label = child.label else { continue }
                 if label.hasPrefix("_") { label.removeFirst() }
+                label = snakeCased(label)
                 let unwrapped = Mirror(reflecting: child.value)
                 if unwrapped.displayStyle == .optional {
                     if let some = unwrapped.children.first { body(label, some.value) }
@@ -143,4 +146,18 @@ public final class Sequential: Module, Layer {
 /// A module mapping one tensor to one tensor.
 public protocol Layer: AnyObject {
     func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// `runningMean` → `running_mean`; digits and lower-case names are kept.
+func snakeCased(_ name: String) -> String {
+    var out = ""
+    for ch in name {
+        if ch.isUppercase {
+            if !out.isEmpty { out.append("_") }
+            out += ch.lowercased()
+        } else {
+            out.append(ch)
+        }
+    }
+    return out
 }

@@ -49,7 +49,7 @@ final class ModuleTests: XCTestCase {
     func testParametersAndStatesAreNamedLikeAStateDict() throws {
         let net = try TinyNet(.reference)
         XCTAssertEqual(net.namedParameters().map(\.0), ["fc1", "inner.weight", "blocks.0.weight", "blocks.1.weight"])
-        XCTAssertEqual(net.namedStates().map(\.0), ["inner.runningMean", "blocks.0.runningMean", "blocks.1.runningMean"])
+        XCTAssertEqual(net.namedStates().map(\.0), ["inner.running_mean", "blocks.0.running_mean", "blocks.1.running_mean"])
         XCTAssertEqual(net.parameterCount, 2 + 4 * 3)
         net.eval()
         XCTAssertFalse(net.blocks[1].isTraining)
