@@ -1,0 +1,121 @@
+// =================================================================================================
+// conv.cl — 2-D convolution helpers around CLBlast GEMM: im2col / col2im and the bias terms.
+//
+// Kernels:
+//   im2col              col[b, c, kh, kw, oh, ow] = x[b, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+//                       (0 where the tap falls in the padding)      (1-D range, one item per col entry)
+//   col2im              dx[b, c, ih, iw] = sum of col[b, c, kh, kw, oh, ow] over the taps that read
+//                       (ih, iw); gather form, no atomics; writes every dx entry (1-D range over dx)
+//   conv_bias_forward   y[n, o, p] += bias[o]                       (1-D range, one item per y entry)
+//   conv_bias_backward  db[o] = sum over n, p of dy[n, o, p]        (one work-group of WG per channel,
+//                                                                    global size O * WG)
+//
+// Macros:
+//   WG   work-group size of conv_bias_backward, a power of two (default 256).
+//
+// Layout: tensors are NCHW, contiguous. The column matrix of one batch chunk is
+// [b][c][kh][kw][oh*ow]; the rows of group g (channels g*C/G .. (g+1)*C/G - 1) are therefore one
+// contiguous [C/G*KH*KW, OH*OW] block, which is exactly the GEMM operand of that group, so the
+// kernels need not know about groups. x and dx are passed already offset to the chunk's first
+// sample. Every buffer is (pointer, ulong offset in elements); linear indices are computed in
+// ulong because a chunk's x can exceed 2^31 elements even when its column buffer does not.
+// Global sizes are rounded up to the work-group size: every kernel bounds-checks.
+// =================================================================================================
+
+#ifndef WG
+#define WG 256
+#endif
+
+__kernel void im2col(const ulong total,
+                     const int C, const int H, const int W,
+                     const int KH, const int KW, const int OH, const int OW,
+                     const int stride_h, const int stride_w,
+                     const int pad_h, const int pad_w,
+                     const int dil_h, const int dil_w,
+                     __global const float* x, const ulong x_off,
+                     __global float* col, const ulong col_off) {
+    const ulong i = get_global_id(0);
+    if (i >= total) return;
+    ulong t = i;
+    const int ow = (int)(t % (ulong)OW); t /= (ulong)OW;
+    const int oh = (int)(t % (ulong)OH); t /= (ulong)OH;
+    const int kw = (int)(t % (ulong)KW); t /= (ulong)KW;
+    const int kh = (int)(t % (ulong)KH); t /= (ulong)KH;
+    // t is now b * C + c: the index of the (sample, channel) plane in x.
+    const int ih = oh * stride_h - pad_h + kh * dil_h;
+    const int iw = ow * stride_w - pad_w + kw * dil_w;
+    float v = 0.0f;
+    if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+        v = x[x_off + (t * (ulong)H + (ulong)ih) * (ulong)W + (ulong)iw];
+    }
+    // Padding taps are written as 0, never skipped: the column buffer comes from a pool and may
+    // hold anything.
+    col[col_off + i] = v;
+}
+
+__kernel void col2im(const ulong total,
+                     const int C, const int H, const int W,
+                     const int KH, const int KW, const int OH, const int OW,
+                     const int stride_h, const int stride_w,
+                     const int pad_h, const int pad_w,
+                     const int dil_h, const int dil_w,
+                     __global const float* col, const ulong col_off,
+                     __global float* dx, const ulong dx_off) {
+    const ulong i = get_global_id(0);
+    if (i >= total) return;
+    const int iw = (int)(i % (ulong)W);
+    const int ih = (int)((i / (ulong)W) % (ulong)H);
+    const ulong plane = i / ((ulong)W * (ulong)H);            // b * C + c
+    const ulong P = (ulong)OH * (ulong)OW;
+    __global const float* base = col + col_off + plane * (ulong)KH * (ulong)KW * P;
+    float acc = 0.0f;
+    for (int kh = 0; kh < KH; ++kh) {
+        // Output row oh reads input row ih through tap kh when oh*sh = ih + ph - kh*dh.
+        const int th = ih + pad_h - kh * dil_h;
+        if (th < 0 || th % stride_h != 0) continue;
+        const int oh = th / stride_h;
+        if (oh >= OH) continue;
+        for (int kw = 0; kw < KW; ++kw) {
+            const int tw = iw + pad_w - kw * dil_w;
+            if (tw < 0 || tw % stride_w != 0) continue;
+            const int ow = tw / stride_w;
+            if (ow >= OW) continue;
+            acc += base[((ulong)(kh * KW + kw)) * P + (ulong)oh * (ulong)OW + (ulong)ow];
+        }
+    }
+    // Every input pixel is written, including those no tap reads (they get 0).
+    dx[dx_off + i] = acc;
+}
+
+__kernel void conv_bias_forward(const ulong total, const int O, const int P,
+                                __global const float* bias, const ulong bias_off,
+                                __global float* y, const ulong y_off) {
+    const ulong i = get_global_id(0);
+    if (i >= total) return;
+    const int o = (int)((i / (ulong)P) % (ulong)O);
+    y[y_off + i] += bias[bias_off + o];
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void conv_bias_backward(const int N, const int O, const int P,
+                        __global const float* dy, const ulong dy_off,
+                        __global float* db, const ulong db_off) {
+    __local float partial[WG];
+    const int o = get_group_id(0);
+    const int lid = get_local_id(0);
+    if (o >= O) return;   // whole group exits together, so no barrier is skipped by part of it
+    const ulong count = (ulong)N * (ulong)P;
+    float acc = 0.0f;
+    for (ulong j = lid; j < count; j += WG) {
+        const ulong n = j / (ulong)P;
+        const ulong p = j - n * (ulong)P;
+        acc += dy[dy_off + (n * (ulong)O + (ulong)o) * (ulong)P + p];
+    }
+    partial[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = WG / 2; stride > 0; stride >>= 1) {
+        if (lid < stride) partial[lid] += partial[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) db[db_off + o] = partial[0];
+}

@@ -1,0 +1,556 @@
+import CloverRuntime
+
+// 2-D convolution over NCHW tensors, forward and backward.
+// Kernels: Kernels/conv.cl (im2col, col2im, bias); every GEMM goes through CLBlast.
+//
+// The OpenCL path lowers each convolution to GEMMs over column matrices:
+//   forward          Y[n, g]    = W_g (O/G × K)  ·  col[n, g] (K × P)
+//   backward data    dcol[n, g] = W_gᵀ (K × O/G) ·  dY[n, g] (O/G × P),  then col2im
+//   backward weight  dW_g      += dY[n, g] (O/G × P) · col[n, g]ᵀ (P × K)
+// with K = C/G·KH·KW and P = OH·OW. Each sample is one CLBlast call, strided-batched over the
+// groups (the group blocks of W, col and Y are evenly spaced, so no stride is ever 0). Samples are
+// processed in chunks whose column matrices fit in `columnBufferLimitBytes`.
+
+/// Stride, padding, dilation and groups of a 2-D convolution, with PyTorch's
+/// semantics: `OH = (H + 2·padH − dilH·(KH − 1) − 1) / strideH + 1`.
+public struct Conv2DParameters: Equatable, Sendable, CustomStringConvertible {
+    public var strideH: Int
+    public var strideW: Int
+    public var paddingH: Int
+    public var paddingW: Int
+    public var dilationH: Int
+    public var dilationW: Int
+    /// Input and output channels are split into this many groups; group `g`
+    /// of the output sees only group `g` of the input (`groups == C` is a
+    /// depthwise convolution).
+    public var groups: Int
+
+    /// Parameters given as (height, width) pairs.
+    public init(stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                groups: Int = 1) {
+        (strideH, strideW) = stride
+        (paddingH, paddingW) = padding
+        (dilationH, dilationW) = dilation
+        self.groups = groups
+    }
+
+    /// The same value for height and width.
+    public init(stride: Int, padding: Int = 0, dilation: Int = 1, groups: Int = 1) {
+        self.init(stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation), groups: groups)
+    }
+
+    public var description: String {
+        "stride \(strideH)x\(strideW) padding \(paddingH)x\(paddingW) dilation \(dilationH)x\(dilationW) groups \(groups)"
+    }
+
+    /// The output shape `[N, O, OH, OW]` of a convolution of an input
+    /// `[N, C, H, W]` with a weight `[O, C/groups, KH, KW]`.
+    ///
+    /// - Throws: a ``CloverError`` naming `conv2d` and both shapes when the
+    ///   parameters or shapes are invalid.
+    public func outputShape(input: [Int], weight: [Int]) throws -> [Int] {
+        let g = try geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
+        return [g.n, g.o, g.oh, g.ow]
+    }
+
+    /// Throws unless stride and dilation are positive, padding non-negative
+    /// and groups positive.
+    func validate(op: String, shapes: [[Int]]) throws {
+        let context = "(shapes \(shapes.map(formatShape).joined(separator: ", ")))"
+        guard strideH > 0, strideW > 0 else {
+            throw CloverError.invalidArgument(op: op, reason: "stride must be positive, got \(strideH)x\(strideW) \(context)")
+        }
+        guard dilationH > 0, dilationW > 0 else {
+            throw CloverError.invalidArgument(op: op, reason: "dilation must be positive, got \(dilationH)x\(dilationW) \(context)")
+        }
+        guard paddingH >= 0, paddingW >= 0 else {
+            throw CloverError.invalidArgument(op: op, reason: "padding must be non-negative, got \(paddingH)x\(paddingW) \(context)")
+        }
+        guard groups > 0 else {
+            throw CloverError.invalidArgument(op: op, reason: "groups must be positive, got \(groups) \(context)")
+        }
+    }
+
+    /// The sizes of a convolution of `input` with `weight`, or an error
+    /// naming `op` and `shapes` (the caller's full input list).
+    func geometry(input x: [Int], weight w: [Int], op: String, shapes: [[Int]]) throws -> Conv2DGeometry {
+        func mismatch(_ reason: String) -> CloverError { .shapeMismatch(op: op, shapes: shapes, reason: reason) }
+        try validate(op: op, shapes: shapes)
+        guard x.count == 4 else { throw mismatch("input must be rank 4 [N, C, H, W], got rank \(x.count)") }
+        guard w.count == 4 else { throw mismatch("weight must be rank 4 [O, C/groups, KH, KW], got rank \(w.count)") }
+        guard (x + w).allSatisfy({ $0 > 0 }) else { throw mismatch("every dimension must be positive") }
+        let c = x[1], o = w[0], perGroup = w[1], kh = w[2], kw = w[3]
+        guard c % groups == 0 else { throw mismatch("input channels \(c) are not divisible by groups \(groups)") }
+        guard perGroup * groups == c else {
+            throw mismatch("weight takes \(perGroup) input channels per group, but \(c) input channels / \(groups) groups = \(c / groups)")
+        }
+        guard o % groups == 0 else { throw mismatch("output channels \(o) are not divisible by groups \(groups)") }
+        let extentH = dilationH * (kh - 1) + 1, extentW = dilationW * (kw - 1) + 1
+        let paddedH = x[2] + 2 * paddingH, paddedW = x[3] + 2 * paddingW
+        // Checked explicitly: with a negative numerator, integer division
+        // would truncate towards zero and report a bogus 1-pixel output.
+        guard extentH <= paddedH, extentW <= paddedW else {
+            throw mismatch("kernel \(kh)x\(kw) with dilation \(dilationH)x\(dilationW) spans \(extentH)x\(extentW), "
+                           + "larger than the padded input \(paddedH)x\(paddedW)")
+        }
+        return Conv2DGeometry(n: x[0], c: c, h: x[2], w: x[3], o: o, kh: kh, kw: kw,
+                              oh: (paddedH - extentH) / strideH + 1, ow: (paddedW - extentW) / strideW + 1,
+                              parameters: self)
+    }
+}
+
+/// The sizes of one convolution, derived once by the shape rule.
+struct Conv2DGeometry {
+    let n, c, h, w: Int
+    let o, kh, kw: Int
+    let oh, ow: Int
+    let parameters: Conv2DParameters
+
+    var groups: Int { parameters.groups }
+    /// Input and output channels per group.
+    var cg: Int { c / groups }
+    var og: Int { o / groups }
+    /// GEMM inner size per group: rows of a group's column block.
+    var k: Int { cg * kh * kw }
+    /// Output pixels per channel: columns of the column matrix.
+    var p: Int { oh * ow }
+    var inputPerSample: Int { c * h * w }
+    var outputPerSample: Int { o * p }
+    var columnPerSample: Int { c * kh * kw * p }
+}
+
+/// The default cap on one column buffer (elements of im2col for a chunk of
+/// samples): large enough that big batches need few chunks, small enough to
+/// fit beside the activations on an 8 GiB card.
+public let defaultConvColumnBufferLimitBytes = 256 << 20
+
+/// 2-D cross-correlation (what deep-learning frameworks call convolution).
+///
+/// Inputs: `x` `[N, C, H, W]`, `weight` `[O, C/groups, KH, KW]` and
+/// optionally `bias` `[O]`; output `[N, O, OH, OW]`.
+public struct Conv2D: Primitive {
+    public let parameters: Conv2DParameters
+    /// Upper bound on the im2col buffer of the OpenCL path; the batch is
+    /// processed in chunks of samples that fit (at least one sample).
+    public var columnBufferLimitBytes: Int
+
+    public init(_ parameters: Conv2DParameters = Conv2DParameters(),
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+        self.parameters = parameters
+        self.columnBufferLimitBytes = columnBufferLimitBytes
+    }
+
+    public var name: String { "conv2d" }
+
+    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+        guard shapes.count == 2 || shapes.count == 3 else {
+            throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects x, weight and optionally bias")
+        }
+        let g = try parameters.geometry(input: shapes[0], weight: shapes[1], op: name, shapes: shapes)
+        if shapes.count == 3 && shapes[2] != [g.o] {
+            throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "bias must be [\(g.o)], one per output channel")
+        }
+        return g
+    }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        let g = try geometry(inputs)
+        return [[g.n, g.o, g.oh, g.ow]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let outShape = try outputShapes(for: shapes)[0]
+        let x = inputs[0], wt = inputs[1]
+        let bias: [Float]? = inputs.count == 3 ? inputs[2] : nil
+        let (batch, channels, height, width) = (shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3])
+        let (outChannels, perGroup, kernelH, kernelW) = (shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3])
+        let (outH, outW) = (outShape[2], outShape[3])
+        let p = parameters
+        let outPerGroup = outChannels / p.groups
+        var y = [Float](repeating: 0, count: outShape.reduce(1, *))
+        for n in 0..<batch {
+            for oc in 0..<outChannels {
+                let group = oc / outPerGroup
+                for oy in 0..<outH {
+                    for ox in 0..<outW {
+                        var sum = bias.map { Double($0[oc]) } ?? 0
+                        for ci in 0..<perGroup {
+                            let ic = group * perGroup + ci
+                            for ky in 0..<kernelH {
+                                let iy = oy * p.strideH - p.paddingH + ky * p.dilationH
+                                if iy < 0 || iy >= height { continue }
+                                for kx in 0..<kernelW {
+                                    let ix = ox * p.strideW - p.paddingW + kx * p.dilationW
+                                    if ix < 0 || ix >= width { continue }
+                                    let xv = x[((n * channels + ic) * height + iy) * width + ix]
+                                    let wv = wt[((oc * perGroup + ci) * kernelH + ky) * kernelW + kx]
+                                    sum += Double(xv) * Double(wv)
+                                }
+                            }
+                        }
+                        y[((n * outChannels + oc) * outH + oy) * outW + ox] = Float(sum)
+                    }
+                }
+            }
+        }
+        return [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let g = try geometry(inputs.map(\.shape))
+        try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+        let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
+        let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
+        let col = try context.allocateView(count: chunk * g.columnPerSample)
+        var n0 = 0
+        while n0 < g.n {
+            let nb = min(chunk, g.n - n0)
+            try convIm2col(context, g, x: x.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample),
+                           samples: nb, col: col)
+            for b in 0..<nb {
+                // beta = 0: CLBlast then never reads C, so a recycled buffer's
+                // garbage (even NaN) cannot leak into y.
+                try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.k, alpha: 1,
+                                a: w, lda: g.k, strideA: g.og * g.k,
+                                b: col.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
+                                ldb: g.p, strideB: g.k * g.p,
+                                beta: 0,
+                                c: y.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
+                                ldc: g.p, strideC: g.og * g.p, batch: g.groups)
+            }
+            n0 += nb
+        }
+        if inputs.count == 3 {
+            let bias = inputs[2].view
+            let kernel = try convKernel(context, "conv_bias_forward")
+            try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+                UInt64(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
+            ])
+        }
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        let x = inputs[0], weight = inputs[1], dy = cotangents[0]
+        let dx = try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
+                                               columnBufferLimitBytes: columnBufferLimitBytes), [dy, weight])
+        let dw = try apply1(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
+                                                 columnBufferLimitBytes: columnBufferLimitBytes), [dy, x])
+        var grads: [Tensor?] = [dx, dw]
+        if inputs.count == 3 { grads.append(try apply1(Conv2DBackwardBias(), [dy])) }
+        return grads
+    }
+}
+
+/// Gradient of ``Conv2D`` with respect to its input: inputs `dy`
+/// `[N, O, OH, OW]` and `weight`; output `dx` of the stored input shape.
+public struct Conv2DBackwardData: Primitive {
+    public let parameters: Conv2DParameters
+    /// The forward input's shape `[N, C, H, W]`: several input sizes map to
+    /// the same output size when the stride exceeds 1, so it cannot be inferred.
+    public let inputShape: [Int]
+    public var columnBufferLimitBytes: Int
+
+    public init(_ parameters: Conv2DParameters, inputShape: [Int],
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+        self.parameters = parameters
+        self.inputShape = inputShape
+        self.columnBufferLimitBytes = columnBufferLimitBytes
+    }
+
+    public var name: String { "conv2d_backward_data" }
+
+    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+        guard shapes.count == 2 else {
+            throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects dy and weight")
+        }
+        let g = try parameters.geometry(input: inputShape, weight: shapes[1], op: name, shapes: [inputShape] + shapes)
+        guard shapes[0] == [g.n, g.o, g.oh, g.ow] else {
+            throw CloverError.shapeMismatch(op: name, shapes: [inputShape] + shapes,
+                                            reason: "dy must be \(formatShape([g.n, g.o, g.oh, g.ow])), the forward output shape")
+        }
+        return g
+    }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        _ = try geometry(inputs)
+        return [inputShape]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        _ = try outputShapes(for: shapes)
+        let dy = inputs[0], wt = inputs[1]
+        let (batch, channels, height, width) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        let (outChannels, outH, outW) = (shapes[0][1], shapes[0][2], shapes[0][3])
+        let (perGroup, kernelH, kernelW) = (shapes[1][1], shapes[1][2], shapes[1][3])
+        let p = parameters
+        let outPerGroup = outChannels / p.groups
+        // Scatter form: every (output pixel, tap) pair adds its share to the
+        // input pixel it read in the forward pass.
+        var dx = [Double](repeating: 0, count: inputShape.reduce(1, *))
+        for n in 0..<batch {
+            for oc in 0..<outChannels {
+                let group = oc / outPerGroup
+                for oy in 0..<outH {
+                    for ox in 0..<outW {
+                        let g = Double(dy[((n * outChannels + oc) * outH + oy) * outW + ox])
+                        for ci in 0..<perGroup {
+                            let ic = group * perGroup + ci
+                            for ky in 0..<kernelH {
+                                let iy = oy * p.strideH - p.paddingH + ky * p.dilationH
+                                if iy < 0 || iy >= height { continue }
+                                for kx in 0..<kernelW {
+                                    let ix = ox * p.strideW - p.paddingW + kx * p.dilationW
+                                    if ix < 0 || ix >= width { continue }
+                                    let wv = wt[((oc * perGroup + ci) * kernelH + ky) * kernelW + kx]
+                                    dx[((n * channels + ic) * height + iy) * width + ix] += g * Double(wv)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [dx.map { Float($0) }]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let g = try geometry(inputs.map(\.shape))
+        try g.checkKernelLimits(op: name, shapes: [inputShape] + inputs.map(\.shape), on: context)
+        let dy = inputs[0].view, w = inputs[1].view, dx = outputs[0].view
+        let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
+        let dcol = try context.allocateView(count: chunk * g.columnPerSample)
+        var n0 = 0
+        while n0 < g.n {
+            let nb = min(chunk, g.n - n0)
+            for b in 0..<nb {
+                try clblastGemm(context, transposeA: true, transposeB: false, m: g.k, n: g.p, k: g.og, alpha: 1,
+                                a: w, lda: g.k, strideA: g.og * g.k,
+                                b: dy.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
+                                ldb: g.p, strideB: g.og * g.p,
+                                beta: 0,
+                                c: dcol.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
+                                ldc: g.p, strideC: g.k * g.p, batch: g.groups)
+            }
+            // col2im writes every element of dx, including pixels no tap reads.
+            try convCol2im(context, g, col: dcol, samples: nb,
+                           dx: dx.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample))
+            n0 += nb
+        }
+    }
+}
+
+/// Gradient of ``Conv2D`` with respect to its weight: inputs `dy`
+/// `[N, O, OH, OW]` and `x`; output `dw` of the stored weight shape.
+public struct Conv2DBackwardWeight: Primitive {
+    public let parameters: Conv2DParameters
+    /// The forward weight's shape `[O, C/groups, KH, KW]`.
+    public let weightShape: [Int]
+    public var columnBufferLimitBytes: Int
+
+    public init(_ parameters: Conv2DParameters, weightShape: [Int],
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+        self.parameters = parameters
+        self.weightShape = weightShape
+        self.columnBufferLimitBytes = columnBufferLimitBytes
+    }
+
+    public var name: String { "conv2d_backward_weight" }
+
+    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+        guard shapes.count == 2 else {
+            throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects dy and x")
+        }
+        let g = try parameters.geometry(input: shapes[1], weight: weightShape, op: name, shapes: shapes + [weightShape])
+        guard shapes[0] == [g.n, g.o, g.oh, g.ow] else {
+            throw CloverError.shapeMismatch(op: name, shapes: shapes + [weightShape],
+                                            reason: "dy must be \(formatShape([g.n, g.o, g.oh, g.ow])), the forward output shape")
+        }
+        return g
+    }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        _ = try geometry(inputs)
+        return [weightShape]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        _ = try outputShapes(for: shapes)
+        let dy = inputs[0], x = inputs[1]
+        let (batch, channels, height, width) = (shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3])
+        let (outChannels, outH, outW) = (shapes[0][1], shapes[0][2], shapes[0][3])
+        let (perGroup, kernelH, kernelW) = (weightShape[1], weightShape[2], weightShape[3])
+        let p = parameters
+        let outPerGroup = outChannels / p.groups
+        var dw = [Float](repeating: 0, count: weightShape.reduce(1, *))
+        for oc in 0..<outChannels {
+            let group = oc / outPerGroup
+            for ci in 0..<perGroup {
+                let ic = group * perGroup + ci
+                for ky in 0..<kernelH {
+                    for kx in 0..<kernelW {
+                        var sum = 0.0
+                        for n in 0..<batch {
+                            for oy in 0..<outH {
+                                let iy = oy * p.strideH - p.paddingH + ky * p.dilationH
+                                if iy < 0 || iy >= height { continue }
+                                for ox in 0..<outW {
+                                    let ix = ox * p.strideW - p.paddingW + kx * p.dilationW
+                                    if ix < 0 || ix >= width { continue }
+                                    let g = dy[((n * outChannels + oc) * outH + oy) * outW + ox]
+                                    let xv = x[((n * channels + ic) * height + iy) * width + ix]
+                                    sum += Double(g) * Double(xv)
+                                }
+                            }
+                        }
+                        dw[((oc * perGroup + ci) * kernelH + ky) * kernelW + kx] = Float(sum)
+                    }
+                }
+            }
+        }
+        return [dw]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let g = try geometry(inputs.map(\.shape))
+        try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape) + [weightShape], on: context)
+        let dy = inputs[0].view, x = inputs[1].view, dw = outputs[0].view
+        let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
+        let col = try context.allocateView(count: chunk * g.columnPerSample)
+        var n0 = 0
+        while n0 < g.n {
+            let nb = min(chunk, g.n - n0)
+            try convIm2col(context, g, x: x.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample),
+                           samples: nb, col: col)
+            for b in 0..<nb {
+                // The first sample overwrites dw (beta = 0, so CLBlast never
+                // reads the recycled buffer); later samples accumulate.
+                try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.k, k: g.p, alpha: 1,
+                                a: dy.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
+                                lda: g.p, strideA: g.og * g.p,
+                                b: col.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
+                                ldb: g.p, strideB: g.k * g.p,
+                                beta: n0 + b == 0 ? 0 : 1,
+                                c: dw, ldc: g.k, strideC: g.og * g.k, batch: g.groups)
+            }
+            n0 += nb
+        }
+    }
+}
+
+/// Gradient of ``Conv2D`` with respect to its bias: input `dy`
+/// `[N, O, OH, OW]`, output `db` `[O]` (the sum over N, OH and OW).
+public struct Conv2DBackwardBias: Primitive {
+    public init() {}
+    public var name: String { "conv2d_backward_bias" }
+
+    /// Work-group size of the per-channel reduction (the `WG` macro).
+    static let groupSize = 256
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 1, inputs[0].count == 4 else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "expects one dy of rank 4 [N, O, OH, OW]")
+        }
+        return [[inputs[0][1]]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let dy = inputs[0]
+        let (batch, channels, pixels) = (shapes[0][0], shapes[0][1], shapes[0][2] * shapes[0][3])
+        var db = [Float](repeating: 0, count: channels)
+        for o in 0..<channels {
+            var sum = 0.0
+            for n in 0..<batch {
+                for q in 0..<pixels { sum += Double(dy[(n * channels + o) * pixels + q]) }
+            }
+            db[o] = Float(sum)
+        }
+        return [db]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let shape = inputs[0].shape
+        let (batch, channels, pixels) = (shape[0], shape[1], shape[2] * shape[3])
+        guard [batch, channels, pixels].allSatisfy({ $0 <= Int(Int32.max) }) else {
+            throw CloverError.unsupported(op: name, shapes: [shape], device: context.device.description,
+                                          reason: "a dimension exceeds the kernel's 32-bit sizes")
+        }
+        let dy = inputs[0].view, db = outputs[0].view
+        let wg = Self.groupSize
+        let kernel = try convKernel(context, "conv_bias_backward")
+        try context.launch(kernel, global: [channels * wg], local: [wg], arguments: [
+            Int32(batch), Int32(channels), Int32(pixels), dy.buffer, dy.kernelOffset, db.buffer, db.kernelOffset,
+        ])
+    }
+}
+
+// MARK: OpenCL helpers (not used by the CPU reference)
+
+/// A kernel of `Kernels/conv.cl`. Every conv kernel is built with the same
+/// defines, so the family compiles to one program instead of one per define set.
+func convKernel(_ context: OpenCLContext, _ name: String) throws -> Kernel {
+    try context.kernel(family: "conv", name, defines: ["WG": "\(Conv2DBackwardBias.groupSize)"])
+}
+
+extension Conv2DGeometry {
+    /// Samples per chunk so that the chunk's column matrix fits in
+    /// `limitBytes` (at least one, whatever its size).
+    func samplesPerChunk(limitBytes: Int) -> Int {
+        max(1, min(n, limitBytes / max(1, columnPerSample * MemoryLayout<Float>.stride)))
+    }
+
+    /// The kernels take sizes as `int` and compute tap coordinates in `int`
+    /// (linear indices are `ulong`); refuse shapes where either overflows
+    /// rather than read the wrong pixels.
+    func checkKernelLimits(op: String, shapes: [[Int]], on context: OpenCLContext) throws {
+        let s = parameters
+        let values = [c, h, w, kh, kw, oh, ow, p, s.strideH, s.strideW, s.paddingH, s.paddingW, s.dilationH,
+                      s.dilationW, h + 2 * s.paddingH, w + 2 * s.paddingW, oh * s.strideH + kh * s.dilationH,
+                      ow * s.strideW + kw * s.dilationW]
+        guard values.allSatisfy({ $0 <= Int(Int32.max) }) else {
+            throw CloverError.unsupported(op: op, shapes: shapes, device: context.device.description,
+                                          reason: "a size exceeds the kernels' 32-bit int parameters")
+        }
+    }
+
+    /// The im2col kernel's size and geometry arguments, in declaration order.
+    var kernelSizeArguments: [KernelArgument] {
+        let p = parameters
+        return [Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(oh), Int32(ow),
+                Int32(p.strideH), Int32(p.strideW), Int32(p.paddingH), Int32(p.paddingW),
+                Int32(p.dilationH), Int32(p.dilationW)]
+    }
+}
+
+/// Fills `col` with the column matrices of `samples` samples starting at `x`.
+func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
+    let total = samples * g.columnPerSample
+    let kernel = try convKernel(context, "im2col")
+    try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
+                       arguments: [UInt64(total)] + g.kernelSizeArguments + [
+                           x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
+                       ])
+}
+
+/// Writes `dx` for `samples` samples from their column-gradient matrices.
+func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
+    let total = samples * g.inputPerSample
+    let kernel = try convKernel(context, "col2im")
+    try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
+                       arguments: [UInt64(total)] + g.kernelSizeArguments + [
+                           col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
+                       ])
+}
+
+/// 2-D convolution of `x` `[N, C, H, W]` with `weight` `[O, C/groups, KH, KW]`
+/// plus an optional `bias` `[O]`, in PyTorch's `conv2d` style; the same
+/// stride, padding and dilation apply to height and width.
+public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil,
+                   stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws -> Tensor {
+    try conv2d(x, weight, bias: bias,
+               parameters: Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups))
+}
+
+/// 2-D convolution with separate height and width parameters; see ``Conv2DParameters``.
+public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Conv2DParameters) throws -> Tensor {
+    try apply1(Conv2D(parameters), bias.map { [x, weight, $0] } ?? [x, weight])
+}
