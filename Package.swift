@@ -84,6 +84,10 @@ let package = Package(
             name: "CloverTests",
             dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels"]
         ),
+        .testTarget(
+            name: "CloverCLITests",
+            dependencies: ["clover", "CloverConformance"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

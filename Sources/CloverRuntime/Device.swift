@@ -142,14 +142,22 @@ public enum DeviceDiscovery {
 
     /// Picks a device by specification.
     ///
-    /// `spec` is an index into ``allDevices()`` or a case-insensitive substring
-    /// of the platform or device name. With no spec, `CLOVER_DEVICE` is used;
+    /// `spec` is an index into ``allDevices()``, a case-insensitive substring
+    /// of the platform or device name, or a platform alias
+    /// (``platformAliases``, e.g. `pocl`). With no spec, `CLOVER_DEVICE` is used;
     /// with neither, the first GPU, else the first CPU, else the first device.
     public static func select(_ spec: String? = nil) throws -> OpenCLDevice {
         let devices = try allDevices()
         let wanted = spec ?? ProcessInfo.processInfo.environment[environmentVariable]
         return try select(wanted, from: devices)
     }
+
+    /// Short names for platforms whose full name does not contain the name
+    /// people use for them: POCL calls itself "Portable Computing Language",
+    /// so `--device pocl` would otherwise match nothing.
+    public static let platformAliases: [String: [String]] = [
+        "Portable Computing Language": ["pocl"],
+    ]
 
     /// Selection over a given list; see ``select(_:)``.
     public static func select(_ spec: String?, from devices: [OpenCLDevice]) throws -> OpenCLDevice {
@@ -165,6 +173,7 @@ public enum DeviceDiscovery {
             let needle = spec.lowercased()
             if let match = devices.first(where: {
                 $0.name.lowercased().contains(needle) || $0.platformName.lowercased().contains(needle)
+                    || (platformAliases[$0.platformName] ?? []).contains(needle)
             }) {
                 return match
             }
