@@ -94,6 +94,10 @@ let package = Package(
             name: "CloverNNTests",
             dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime"]
         ),
+        .testTarget(
+            name: "CloverCLITests",
+            dependencies: ["clover", "CloverConformance"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

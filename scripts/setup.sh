@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs what Clover needs to build and run on Debian 12 (bookworm):
+# the OpenCL ICD loader and headers, CLBlast, POCL (a CPU OpenCL device, so
+# everything runs without a GPU), clinfo, the Fashion-MNIST data set,
+# zlib and pkg-config (SwiftPM finds OpenCL and CLBlast through it).
+#
+# Only missing packages are installed, and `apt-get update` runs only when
+# something must be installed, so a second run is quick and needs no network.
+# The Swift toolchain is not installed here: it must already be on PATH or at
+# /opt/swift/usr/bin.
+#
+# Run it (`bash scripts/setup.sh`) or source it (`source scripts/setup.sh`,
+# as main.sh and test.sh do, so that the PATH fix-up below carries over).
+set -euo pipefail
+
+clover_setup() {
+    local packages=(
+        ocl-icd-opencl-dev
+        opencl-headers
+        libclblast-dev
+        pocl-opencl-icd
+        clinfo
+        dataset-fashion-mnist
+        zlib1g-dev
+        pkg-config
+    )
+
+    # The toolchain tarball unpacked at /opt/swift is not on PATH by default.
+    if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+        export PATH="/opt/swift/usr/bin:$PATH"
+    fi
+    if ! command -v swift >/dev/null 2>&1; then
+        echo "error: swift not found: install the Swift toolchain (6.0 or later) and put it on PATH," >&2
+        echo "       or unpack it at /opt/swift so that /opt/swift/usr/bin/swift exists." >&2
+        return 1
+    fi
+
+    local missing=()
+    local package
+    for package in "${packages[@]}"; do
+        # `dpkg -s` also succeeds for removed packages whose configuration
+        # files remain, so require the installed state explicitly.
+        if ! dpkg -s "$package" 2>/dev/null | grep -q '^Status: install ok installed$'; then
+            missing+=("$package")
+        fi
+    done
+
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "setup: all packages present; $(swift --version 2>/dev/null | head -n 1)"
+        return 0
+    fi
+
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "error: not root and sudo is not installed; cannot install: ${missing[*]}" >&2
+            return 1
+        fi
+        sudo=(sudo)
+    fi
+
+    echo "setup: installing ${missing[*]}"
+    # Explicit `|| return`: when sourced, this function runs as the left side
+    # of `||`, where `set -e` does not apply.
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update || return 1
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}" || return 1
+    echo "setup: installed ${missing[*]}; $(swift --version 2>/dev/null | head -n 1)"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    clover_setup
+else
+    # Sourced: fail the caller (which runs with `set -e`) without exiting
+    # an interactive shell that sourced this by hand.
+    clover_setup || return 1
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The tests: installs what is missing, builds every target with its tests,
+# and runs `swift test`. The conformance tests run on the default OpenCL
+# device (CLOVER_DEVICE, else the first GPU, else POCL's CPU device).
+#
+# Extra arguments go to `swift test`, e.g.
+#   bash scripts/test.sh --filter CloverCLITests
+# Exits non-zero when the build fails or any test fails.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh
+
+swift build --build-tests
+swift test "$@"
