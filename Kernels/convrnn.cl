@@ -1,7 +1,7 @@
 // =================================================================================================
 // convrnn.cl — fused ConvLSTM / ConvGRU gate arithmetic over the pre-activations the convs produce.
 //
-// Kernels (1-D range over the state elements B*N*H*W, one item per element):
+// Kernels: (1-D range over the state elements B*N*H*W, one item per element)
 //   lstm_cell_forward    i,f,o = sigmoid, g = tanh; c' = f*c + i*g; h' = o*tanh(c')
 //   lstm_cell_backward   d(pre) for the four gates and dc, from dh' and dc'
 //   gru_gates_forward    z = sigmoid(pz); rh = sigmoid(pr) * h
