@@ -11,3 +11,4 @@ import Darwin
 @inline(__always) func _erf(_ x: Double) -> Double { erf(x) }
 @inline(__always) func _sqrt(_ x: Double) -> Double { sqrt(x) }
 @inline(__always) func _pow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
+@inline(__always) func _cos(_ x: Double) -> Double { cos(x) }
