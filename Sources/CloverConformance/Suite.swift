@@ -11,6 +11,10 @@ public enum ConformanceSuite {
             + gemmCases()
             + convolutionCases()
             + lossCases()
+            + activationCases()
+            + poolingCases()
+            + dropoutCases()
+            + layoutCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of
