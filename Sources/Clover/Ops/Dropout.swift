@@ -76,7 +76,9 @@ struct DropMask {
 /// The op is linear in `x` for a fixed mask, so its gradient is the same op
 /// applied to `dy`. `p` must lie in `[0, 1)`; `p = 0` is the identity.
 public struct Dropout: Primitive {
+    /// The drop probability `p`, in `[0, 1)`.
     public let probability: Float
+    /// The Philox key: one seed gives one mask on every device.
     public let seed: UInt64
     public init(probability: Float, seed: UInt64) {
         self.probability = probability
@@ -124,7 +126,9 @@ public struct Dropout: Primitive {
 /// Linear in `x` for a fixed mask, so its gradient is the same op applied to
 /// `dy`. `p` must lie in `[0, 1)`.
 public struct StochasticDepth: Primitive {
+    /// The drop probability `p`, in `[0, 1)`.
     public let probability: Float
+    /// The Philox key: one seed gives one mask on every device.
     public let seed: UInt64
     public init(probability: Float, seed: UInt64) {
         self.probability = probability

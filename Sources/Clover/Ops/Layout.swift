@@ -308,6 +308,7 @@ public struct StridedCopy: Primitive {
 /// elsewhere. The view must not repeat elements.
 public struct StridedCopyBackward: Primitive {
     public let view: StridedView
+    /// The shape of the tensor the view was taken of.
     public let inputShape: [Int]
     public init(_ view: StridedView, inputShape: [Int]) {
         self.view = view

@@ -10,8 +10,12 @@ let planeReductionGroupSize = 64
 /// spatial axis. The output size is `⌊(H + 2·padding − kernel) / stride⌋ + 1`
 /// (PyTorch's `ceil_mode=False`).
 public struct PoolWindow: Equatable, Sendable, CustomStringConvertible {
+    /// Window size along H and W (each ≥ 1).
     public let kernelHeight: Int, kernelWidth: Int
+    /// Step between windows along H and W (each ≥ 1).
     public let strideHeight: Int, strideWidth: Int
+    /// Implicit padding on each side along H and W, at most half the kernel
+    /// size (so every window holds a real element).
     public let paddingHeight: Int, paddingWidth: Int
 
     /// A window with separate sizes per axis.
@@ -257,6 +261,7 @@ public struct AvgPool2d: Primitive {
 /// because several input sizes pool to the same output size.
 public struct AvgPool2dBackward: Primitive {
     public let window: PoolWindow
+    /// The forward input's shape `[N, C, H, W]`.
     public let inputShape: [Int]
     public init(_ window: PoolWindow, inputShape: [Int]) {
         self.window = window
@@ -351,6 +356,7 @@ public struct GlobalAvgPool2d: Primitive {
 /// The gradient of ``GlobalAvgPool2d``: `dx[n, c, h, w] = dy[n, c] / (H·W)`.
 /// Input: `dy` `[N, C, 1, 1]`; the forward input's shape is a parameter.
 public struct GlobalAvgPool2dBackward: Primitive {
+    /// The forward input's shape `[N, C, H, W]`.
     public let inputShape: [Int]
     public init(inputShape: [Int]) { self.inputShape = inputShape }
     public var name: String { "global_avgpool_backward" }
