@@ -13,6 +13,10 @@ public enum ConformanceSuite {
             + lossCases()
             + optimizerCases()
             + convRNNCases()
+            + activationCases()
+            + poolingCases()
+            + dropoutCases()
+            + layoutCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of

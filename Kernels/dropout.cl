@@ -1,0 +1,75 @@
+// =================================================================================================
+// dropout.cl — dropout and stochastic depth with masks from the counter-based Philox4x32-10 RNG,
+// so a seed gives the same mask on every device and on the CPU reference.
+//
+// Kernels:
+//   dropout_forward            y[i] = keep(i) ? x[i] * scale : 0     (1-D range, one item per 4 elements)
+//   stochastic_depth_forward   y[i] = keep(i / per_sample) ? x[i] * scale : 0
+//                                                                     (1-D range, one item per element)
+//
+// Macros: none.
+//
+// Layout: every buffer is passed as (pointer, ulong offset in elements); tensors are contiguous.
+// The global size may exceed the work (rounded up to the work-group size): each kernel checks its
+// index.
+//
+// Random numbers: Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC11; the Random123 constants), keyed
+// by the 64-bit seed (key = (seed lo, seed hi)). Draw j of a stream is word j % 4 of the block at
+// counter (j / 4 lo, j / 4 hi, stream, 0). Dropout uses stream 0 with j = the element index;
+// stochastic depth uses stream 1 with j = the sample index. An element (or sample) is kept when its
+// 32-bit draw is >= threshold = round(p * 2^32), computed on the host: an integer comparison, so
+// there is no float rounding that two devices could disagree on. The same kernels compute the
+// gradients (dy in place of x), regenerating the mask from the seed.
+// =================================================================================================
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+#define STREAM_DROPOUT 0u
+#define STREAM_STOCHASTIC_DEPTH 1u
+
+inline uint4 philox4x32_10(uint4 c, uint2 k) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            k.x += PHILOX_W0;
+            k.y += PHILOX_W1;
+        }
+        const uint hi0 = mul_hi(PHILOX_M0, c.x), lo0 = PHILOX_M0 * c.x;
+        const uint hi1 = mul_hi(PHILOX_M1, c.z), lo1 = PHILOX_M1 * c.z;
+        c = (uint4)(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+    }
+    return c;
+}
+
+// The four draws of block `block` of `stream`.
+inline uint4 philox_block(const ulong block, const uint stream, const uint seed_lo, const uint seed_hi) {
+    return philox4x32_10((uint4)((uint)block, (uint)(block >> 32), stream, 0u), (uint2)(seed_lo, seed_hi));
+}
+
+__kernel void dropout_forward(const ulong n, const uint threshold, const float scale,
+                              const uint seed_lo, const uint seed_hi,
+                              __global const float* x, const ulong x_off,
+                              __global float* y, const ulong y_off) {
+    const ulong block = get_global_id(0);
+    const ulong base = block * 4;
+    if (base >= n) return;
+    const uint4 r = philox_block(block, STREAM_DROPOUT, seed_lo, seed_hi);
+    const uint draws[4] = {r.x, r.y, r.z, r.w};
+    for (int k = 0; k < 4 && base + k < n; ++k) {
+        y[y_off + base + k] = draws[k] >= threshold ? x[x_off + base + k] * scale : 0.0f;
+    }
+}
+
+__kernel void stochastic_depth_forward(const ulong n, const ulong per_sample, const uint threshold, const float scale,
+                                       const uint seed_lo, const uint seed_hi,
+                                       __global const float* x, const ulong x_off,
+                                       __global float* y, const ulong y_off) {
+    const ulong i = get_global_id(0);
+    if (i >= n) return;
+    const ulong sample = i / per_sample;
+    const uint4 r = philox_block(sample / 4, STREAM_STOCHASTIC_DEPTH, seed_lo, seed_hi);
+    const uint k = sample % 4;
+    const uint draw = k == 0 ? r.x : k == 1 ? r.y : k == 2 ? r.z : r.w;
+    y[y_off + i] = draw >= threshold ? x[x_off + i] * scale : 0.0f;
+}

@@ -1,0 +1,77 @@
+// =================================================================================================
+// layout.cl — data movement: concatenation and splitting along an axis, and copies of strided views
+// (transposes, permutes, slices) into contiguous tensors, with the gradient of the latter.
+//
+// Kernels:
+//   copy_blocks               dst[r*dst_stride + c] = src[r*src_stride + c] for r < rows, c < len
+//                             (1-D range over n = rows*len; concat and split are one launch per part)
+//   strided_gather            y[j] = x[offset + sum_k idx_k(j) * stride_k]        (range over outputs)
+//                             where idx(j) is j unravelled row-major over the view's sizes
+//   strided_scatter_gather    dx[e] = dy[j] if element e of x is view element j, else 0
+//                             (gather form of the scatter-back gradient: range over x's elements)
+//
+// Macros: none.
+//
+// Layout: every buffer is passed as (pointer, ulong offset in elements). A view of rank <= 8 comes
+// as int8 vectors of sizes and strides (unused lanes: size 1, stride 0) plus an element offset; the
+// host drops size-1 axes and checks that every index fits in an int. The global size may exceed n
+// (rounded up to the work-group size): each kernel checks its index against n.
+//
+// strided_scatter_gather needs a view whose elements are all distinct: sorted by decreasing
+// stride, each stride exceeds the span of all smaller-stride axes, so greedy division recovers the
+// unique index of any element (or shows it lies outside the view). The host sorts the axes and
+// passes, per axis, the stride in x and the stride of the same axis in the contiguous dy.
+// =================================================================================================
+
+__kernel void copy_blocks(const ulong n, const ulong len,
+                          __global const float* src, const ulong src_off, const ulong src_stride,
+                          __global float* dst, const ulong dst_off, const ulong dst_stride) {
+    const ulong i = get_global_id(0);
+    if (i >= n) return;
+    const ulong r = i / len, c = i % len;
+    dst[dst_off + r * dst_stride + c] = src[src_off + r * src_stride + c];
+}
+
+__kernel void strided_gather(const ulong n, const int rank, const int8 sizes, const int8 strides, const ulong offset,
+                             __global const float* x, const ulong x_off,
+                             __global float* y, const ulong y_off) {
+    const ulong j = get_global_id(0);
+    if (j >= n) return;
+    const int sz[8] = {sizes.s0, sizes.s1, sizes.s2, sizes.s3, sizes.s4, sizes.s5, sizes.s6, sizes.s7};
+    const int st[8] = {strides.s0, strides.s1, strides.s2, strides.s3, strides.s4, strides.s5, strides.s6, strides.s7};
+    int rem = (int)j;
+    int src = 0;
+    // Unravel from the last (fastest) axis.
+    for (int k = rank - 1; k >= 0; --k) {
+        src += (rem % sz[k]) * st[k];
+        rem /= sz[k];
+    }
+    y[y_off + j] = x[x_off + offset + src];
+}
+
+__kernel void strided_scatter_gather(const ulong n, const int rank, const int8 sizes, const int8 strides,
+                                     const int8 dy_strides, const ulong offset,
+                                     __global const float* dy, const ulong dy_off,
+                                     __global float* dx, const ulong dx_off) {
+    const ulong e = get_global_id(0);
+    if (e >= n) return;
+    const int sz[8] = {sizes.s0, sizes.s1, sizes.s2, sizes.s3, sizes.s4, sizes.s5, sizes.s6, sizes.s7};
+    const int st[8] = {strides.s0, strides.s1, strides.s2, strides.s3, strides.s4, strides.s5, strides.s6, strides.s7};
+    const int ost[8] = {dy_strides.s0, dy_strides.s1, dy_strides.s2, dy_strides.s3,
+                        dy_strides.s4, dy_strides.s5, dy_strides.s6, dy_strides.s7};
+    float value = 0.0f;
+    if (e >= offset) {
+        int rem = (int)(e - offset);
+        int j = 0;
+        bool inside = true;
+        // Axes arrive sorted by decreasing stride.
+        for (int k = 0; k < rank && inside; ++k) {
+            const int q = rem / st[k];
+            inside = q < sz[k];
+            j += q * ost[k];
+            rem -= q * st[k];
+        }
+        if (inside && rem == 0) value = dy[dy_off + j];
+    }
+    dx[dx_off + e] = value;
+}
