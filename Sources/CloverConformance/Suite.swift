@@ -17,6 +17,7 @@ public enum ConformanceSuite {
             + poolingCases()
             + dropoutCases()
             + layoutCases()
+            + regulatorCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of
