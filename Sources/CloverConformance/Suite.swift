@@ -11,6 +11,8 @@ public enum ConformanceSuite {
             + gemmCases()
             + convolutionCases()
             + lossCases()
+            + normalizationCases()
+            + reductionCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of
