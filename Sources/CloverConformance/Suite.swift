@@ -18,6 +18,8 @@ public enum ConformanceSuite {
             + dropoutCases()
             + layoutCases()
             + regulatorCases()
+            + normalizationCases()
+            + reductionCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of

@@ -1,0 +1,389 @@
+// =================================================================================================
+// normalization.cl — batch normalisation over NCHW (training statistics, normalisation, both
+// backward passes, running statistics) and layer normalisation over the last axis.
+//
+// Kernels:
+//   bn_stats_partial           per (channel c, chunk k): count, mean and M2 (sum of squared
+//                              deviations) of x[:, c, :] - shift_c over chunk k of the N*HW
+//                              elements, by Welford per item and Chan's merge across the group
+//                              (1-D range of C * chunks work-groups)
+//   bn_stats_finalize          mean[c] = shift_c + merged mean, invstd[c] = 1 / sqrt(M2 / (N*HW)
+//                              + eps) from the chunk partials                (1-D range over C)
+//   bn_invstd_from_var         invstd[c] = 1 / sqrt(var[c] + eps)           (1-D range over C)
+//   bn_normalize               y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
+//                                                                           (1-D range over y)
+//   bn_backward_partial        per (c, k): sum(dy) and sum(dy * (x - mean[c])) over chunk k
+//                              (1-D range of C * chunks work-groups)
+//   bn_backward_finalize       dbeta[c] = sum(dy), dgamma[c] = invstd[c] * sum(dy * (x - mean[c]))
+//                                                                           (1-D range over C)
+//   bn_backward_dx             dx = gamma * invstd * (dy - (dbeta + xhat * dgamma) / (N*HW)),
+//                              xhat = (x - mean) * invstd                    (1-D range over dx)
+//   bn_inference_backward_dx   dx = dy * gamma[c] * invstd[c]                (1-D range over dx)
+//   bn_running_update          new_mean = (1 - m) * mean + m * batch_mean,
+//                              new_var = (1 - m) * var + m * unbiased batch var (1-D range over C)
+//   layernorm_forward          per row: mean, invstd = 1 / sqrt(var + eps) (two passes over the
+//                              row, shifted by its first element), y = (x - mean) * invstd *
+//                              gamma + beta
+//                              (1-D range, one work-group per row)
+//   layernorm_backward_dx      per row, g = dy * gamma: dx = invstd * (g - mean(g)
+//                              - xhat * mean(g * xhat))       (1-D range, one work-group per row)
+//   layernorm_backward_params  dgamma[d] = sum_rows dy * xhat, dbeta[d] = sum_rows dy
+//                              (1-D range of work-groups, LX columns by LY rows each)
+//
+// Macros: none. Work-group sizes are launch-time choices (powers of two) read back with
+// get_local_size, and every __local scratch array is a kernel argument sized by the host.
+//
+// Layout: batch-norm tensors are contiguous [N, C, HW] (HW the product of the spatial axes;
+// element (n, c, s) at (n * C + c) * HW + s); per-channel vectors are [C]; chunk partials are
+// [C, chunks, 3] (stats) or [C, chunks, 2] (backward). Layer-norm tensors are [rows, D] with
+// per-row mean and invstd [rows]. Every buffer is (pointer, ulong offset in elements); indices
+// are 32-bit (the host rejects tensors of 2^31 or more elements). Items past the end of the data
+// still join every barrier and only skip loads and stores.
+//
+// Numerics: batch statistics are never formed as E[x^2] - E[x]^2. Each channel is shifted by its
+// first element (an actual sample, so |x - shift| is on the scale of the spread, and x - shift is
+// exact for nearby values by Sterbenz's lemma), then accumulated by Welford's update and merged
+// with Chan's formula, which stay accurate for a mean of 100 and a standard deviation of 0.01.
+// A channel of one element gets mean = x exactly, variance 0 and y = beta. The saved mean is a
+// float (rounded to half an ulp of |mean|), and bn_normalize and the backward kernels use that
+// saved value, as PyTorch does; layernorm_forward normalises with the shifted mean instead.
+// =================================================================================================
+
+// Chan et al.'s merge of (count, mean, M2) summaries: (n, m, m2) absorbs (nb, mb, m2b).
+inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
+    if (nb == 0.0f) return;
+    if (*n == 0.0f) {
+        *n = nb;
+        *m = mb;
+        *m2 = m2b;
+        return;
+    }
+    const float total = *n + nb;
+    const float delta = mb - *m;
+    const float wb = nb / total;
+    *m += delta * wb;
+    *m2 += m2b + delta * delta * (*n * wb);
+    *n = total;
+}
+
+__kernel void bn_stats_partial(const int N, const int C, const int HW, const int chunk_len, const int chunks,
+                               __global const float* x, const ulong x_off,
+                               __global float* partial, const ulong p_off,
+                               __local float* s_count, __local float* s_mean, __local float* s_m2) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int group = get_group_id(0);
+    const int c = group / chunks;
+    const int k = group % chunks;
+    const int total = N * HW;
+    const int j0 = k * chunk_len;
+    const int j1 = min(total, j0 + chunk_len);
+    float n = 0.0f, m = 0.0f, m2 = 0.0f;
+    if (c < C) {
+        __global const float* xc = x + x_off + (ulong)c * HW;
+        const float shift = xc[0];
+        for (int j = j0 + lid; j < j1; j += lsize) {
+            const int b = j / HW;
+            const int s = j - b * HW;
+            const float v = xc[(ulong)b * C * HW + s] - shift;
+            n += 1.0f;
+            const float delta = v - m;
+            m += delta / n;
+            m2 += delta * (v - m);
+        }
+    }
+    s_count[lid] = n;
+    s_mean[lid] = m;
+    s_m2[lid] = m2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = lsize / 2; stride > 0; stride >>= 1) {
+        if (lid < stride) {
+            float an = s_count[lid], am = s_mean[lid], am2 = s_m2[lid];
+            chan_merge(&an, &am, &am2, s_count[lid + stride], s_mean[lid + stride], s_m2[lid + stride]);
+            s_count[lid] = an;
+            s_mean[lid] = am;
+            s_m2[lid] = am2;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0 && c < C) {
+        __global float* out = partial + p_off + (ulong)group * 3;
+        out[0] = s_count[0];
+        out[1] = s_mean[0];
+        out[2] = s_m2[0];
+    }
+}
+
+__kernel void bn_stats_finalize(const int C, const int HW, const int chunks, const float eps,
+                                __global const float* x, const ulong x_off,
+                                __global const float* partial, const ulong p_off,
+                                __global float* mean, const ulong mean_off,
+                                __global float* invstd, const ulong invstd_off) {
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    __global const float* p = partial + p_off + (ulong)c * chunks * 3;
+    float n = 0.0f, m = 0.0f, m2 = 0.0f;
+    for (int k = 0; k < chunks; ++k) chan_merge(&n, &m, &m2, p[3 * k], p[3 * k + 1], p[3 * k + 2]);
+    const float shift = x[x_off + (ulong)c * HW];
+    mean[mean_off + c] = shift + m;
+    // Biased variance, as the normalisation uses; M2 >= 0 by construction.
+    const float var = fmax(m2 / n, 0.0f);
+    invstd[invstd_off + c] = 1.0f / sqrt(var + eps);
+}
+
+__kernel void bn_invstd_from_var(const int C, const float eps,
+                                 __global const float* var, const ulong var_off,
+                                 __global float* invstd, const ulong invstd_off) {
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    invstd[invstd_off + c] = 1.0f / sqrt(var[var_off + c] + eps);
+}
+
+__kernel void bn_normalize(const int N, const int C, const int HW,
+                           __global const float* x, const ulong x_off,
+                           __global const float* mean, const ulong mean_off,
+                           __global const float* invstd, const ulong invstd_off,
+                           __global const float* gamma, const ulong gamma_off,
+                           __global const float* beta, const ulong beta_off,
+                           __global float* y, const ulong y_off) {
+    const int i = get_global_id(0);
+    if (i >= N * C * HW) return;
+    const int c = (i / HW) % C;
+    const float xhat = (x[x_off + i] - mean[mean_off + c]) * invstd[invstd_off + c];
+    y[y_off + i] = xhat * gamma[gamma_off + c] + beta[beta_off + c];
+}
+
+__kernel void bn_backward_partial(const int N, const int C, const int HW, const int chunk_len, const int chunks,
+                                  __global const float* dy, const ulong dy_off,
+                                  __global const float* x, const ulong x_off,
+                                  __global const float* mean, const ulong mean_off,
+                                  __global float* partial, const ulong p_off,
+                                  __local float* s_dy, __local float* s_dyx) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int group = get_group_id(0);
+    const int c = group / chunks;
+    const int k = group % chunks;
+    const int total = N * HW;
+    const int j0 = k * chunk_len;
+    const int j1 = min(total, j0 + chunk_len);
+    float a = 0.0f, b = 0.0f;
+    if (c < C) {
+        const float mu = mean[mean_off + c];
+        for (int j = j0 + lid; j < j1; j += lsize) {
+            const int n = j / HW;
+            const ulong at = ((ulong)n * C + c) * HW + (j - n * HW);
+            const float g = dy[dy_off + at];
+            a += g;
+            b += g * (x[x_off + at] - mu);
+        }
+    }
+    s_dy[lid] = a;
+    s_dyx[lid] = b;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = lsize / 2; stride > 0; stride >>= 1) {
+        if (lid < stride) {
+            s_dy[lid] += s_dy[lid + stride];
+            s_dyx[lid] += s_dyx[lid + stride];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0 && c < C) {
+        partial[p_off + (ulong)group * 2] = s_dy[0];
+        partial[p_off + (ulong)group * 2 + 1] = s_dyx[0];
+    }
+}
+
+__kernel void bn_backward_finalize(const int C, const int chunks,
+                                   __global const float* partial, const ulong p_off,
+                                   __global const float* invstd, const ulong invstd_off,
+                                   __global float* dgamma, const ulong dgamma_off,
+                                   __global float* dbeta, const ulong dbeta_off) {
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    __global const float* p = partial + p_off + (ulong)c * chunks * 2;
+    float a = 0.0f, b = 0.0f;
+    for (int k = 0; k < chunks; ++k) {
+        a += p[2 * k];
+        b += p[2 * k + 1];
+    }
+    dbeta[dbeta_off + c] = a;
+    dgamma[dgamma_off + c] = b * invstd[invstd_off + c];
+}
+
+__kernel void bn_backward_dx(const int N, const int C, const int HW,
+                             __global const float* dy, const ulong dy_off,
+                             __global const float* x, const ulong x_off,
+                             __global const float* mean, const ulong mean_off,
+                             __global const float* invstd, const ulong invstd_off,
+                             __global const float* gamma, const ulong gamma_off,
+                             __global const float* dgamma, const ulong dgamma_off,
+                             __global const float* dbeta, const ulong dbeta_off,
+                             __global float* dx, const ulong dx_off) {
+    const int i = get_global_id(0);
+    if (i >= N * C * HW) return;
+    const int c = (i / HW) % C;
+    const float inv = invstd[invstd_off + c];
+    const float xhat = (x[x_off + i] - mean[mean_off + c]) * inv;
+    const float count = (float)N * (float)HW;
+    dx[dx_off + i] = gamma[gamma_off + c] * inv
+        * (dy[dy_off + i] - (dbeta[dbeta_off + c] + xhat * dgamma[dgamma_off + c]) / count);
+}
+
+__kernel void bn_inference_backward_dx(const int N, const int C, const int HW,
+                                       __global const float* dy, const ulong dy_off,
+                                       __global const float* gamma, const ulong gamma_off,
+                                       __global const float* invstd, const ulong invstd_off,
+                                       __global float* dx, const ulong dx_off) {
+    const int i = get_global_id(0);
+    if (i >= N * C * HW) return;
+    const int c = (i / HW) % C;
+    dx[dx_off + i] = dy[dy_off + i] * gamma[gamma_off + c] * invstd[invstd_off + c];
+}
+
+// The batch variance is recovered from the saved invstd as 1 / invstd^2 - eps (accurate to a
+// few ulps of var + eps), clamped at 0 against rounding. Unbiased = biased * count / (count - 1);
+// a count of 1 has no unbiased estimate and uses the biased variance (0).
+__kernel void bn_running_update(const int C, const float momentum, const float eps, const float count,
+                                __global const float* running_mean, const ulong rm_off,
+                                __global const float* running_var, const ulong rv_off,
+                                __global const float* batch_mean, const ulong bm_off,
+                                __global const float* batch_invstd, const ulong bi_off,
+                                __global float* new_mean, const ulong nm_off,
+                                __global float* new_var, const ulong nv_off) {
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const float inv = batch_invstd[bi_off + c];
+    const float biased = fmax(1.0f / (inv * inv) - eps, 0.0f);
+    const float unbiased = count > 1.0f ? biased * (count / (count - 1.0f)) : biased;
+    new_mean[nm_off + c] = (1.0f - momentum) * running_mean[rm_off + c] + momentum * batch_mean[bm_off + c];
+    new_var[nv_off + c] = (1.0f - momentum) * running_var[rv_off + c] + momentum * unbiased;
+}
+
+// Sums v over the work-group into scratch[0] (which every item may then read) and returns it.
+// Starts and ends with a barrier so scratch can be reused by the next call.
+inline float group_sum(float v, __local float* scratch) {
+    const int lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = get_local_size(0) / 2; stride > 0; stride >>= 1) {
+        if (lid < stride) scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+__kernel void layernorm_forward(const int rows, const int D, const float eps,
+                                __global const float* x, const ulong x_off,
+                                __global const float* gamma, const ulong gamma_off,
+                                __global const float* beta, const ulong beta_off,
+                                __global float* y, const ulong y_off,
+                                __global float* mean, const ulong mean_off,
+                                __global float* invstd, const ulong invstd_off,
+                                __local float* scratch) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int r = get_group_id(0);
+    const bool live = r < rows;
+    __global const float* xr = x + x_off + (ulong)r * D;
+    // Two passes over the row shifted by its first element (x - shift is exact for nearby values,
+    // so a mean of 100 with a spread of 0.01 keeps its digits): the mean first, then the squared
+    // deviations from it.
+    const float shift = live ? xr[0] : 0.0f;
+    float s = 0.0f;
+    if (live) for (int d = lid; d < D; d += lsize) s += xr[d] - shift;
+    const float mu = group_sum(s, scratch) / (float)D;
+    float q = 0.0f;
+    if (live) {
+        for (int d = lid; d < D; d += lsize) {
+            const float e = (xr[d] - shift) - mu;
+            q += e * e;
+        }
+    }
+    const float inv = 1.0f / sqrt(group_sum(q, scratch) / (float)D + eps);
+    if (!live) return;
+    __global float* yr = y + y_off + (ulong)r * D;
+    for (int d = lid; d < D; d += lsize) {
+        yr[d] = ((xr[d] - shift) - mu) * inv * gamma[gamma_off + d] + beta[beta_off + d];
+    }
+    if (lid == 0) {
+        mean[mean_off + r] = shift + mu;
+        invstd[invstd_off + r] = inv;
+    }
+}
+
+__kernel void layernorm_backward_dx(const int rows, const int D,
+                                    __global const float* dy, const ulong dy_off,
+                                    __global const float* x, const ulong x_off,
+                                    __global const float* gamma, const ulong gamma_off,
+                                    __global const float* mean, const ulong mean_off,
+                                    __global const float* invstd, const ulong invstd_off,
+                                    __global float* dx, const ulong dx_off,
+                                    __local float* scratch) {
+    const int lid = get_local_id(0);
+    const int lsize = get_local_size(0);
+    const int r = get_group_id(0);
+    const bool live = r < rows;
+    const float mu = live ? mean[mean_off + r] : 0.0f;
+    const float inv = live ? invstd[invstd_off + r] : 0.0f;
+    __global const float* xr = x + x_off + (ulong)r * D;
+    __global const float* dyr = dy + dy_off + (ulong)r * D;
+    float a = 0.0f, b = 0.0f;
+    if (live) {
+        for (int d = lid; d < D; d += lsize) {
+            const float g = dyr[d] * gamma[gamma_off + d];
+            a += g;
+            b += g * (xr[d] - mu) * inv;
+        }
+    }
+    const float mean_g = group_sum(a, scratch) / (float)D;
+    const float mean_gx = group_sum(b, scratch) / (float)D;
+    if (!live) return;
+    __global float* dxr = dx + dx_off + (ulong)r * D;
+    for (int d = lid; d < D; d += lsize) {
+        const float xhat = (xr[d] - mu) * inv;
+        dxr[d] = inv * (dyr[d] * gamma[gamma_off + d] - mean_g - xhat * mean_gx);
+    }
+}
+
+__kernel void layernorm_backward_params(const int rows, const int D, const int lx_size,
+                                        __global const float* dy, const ulong dy_off,
+                                        __global const float* x, const ulong x_off,
+                                        __global const float* mean, const ulong mean_off,
+                                        __global const float* invstd, const ulong invstd_off,
+                                        __global float* dgamma, const ulong dgamma_off,
+                                        __global float* dbeta, const ulong dbeta_off,
+                                        __local float* s_gamma, __local float* s_beta) {
+    // Work-group g owns columns [g * LX, g * LX + LX); item (lx, ly) sums rows ly, ly + LY, ...
+    const int lid = get_local_id(0);
+    const int ly_size = get_local_size(0) / lx_size;
+    const int lx = lid % lx_size;
+    const int ly = lid / lx_size;
+    const int d = get_group_id(0) * lx_size + lx;
+    float g = 0.0f, b = 0.0f;
+    if (d < D) {
+        for (int r = ly; r < rows; r += ly_size) {
+            const ulong at = (ulong)r * D + d;
+            const float v = dy[dy_off + at];
+            g += v * (x[x_off + at] - mean[mean_off + r]) * invstd[invstd_off + r];
+            b += v;
+        }
+    }
+    s_gamma[lid] = g;
+    s_beta[lid] = b;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = ly_size / 2; s > 0; s >>= 1) {
+        if (ly < s) {
+            s_gamma[lid] += s_gamma[lid + s * lx_size];
+            s_beta[lid] += s_beta[lid + s * lx_size];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (ly == 0 && d < D) {
+        dgamma[dgamma_off + d] = s_gamma[lx];
+        dbeta[dbeta_off + d] = s_beta[lx];
+    }
+}

@@ -1,0 +1,675 @@
+import CloverRuntime
+
+// Batch normalisation over [N, C, spatial...] and layer normalisation over
+// the last axis. Kernels: Kernels/normalization.cl.
+//
+// The forward primitives output the normalised tensor and, by default, the
+// statistics the backward pass needs (batch mean and inverse standard
+// deviation per channel or per row). Those statistics are saved values, as
+// in PyTorch: the vjps treat them as constants and ignore their cotangents.
+// A primitive built with `outputsStatistics: false` outputs only `y`, so its
+// vjp is the exact gradient of everything it outputs (the conformance sweep
+// checks that form against finite differences).
+
+// MARK: Shared shape rules
+
+/// `[N, C, spatial...]` as (N, C, product of spatial axes), after checking
+/// that every per-channel operand is `[C]`. `names` label the shapes in
+/// errors; index 0 is x.
+private func batchNormLayout(_ op: String, _ shapes: [[Int]], names: [String]) throws -> (n: Int, c: Int, hw: Int) {
+    guard shapes.count == names.count else {
+        throw CloverError.shapeMismatch(op: op, shapes: shapes,
+                                        reason: "expects \(names.count) inputs (\(names.joined(separator: ", ")))")
+    }
+    let x = shapes[0]
+    guard x.count >= 2 else {
+        throw CloverError.shapeMismatch(op: op, shapes: shapes, reason: "\(names[0]) must be [N, C, spatial...] (rank 2 or more)")
+    }
+    let c = x[1]
+    for (shape, name) in zip(shapes.dropFirst(), names.dropFirst()) where shape != [c] {
+        throw CloverError.shapeMismatch(
+            op: op, shapes: shapes,
+            reason: "\(name) must have shape [\(c)] (one value per channel of \(names[0]) \(formatShape(x))), got \(formatShape(shape))")
+    }
+    return (x[0], c, x[2...].reduce(1, *))
+}
+
+/// `[rows..., D]` as (rows, D), after checking that `gamma`-like operands
+/// are `[D]` and row-statistics operands have the leading shape.
+private func layerNormLayout(_ op: String, _ shapes: [[Int]], names: [String], rowOperands: Set<Int> = [],
+                             xIndex: Int = 0) throws -> (rows: Int, d: Int) {
+    guard shapes.count == names.count else {
+        throw CloverError.shapeMismatch(op: op, shapes: shapes,
+                                        reason: "expects \(names.count) inputs (\(names.joined(separator: ", ")))")
+    }
+    let x = shapes[xIndex]
+    guard let d = x.last else {
+        throw CloverError.shapeMismatch(op: op, shapes: shapes, reason: "\(names[xIndex]) must have at least one axis")
+    }
+    let lead = Array(x.dropLast())
+    for (i, shape) in shapes.enumerated() where i != xIndex {
+        let expected = rowOperands.contains(i) ? lead : (names[i] == "dy" ? x : [d])
+        guard shape == expected else {
+            throw CloverError.shapeMismatch(
+                op: op, shapes: shapes,
+                reason: "\(names[i]) must have shape \(formatShape(expected)) for \(names[xIndex]) \(formatShape(x)), got \(formatShape(shape))")
+        }
+    }
+    return (lead.reduce(1, *), d)
+}
+
+// MARK: OpenCL helpers
+
+private func powerOfTwo(atLeast n: Int) -> Int {
+    var p = 1
+    while p < n { p <<= 1 }
+    return p
+}
+
+private func powerOfTwo(atMost n: Int) -> Int {
+    var p = 1
+    while p * 2 <= n { p <<= 1 }
+    return p
+}
+
+/// The kernels index with 32-bit `int`s.
+private func requireInt32(_ op: String, _ shapes: [[Int]], _ context: OpenCLContext) throws {
+    if shapes.contains(where: { $0.reduce(1, *) > Int(Int32.max) }) {
+        throw CloverError.unsupported(op: op, shapes: shapes, device: context.device.description,
+                                      reason: "the normalisation kernels index with 32-bit integers (at most 2^31-1 elements)")
+    }
+}
+
+/// Work-group items for `kernel`: up to 256 (or the device's per-kernel
+/// limit), a power of two no larger than needed for `work` elements.
+private func groupSize(_ kernel: Kernel, _ context: OpenCLContext, work: Int) throws -> Int {
+    let limit = powerOfTwo(atMost: min(256, try kernel.maxWorkGroupSize(on: context.device)))
+    return min(limit, powerOfTwo(atLeast: work))
+}
+
+/// How a channel's N·HW elements are split among work-groups: about 2048
+/// per chunk (8 per item of a 256-item group), at most 128 chunks, so a
+/// ResNet stem's 128·112·112 elements still spread over C·128 groups.
+private func channelChunks(_ perChannel: Int) -> (count: Int, length: Int) {
+    let wanted = min(max(1, (perChannel + 2047) / 2048), 128)
+    let length = (perChannel + wanted - 1) / wanted
+    return ((perChannel + length - 1) / length, length)
+}
+
+/// Launches `bn_backward_partial` and `bn_backward_finalize`: dbeta = Σ dy
+/// and dgamma = invstd · Σ dy · (x − mean) per channel.
+private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int, c: Int, hw: Int,
+                                               dy: BufferView, x: BufferView, mean: BufferView, invstd: BufferView,
+                                               dgamma: BufferView, dbeta: BufferView) throws {
+    let chunks = channelChunks(n * hw)
+    let partial = try context.allocateView(count: c * chunks.count * 2)
+    let reduce = try context.kernel(family: "normalization", "bn_backward_partial")
+    let local = try groupSize(reduce, context, work: chunks.length)
+    try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
+        Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
+        dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
+        partial.buffer, partial.kernelOffset,
+        LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
+    ])
+    let finalize = try context.kernel(family: "normalization", "bn_backward_finalize")
+    try context.launch(finalize, global: [c], local: [64], arguments: [
+        Int32(c), Int32(chunks.count), partial.buffer, partial.kernelOffset, invstd.buffer, invstd.kernelOffset,
+        dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset,
+    ])
+}
+
+/// Launches `bn_normalize`: y = (x − mean)·invstd·gamma + beta.
+private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: Int, x: BufferView,
+                                  mean: BufferView, invstd: BufferView, gamma: BufferView, beta: BufferView,
+                                  y: BufferView) throws {
+    let kernel = try context.kernel(family: "normalization", "bn_normalize")
+    try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+        Int32(n), Int32(c), Int32(hw), x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
+        invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
+        y.buffer, y.kernelOffset,
+    ])
+}
+
+/// Launches `bn_invstd_from_var`: invstd = 1 / sqrt(var + eps), into a new view.
+private func encodeInverseStd(_ context: OpenCLContext, c: Int, variance: BufferView, epsilon: Float) throws -> BufferView {
+    let invstd = try context.allocateView(count: c)
+    let kernel = try context.kernel(family: "normalization", "bn_invstd_from_var")
+    try context.launch(kernel, global: [c], local: [64], arguments: [
+        Int32(c), epsilon, variance.buffer, variance.kernelOffset, invstd.buffer, invstd.kernelOffset,
+    ])
+    return invstd
+}
+
+// MARK: Batch normalisation, training
+
+/// Training-mode batch normalisation of `x` `[N, C, spatial...]` (NCHW for
+/// images; rank 2 is BatchNorm1d) with per-channel `gamma` and `beta`.
+///
+/// Outputs `y`, the batch mean `[C]` and the batch inverse standard
+/// deviation `1/sqrt(var + epsilon)` `[C]`, where `var` is the biased
+/// variance over N and the spatial axes (what PyTorch normalises with). The
+/// statistics are computed with a shifted Welford/Chan reduction, never as
+/// E[x²] − E[x]². A channel of a single element (N·H·W = 1) has variance 0
+/// and gives `y = beta`.
+///
+/// The vjp is the full training-mode gradient `[dx, dgamma, dbeta]` through
+/// ``BatchNormBackward``. The mean and invstd outputs are saved statistics:
+/// their cotangents (`cotangents[1]`, `cotangents[2]`) are ignored. With
+/// `outputsStatistics: false` the only output is `y`, and the vjp recomputes
+/// the statistics.
+public struct BatchNormTraining: Primitive {
+    /// Added to the variance before the square root.
+    public let epsilon: Float
+    /// Whether the batch mean and inverse std are outputs 1 and 2.
+    public let outputsStatistics: Bool
+
+    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true) {
+        self.epsilon = epsilon
+        self.outputsStatistics = outputsStatistics
+    }
+
+    public var name: String { "batchnorm_train" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        let l = try batchNormLayout(name, inputs, names: ["x", "gamma", "beta"])
+        guard epsilon >= 0, epsilon.isFinite else {
+            throw CloverError.invalidArgument(op: name, reason: "epsilon \(epsilon) must be finite and non-negative")
+        }
+        return outputsStatistics ? [inputs[0], [l.c], [l.c]] : [inputs[0]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try batchNormLayout(name, shapes, names: ["x", "gamma", "beta"])
+        let x = inputs[0], gamma = inputs[1], beta = inputs[2]
+        let count = Double(l.n * l.hw)
+        var y = [Float](repeating: 0, count: x.count)
+        var means = [Float](repeating: 0, count: l.c), invstds = [Float](repeating: 0, count: l.c)
+        for c in 0..<l.c {
+            // Two passes in Double: the mean, then squared deviations from it.
+            var total = 0.0
+            for n in 0..<l.n {
+                for s in 0..<l.hw { total += Double(x[(n * l.c + c) * l.hw + s]) }
+            }
+            let mean = total / count
+            var squares = 0.0
+            for n in 0..<l.n {
+                for s in 0..<l.hw {
+                    let d = Double(x[(n * l.c + c) * l.hw + s]) - mean
+                    squares += d * d
+                }
+            }
+            let invstd = 1 / _sqrt(squares / count + Double(epsilon))
+            for n in 0..<l.n {
+                for s in 0..<l.hw {
+                    let i = (n * l.c + c) * l.hw + s
+                    y[i] = Float((Double(x[i]) - mean) * invstd * Double(gamma[c]) + Double(beta[c]))
+                }
+            }
+            means[c] = Float(mean)
+            invstds[c] = Float(invstd)
+        }
+        return outputsStatistics ? [y, means, invstds] : [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try batchNormLayout(name, inputs.map(\.shape), names: ["x", "gamma", "beta"])
+        try requireInt32(name, [inputs[0].shape], context)
+        let x = inputs[0].view
+        let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.c)
+        let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
+        let chunks = channelChunks(l.n * l.hw)
+        let partial = try context.allocateView(count: l.c * chunks.count * 3)
+        let stats = try context.kernel(family: "normalization", "bn_stats_partial")
+        let local = try groupSize(stats, context, work: chunks.length)
+        try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
+            Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
+            x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
+            LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
+        ])
+        let finalize = try context.kernel(family: "normalization", "bn_stats_finalize")
+        try context.launch(finalize, global: [l.c], local: [64], arguments: [
+            Int32(l.c), Int32(l.hw), Int32(chunks.count), epsilon, x.buffer, x.kernelOffset,
+            partial.buffer, partial.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
+        ])
+        try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: x, mean: mean, invstd: invstd,
+                                 gamma: inputs[1].view, beta: inputs[2].view, y: outputs[0].view)
+    }
+
+    /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        let statistics = outputsStatistics
+            ? Array(outputs[1...2])
+            : Array(try apply(BatchNormTraining(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
+        return try apply(BatchNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]])
+    }
+}
+
+/// The training-mode batch-norm gradient. Inputs `dy`, `x`, `gamma`, the
+/// saved batch `mean` and `invstd`; outputs, with `x̂ = (x − mean)·invstd`
+/// and M = N·H·W:
+/// - `dbeta = Σ dy`, `dgamma = Σ dy·x̂` (sums over N and the spatial axes),
+/// - `dx = gamma·invstd·(dy − (dbeta + x̂·dgamma)/M)`,
+/// the gradient through the batch statistics included.
+public struct BatchNormBackward: Primitive {
+    public init() {}
+    public var name: String { "batchnorm_backward" }
+    private static let names = ["dy", "x", "gamma", "mean", "invstd"]
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 5, inputs[0] == inputs[1] else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs,
+                                            reason: "expects dy and x of the same shape, then gamma, mean, invstd")
+        }
+        let l = try batchNormLayout(name, Array(inputs.dropFirst()), names: Array(Self.names.dropFirst()))
+        return [inputs[1], [l.c], [l.c]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try batchNormLayout(name, Array(shapes.dropFirst()), names: Array(Self.names.dropFirst()))
+        let dy = inputs[0], x = inputs[1], gamma = inputs[2], mean = inputs[3], invstd = inputs[4]
+        let count = Double(l.n * l.hw)
+        var dx = [Float](repeating: 0, count: x.count)
+        var dgamma = [Float](repeating: 0, count: l.c), dbeta = [Float](repeating: 0, count: l.c)
+        for c in 0..<l.c {
+            let mu = Double(mean[c]), inv = Double(invstd[c])
+            var sumDy = 0.0, sumDyXhat = 0.0
+            for n in 0..<l.n {
+                for s in 0..<l.hw {
+                    let i = (n * l.c + c) * l.hw + s
+                    sumDy += Double(dy[i])
+                    sumDyXhat += Double(dy[i]) * (Double(x[i]) - mu) * inv
+                }
+            }
+            for n in 0..<l.n {
+                for s in 0..<l.hw {
+                    let i = (n * l.c + c) * l.hw + s
+                    let xhat = (Double(x[i]) - mu) * inv
+                    dx[i] = Float(Double(gamma[c]) * inv * (Double(dy[i]) - (sumDy + xhat * sumDyXhat) / count))
+                }
+            }
+            dgamma[c] = Float(sumDyXhat)
+            dbeta[c] = Float(sumDy)
+        }
+        return [dx, dgamma, dbeta]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try batchNormLayout(name, Array(inputs.dropFirst().map(\.shape)), names: Array(Self.names.dropFirst()))
+        try requireInt32(name, [inputs[0].shape], context)
+        let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
+        let mean = inputs[3].view, invstd = inputs[4].view
+        let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view
+        try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: mean,
+                                              invstd: invstd, dgamma: dgamma, dbeta: dbeta)
+        let kernel = try context.kernel(family: "normalization", "bn_backward_dx")
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
+            Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
+            mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset,
+            dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset, dx.buffer, dx.kernelOffset,
+        ])
+    }
+}
+
+// MARK: Batch normalisation, inference
+
+/// Eval-mode batch normalisation with running statistics: inputs `x`,
+/// `gamma`, `beta`, `runningMean` `[C]` and `runningVar` `[C]`; output
+/// `y = (x − runningMean)/sqrt(runningVar + epsilon)·gamma + beta`.
+///
+/// The vjp gives `[dx, dgamma, dbeta, nil, nil]` through
+/// ``BatchNormInferenceBackward`` (fine-tuning in eval mode): the running
+/// statistics are constants, not trained.
+public struct BatchNormInference: Primitive {
+    /// Added to the running variance before the square root.
+    public let epsilon: Float
+    public init(epsilon: Float = 1e-5) { self.epsilon = epsilon }
+    public var name: String { "batchnorm_inference" }
+    fileprivate static let names = ["x", "gamma", "beta", "running_mean", "running_var"]
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        _ = try batchNormLayout(name, inputs, names: Self.names)
+        guard epsilon >= 0, epsilon.isFinite else {
+            throw CloverError.invalidArgument(op: name, reason: "epsilon \(epsilon) must be finite and non-negative")
+        }
+        return [inputs[0]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try batchNormLayout(name, shapes, names: Self.names)
+        let x = inputs[0], gamma = inputs[1], beta = inputs[2], rm = inputs[3], rv = inputs[4]
+        var y = [Float](repeating: 0, count: x.count)
+        for n in 0..<l.n {
+            for c in 0..<l.c {
+                let inv = 1 / _sqrt(Double(rv[c]) + Double(epsilon))
+                for s in 0..<l.hw {
+                    let i = (n * l.c + c) * l.hw + s
+                    y[i] = Float((Double(x[i]) - Double(rm[c])) * inv * Double(gamma[c]) + Double(beta[c]))
+                }
+            }
+        }
+        return [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try batchNormLayout(name, inputs.map(\.shape), names: Self.names)
+        try requireInt32(name, [inputs[0].shape], context)
+        let invstd = try encodeInverseStd(context, c: l.c, variance: inputs[4].view, epsilon: epsilon)
+        try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: inputs[0].view, mean: inputs[3].view,
+                                 invstd: invstd, gamma: inputs[1].view, beta: inputs[2].view, y: outputs[0].view)
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        let g = try apply(BatchNormInferenceBackward(epsilon: epsilon),
+                          [cotangents[0], inputs[0], inputs[1], inputs[3], inputs[4]])
+        return [g[0], g[1], g[2], nil, nil]
+    }
+}
+
+/// The eval-mode batch-norm gradient. Inputs `dy`, `x`, `gamma`,
+/// `runningMean`, `runningVar`; outputs, with `invstd = 1/sqrt(runningVar +
+/// epsilon)` and `x̂ = (x − runningMean)·invstd`: `dx = dy·gamma·invstd`,
+/// `dgamma = Σ dy·x̂`, `dbeta = Σ dy`.
+public struct BatchNormInferenceBackward: Primitive {
+    /// The forward op's epsilon.
+    public let epsilon: Float
+    public init(epsilon: Float = 1e-5) { self.epsilon = epsilon }
+    public var name: String { "batchnorm_inference_backward" }
+    private static let names = ["dy", "x", "gamma", "running_mean", "running_var"]
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 5, inputs[0] == inputs[1] else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs,
+                                            reason: "expects dy and x of the same shape, then gamma, running_mean, running_var")
+        }
+        let l = try batchNormLayout(name, Array(inputs.dropFirst()), names: Array(Self.names.dropFirst()))
+        return [inputs[1], [l.c], [l.c]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try batchNormLayout(name, Array(shapes.dropFirst()), names: Array(Self.names.dropFirst()))
+        let dy = inputs[0], x = inputs[1], gamma = inputs[2], rm = inputs[3], rv = inputs[4]
+        var dx = [Float](repeating: 0, count: x.count)
+        var dgamma = [Double](repeating: 0, count: l.c), dbeta = [Double](repeating: 0, count: l.c)
+        for n in 0..<l.n {
+            for c in 0..<l.c {
+                let inv = 1 / _sqrt(Double(rv[c]) + Double(epsilon))
+                for s in 0..<l.hw {
+                    let i = (n * l.c + c) * l.hw + s
+                    dx[i] = Float(Double(dy[i]) * Double(gamma[c]) * inv)
+                    dgamma[c] += Double(dy[i]) * (Double(x[i]) - Double(rm[c])) * inv
+                    dbeta[c] += Double(dy[i])
+                }
+            }
+        }
+        return [dx, dgamma.map { Float($0) }, dbeta.map { Float($0) }]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try batchNormLayout(name, Array(inputs.dropFirst().map(\.shape)), names: Array(Self.names.dropFirst()))
+        try requireInt32(name, [inputs[0].shape], context)
+        let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view, rm = inputs[3].view
+        let dx = outputs[0].view
+        let invstd = try encodeInverseStd(context, c: l.c, variance: inputs[4].view, epsilon: epsilon)
+        try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: rm,
+                                              invstd: invstd, dgamma: outputs[1].view, dbeta: outputs[2].view)
+        let kernel = try context.kernel(family: "normalization", "bn_inference_backward_dx")
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
+            Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, gamma.buffer, gamma.kernelOffset,
+            invstd.buffer, invstd.kernelOffset, dx.buffer, dx.kernelOffset,
+        ])
+    }
+}
+
+// MARK: Running statistics
+
+/// The running-statistics update after a training step, with PyTorch's
+/// semantics. Inputs: `runningMean`, `runningVar`, and the step's batch
+/// `mean` and `invstd` (outputs 1 and 2 of ``BatchNormTraining``, all `[C]`).
+/// Outputs the new running mean `(1 − m)·runningMean + m·mean` and the new
+/// running variance `(1 − m)·runningVar + m·var·n/(n − 1)`, the unbiased
+/// batch variance, with n = ``count`` (N·H·W).
+///
+/// The batch variance is recovered as `1/invstd² − epsilon` (so `epsilon`
+/// must be the one the training step used), accurate to a few float ulps of
+/// `var + epsilon` and clamped at 0. With n = 1 there is no unbiased
+/// estimate (PyTorch refuses to train on it); this op then uses the biased
+/// variance, which is 0, instead of dividing by zero. No gradient.
+public struct BatchNormRunningUpdate: Primitive {
+    /// The weight of the new batch statistics (PyTorch's default is 0.1).
+    public let momentum: Float
+    /// The epsilon the training step's invstd was computed with.
+    public let epsilon: Float
+    /// Elements per channel in the batch that produced the statistics (N·H·W).
+    public let count: Int
+
+    public init(momentum: Float = 0.1, epsilon: Float = 1e-5, count: Int) {
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.count = count
+    }
+
+    public var name: String { "batchnorm_running_update" }
+    private static let names = ["running_mean", "running_var", "mean", "invstd"]
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        guard inputs.count == 4, let c = inputs.first?.first, inputs[0] == [c] else {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs,
+                                            reason: "expects running_mean, running_var, mean, invstd, each of shape [C]")
+        }
+        for (shape, label) in zip(inputs, Self.names) where shape != [c] {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "\(label) must have shape [\(c)], got \(formatShape(shape))")
+        }
+        guard count >= 1 else {
+            throw CloverError.invalidArgument(op: name, reason: "count \(count) must be at least 1")
+        }
+        guard momentum.isFinite, epsilon.isFinite, epsilon >= 0 else {
+            throw CloverError.invalidArgument(op: name, reason: "momentum \(momentum) and epsilon \(epsilon) must be finite")
+        }
+        return [[c], [c]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let rm = inputs[0], rv = inputs[1], mean = inputs[2], invstd = inputs[3]
+        let m = Double(momentum), n = Double(count)
+        var newMean = [Float](repeating: 0, count: rm.count), newVar = [Float](repeating: 0, count: rm.count)
+        for c in 0..<rm.count {
+            let inv = Double(invstd[c])
+            let biased = Swift.max(1 / (inv * inv) - Double(epsilon), 0)
+            let unbiased = count > 1 ? biased * n / (n - 1) : biased
+            newMean[c] = Float((1 - m) * Double(rm[c]) + m * Double(mean[c]))
+            newVar[c] = Float((1 - m) * Double(rv[c]) + m * unbiased)
+        }
+        return [newMean, newVar]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let rm = inputs[0].view, rv = inputs[1].view, mean = inputs[2].view, invstd = inputs[3].view
+        let newMean = outputs[0].view, newVar = outputs[1].view
+        let kernel = try context.kernel(family: "normalization", "bn_running_update")
+        try context.launch(kernel, global: [rm.count], local: [64], arguments: [
+            Int32(rm.count), momentum, epsilon, Float(count),
+            rm.buffer, rm.kernelOffset, rv.buffer, rv.kernelOffset, mean.buffer, mean.kernelOffset,
+            invstd.buffer, invstd.kernelOffset, newMean.buffer, newMean.kernelOffset, newVar.buffer, newVar.kernelOffset,
+        ])
+    }
+}
+
+// MARK: Layer normalisation
+
+/// Layer normalisation over the last axis of `x` `[rows..., D]` with `gamma`
+/// and `beta` of shape `[D]`.
+///
+/// Outputs `y`, the per-row mean and the per-row inverse standard deviation
+/// `1/sqrt(var + epsilon)` (biased variance), both of the leading shape
+/// `x.shape.dropLast()` (`[]` for a rank-1 `x`). The vjp gives `[dx, dgamma,
+/// dbeta]` through ``LayerNormBackward``; the statistics outputs are saved
+/// values whose cotangents are ignored. With `outputsStatistics: false` the
+/// only output is `y`.
+public struct LayerNorm: Primitive {
+    /// Added to the variance before the square root.
+    public let epsilon: Float
+    /// Whether the row mean and inverse std are outputs 1 and 2.
+    public let outputsStatistics: Bool
+
+    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true) {
+        self.epsilon = epsilon
+        self.outputsStatistics = outputsStatistics
+    }
+
+    public var name: String { "layernorm" }
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        _ = try layerNormLayout(name, inputs, names: ["x", "gamma", "beta"])
+        guard epsilon >= 0, epsilon.isFinite else {
+            throw CloverError.invalidArgument(op: name, reason: "epsilon \(epsilon) must be finite and non-negative")
+        }
+        let lead = Array(inputs[0].dropLast())
+        return outputsStatistics ? [inputs[0], lead, lead] : [inputs[0]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try layerNormLayout(name, shapes, names: ["x", "gamma", "beta"])
+        let x = inputs[0], gamma = inputs[1], beta = inputs[2]
+        var y = [Float](repeating: 0, count: x.count)
+        var means = [Float](repeating: 0, count: l.rows), invstds = [Float](repeating: 0, count: l.rows)
+        for r in 0..<l.rows {
+            var total = 0.0
+            for d in 0..<l.d { total += Double(x[r * l.d + d]) }
+            let mean = total / Double(l.d)
+            var squares = 0.0
+            for d in 0..<l.d {
+                let e = Double(x[r * l.d + d]) - mean
+                squares += e * e
+            }
+            let invstd = 1 / _sqrt(squares / Double(l.d) + Double(epsilon))
+            for d in 0..<l.d {
+                y[r * l.d + d] = Float((Double(x[r * l.d + d]) - mean) * invstd * Double(gamma[d]) + Double(beta[d]))
+            }
+            means[r] = Float(mean)
+            invstds[r] = Float(invstd)
+        }
+        return outputsStatistics ? [y, means, invstds] : [y]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try layerNormLayout(name, inputs.map(\.shape), names: ["x", "gamma", "beta"])
+        try requireInt32(name, [inputs[0].shape], context)
+        let x = inputs[0].view, gamma = inputs[1].view, beta = inputs[2].view, y = outputs[0].view
+        let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.rows)
+        let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.rows)
+        let kernel = try context.kernel(family: "normalization", "layernorm_forward")
+        let local = try groupSize(kernel, context, work: l.d)
+        try context.launch(kernel, global: [l.rows * local], local: [local], arguments: [
+            Int32(l.rows), Int32(l.d), epsilon, x.buffer, x.kernelOffset, gamma.buffer, gamma.kernelOffset,
+            beta.buffer, beta.kernelOffset, y.buffer, y.kernelOffset, mean.buffer, mean.kernelOffset,
+            invstd.buffer, invstd.kernelOffset, LocalMemory(bytes: local * 4),
+        ])
+    }
+
+    /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        let statistics = outputsStatistics
+            ? Array(outputs[1...2])
+            : Array(try apply(LayerNorm(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
+        return try apply(LayerNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]])
+    }
+}
+
+/// The layer-norm gradient. Inputs `dy`, `x`, `gamma`, the saved row `mean`
+/// and `invstd`; outputs, with `x̂ = (x − mean)·invstd` and `g = dy·gamma`:
+/// `dx = invstd·(g − mean_D(g) − x̂·mean_D(g·x̂))` per row, and `dgamma = Σ
+/// dy·x̂`, `dbeta = Σ dy` over the rows.
+public struct LayerNormBackward: Primitive {
+    public init() {}
+    public var name: String { "layernorm_backward" }
+    private static let names = ["dy", "x", "gamma", "mean", "invstd"]
+
+    public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
+        let l = try layerNormLayout(name, inputs, names: Self.names, rowOperands: [3, 4], xIndex: 1)
+        return [inputs[1], [l.d], [l.d]]
+    }
+
+    public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let l = try layerNormLayout(name, shapes, names: Self.names, rowOperands: [3, 4], xIndex: 1)
+        let dy = inputs[0], x = inputs[1], gamma = inputs[2], mean = inputs[3], invstd = inputs[4]
+        var dx = [Float](repeating: 0, count: x.count)
+        var dgamma = [Double](repeating: 0, count: l.d), dbeta = [Double](repeating: 0, count: l.d)
+        for r in 0..<l.rows {
+            let mu = Double(mean[r]), inv = Double(invstd[r])
+            var sumG = 0.0, sumGXhat = 0.0
+            for d in 0..<l.d {
+                let i = r * l.d + d
+                let g = Double(dy[i]) * Double(gamma[d])
+                sumG += g
+                sumGXhat += g * (Double(x[i]) - mu) * inv
+                dgamma[d] += Double(dy[i]) * (Double(x[i]) - mu) * inv
+                dbeta[d] += Double(dy[i])
+            }
+            let n = Double(l.d)
+            for d in 0..<l.d {
+                let i = r * l.d + d
+                let xhat = (Double(x[i]) - mu) * inv
+                dx[i] = Float(inv * (Double(dy[i]) * Double(gamma[d]) - sumG / n - xhat * sumGXhat / n))
+            }
+        }
+        return [dx, dgamma.map { Float($0) }, dbeta.map { Float($0) }]
+    }
+
+    public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        let l = try layerNormLayout(name, inputs.map(\.shape), names: Self.names, rowOperands: [3, 4], xIndex: 1)
+        try requireInt32(name, [inputs[0].shape], context)
+        let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
+        let mean = inputs[3].view, invstd = inputs[4].view
+        let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view
+        let rowKernel = try context.kernel(family: "normalization", "layernorm_backward_dx")
+        let local = try groupSize(rowKernel, context, work: l.d)
+        try context.launch(rowKernel, global: [l.rows * local], local: [local], arguments: [
+            Int32(l.rows), Int32(l.d), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
+            gamma.buffer, gamma.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
+            dx.buffer, dx.kernelOffset, LocalMemory(bytes: local * 4),
+        ])
+        // Column sums over rows: LX columns (coalesced) by LY rows per group.
+        let columnKernel = try context.kernel(family: "normalization", "layernorm_backward_params")
+        let limit = try groupSize(columnKernel, context, work: 256)
+        let lx = min(powerOfTwo(atLeast: l.d), 64, limit)
+        let ly = max(1, min(limit / lx, powerOfTwo(atLeast: l.rows)))
+        let tiles = (l.d + lx - 1) / lx
+        try context.launch(columnKernel, global: [tiles * lx * ly], local: [lx * ly], arguments: [
+            Int32(l.rows), Int32(l.d), Int32(lx), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
+            mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
+            dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset,
+            LocalMemory(bytes: lx * ly * 4), LocalMemory(bytes: lx * ly * 4),
+        ])
+    }
+}
+
+// MARK: Convenience
+
+/// Training-mode batch normalisation; see ``BatchNormTraining``.
+public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor,
+                      epsilon: Float = 1e-5) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
+    let out = try apply(BatchNormTraining(epsilon: epsilon), [x, gamma, beta])
+    return (out[0], out[1], out[2])
+}
+
+/// Eval-mode batch normalisation with running statistics; see ``BatchNormInference``.
+public func batchNormInference(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor,
+                               runningVariance: Tensor, epsilon: Float = 1e-5) throws -> Tensor {
+    try apply1(BatchNormInference(epsilon: epsilon), [x, gamma, beta, runningMean, runningVariance])
+}
+
+/// New running mean and variance after a training step; see ``BatchNormRunningUpdate``.
+public func updateRunningStatistics(runningMean: Tensor, runningVariance: Tensor, batchMean: Tensor,
+                                    batchInvstd: Tensor, count: Int, momentum: Float = 0.1,
+                                    epsilon: Float = 1e-5) throws -> (mean: Tensor, variance: Tensor) {
+    let out = try apply(BatchNormRunningUpdate(momentum: momentum, epsilon: epsilon, count: count),
+                        [runningMean, runningVariance, batchMean, batchInvstd])
+    return (out[0], out[1])
+}
+
+/// Layer normalisation over the last axis; see ``LayerNorm``.
+public func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor,
+                      epsilon: Float = 1e-5) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
+    let out = try apply(LayerNorm(epsilon: epsilon), [x, gamma, beta])
+    return (out[0], out[1], out[2])
+}
