@@ -93,6 +93,18 @@ open class Module {
 
     public func parameters() -> [Parameter] { namedParameters().map(\.1) }
 
+    /// Called on every module before its states are read for saving, so a
+    /// module can write host-side counters into its state tensors.
+    open func prepareStatesForSaving() throws {}
+
+    /// Called on every module after states were loaded.
+    open func statesDidLoad() throws {}
+
+    /// This module and every descendant, depth-first.
+    public func allModules() -> [Module] {
+        [self] + namedChildren().flatMap { $0.1.allModules() }
+    }
+
     /// Total number of trainable scalars.
     public var parameterCount: Int { parameters().reduce(0) { $0 + $1.tensor.count } }
 

@@ -210,6 +210,7 @@ public struct SafeTensors {
 extension Module {
     /// Parameters and state tensors by state-dict name, downloaded to the host.
     public func stateDict() throws -> SafeTensors {
+        for module in allModules() { try module.prepareStatesForSaving() }
         var file = SafeTensors()
         for (name, p) in namedParameters() { file.append(name, shape: p.shape, values: try p.tensor.toArray()) }
         for (name, s) in namedStates() { file.append(name, shape: s.tensor.shape, values: try s.tensor.toArray()) }
@@ -242,5 +243,6 @@ extension Module {
         }
         for (name, p) in params { if let t = try load(name, p.tensor) { try p.assign(t) } }
         for (name, s) in states { if let t = try load(name, s.tensor) { s.tensor = t } }
+        for module in allModules() { try module.statesDidLoad() }
     }
 }

@@ -14,6 +14,10 @@ public final class Device: CustomStringConvertible {
         case reference
         /// An OpenCL device with its context and queue.
         case openCL(OpenCLContext)
+        /// Shapes only: ops apply their shape rules and allocate nothing, so
+        /// a model's parameter count and multiply-adds at full size cost
+        /// nothing (PyTorch's "meta" device).
+        case meta
     }
 
     public let backend: Backend
@@ -22,6 +26,9 @@ public final class Device: CustomStringConvertible {
 
     /// The CPU reference device.
     public static let reference = Device(backend: .reference)
+
+    /// The shape-only device.
+    public static let meta = Device(backend: .meta)
 
     /// The names that select the CPU reference device.
     public static let referenceNames: Set<String> = ["cpu-reference", "cpu-ref", "reference"]
@@ -47,11 +54,20 @@ public final class Device: CustomStringConvertible {
         return nil
     }
 
-    public var isReference: Bool { openCL == nil }
+    public var isReference: Bool {
+        if case .reference = backend { return true }
+        return false
+    }
+
+    public var isMeta: Bool {
+        if case .meta = backend { return true }
+        return false
+    }
 
     public var description: String {
         switch backend {
         case .reference: return "cpu-reference"
+        case .meta: return "meta"
         case let .openCL(ctx): return ctx.device.description
         }
     }

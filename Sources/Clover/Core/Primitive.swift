@@ -57,6 +57,8 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
     }
     let outputs: [Tensor]
     switch device.backend {
+    case .meta:
+        outputs = outShapes.map { Tensor(shape: $0, device: device, storage: .none) }
     case .reference:
         let values = try primitive.evalReference(inputs.map(\.hostValues), shapes: shapes)
         precondition(values.count == outShapes.count, "\(primitive.name): reference returned \(values.count) outputs")
@@ -71,6 +73,7 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
         try primitive.evalOpenCL(inputs, outputs: outputs, on: ctx)
     }
     recordIfNeeded(primitive, inputs: inputs, outputs: outputs)
+    MultiplyAdds.record(primitive, inputs: shapes, outputs: outShapes)
     return outputs
 }
 

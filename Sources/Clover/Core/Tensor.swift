@@ -27,6 +27,8 @@ public final class Tensor: CustomStringConvertible {
         /// updates (optimiser steps) see the same data, as device views do.
         case host(HostStorage)
         case buffer(BufferView)
+        /// No data (the meta device).
+        case none
     }
 
     final class HostStorage {
@@ -55,6 +57,8 @@ public final class Tensor: CustomStringConvertible {
                                             reason: "\(values.count) values given for \(shape.reduce(1, *)) elements")
         }
         switch device.backend {
+        case .meta:
+            self.init(shape: shape, device: device, storage: .none)
         case .reference:
             self.init(shape: shape, device: device, storage: .host(HostStorage(values)))
         case let .openCL(ctx):
@@ -84,6 +88,7 @@ public final class Tensor: CustomStringConvertible {
     public static func full(_ shape: [Int], value: Float, on device: Device = .reference) throws -> Tensor {
         try validate(shape: shape, op: "full")
         let count = shape.reduce(1, *)
+        if device.isMeta { return Tensor(shape: shape, device: device, storage: .none) }
         guard let context = device.openCL else {
             return try Tensor(shape: shape, values: [Float](repeating: value, count: count), on: device)
         }
@@ -98,6 +103,8 @@ public final class Tensor: CustomStringConvertible {
         case let .host(box): return box.values
         case let .buffer(view):
             return try device.openCL!.download(view.slice(offset: 0, count: count), as: Float.self)
+        case .none:
+            throw CloverError.unsupported(op: "toArray", shapes: [shape], device: "meta", reason: "a meta tensor holds no values")
         }
     }
 

@@ -234,6 +234,8 @@ public func sgdStep(parameters: Tensor, gradients: Tensor, momentum: Tensor?, co
     }
     try checkInPlace(op, [parameters, gradients, buffer])
     switch parameters.device.backend {
+    case .meta:
+        return
     case .reference:
         let out = try op.evalReference([parameters, gradients, buffer].map(\.hostValues), shapes: [parameters.shape])
         parameters.hostValues = out[0]
@@ -250,6 +252,8 @@ public func adamWStep(parameters: Tensor, gradients: Tensor, m: Tensor, v: Tenso
     let op = AdamWUpdate(configuration, step: step, segments: segments)
     try checkInPlace(op, [parameters, gradients, m, v])
     switch parameters.device.backend {
+    case .meta:
+        return
     case .reference:
         let out = try op.evalReference([parameters, gradients, m, v].map(\.hostValues), shapes: [parameters.shape])
         parameters.hostValues = out[0]

@@ -1,0 +1,42 @@
+/// A primitive that knows its multiply-add count from shapes (convolutions,
+/// matrix products), for model reports such as `clover models`.
+public protocol MultiplyAddCounting {
+    func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int
+}
+
+/// Counts the multiply-adds of every counting primitive applied inside
+/// ``count(_:)`` — typically one forward pass on the ``Device/meta`` device,
+/// which costs nothing.
+public enum MultiplyAdds {
+    static var total: Int?
+
+    /// The multiply-adds of the counting primitives `body` applies.
+    public static func count(_ body: () throws -> Void) rethrows -> Int {
+        let saved = total
+        total = 0
+        defer { total = saved }
+        try body()
+        return total ?? 0
+    }
+
+    static func record(_ primitive: Primitive, inputs: [[Int]], outputs: [[Int]]) {
+        guard total != nil, let counting = primitive as? MultiplyAddCounting else { return }
+        total! += counting.multiplyAdds(inputs: inputs, outputs: outputs)
+    }
+}
+
+extension Conv2D: MultiplyAddCounting {
+    /// N·O·OH·OW·(C/groups)·KH·KW.
+    public func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int {
+        let w = inputs[1]
+        return outputs[0].reduce(1, *) * w[1] * w[2] * w[3]
+    }
+}
+
+extension MatMul: MultiplyAddCounting {
+    /// batch·m·n·k.
+    public func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int {
+        guard let d = try? dimensions(inputs) else { return 0 }
+        return d.batch * d.m * d.n * d.k
+    }
+}
