@@ -223,3 +223,33 @@ public final class Identity: Module, Layer {
     public override init() {}
     public func callAsFunction(_ x: Tensor) throws -> Tensor { x }
 }
+
+/// A fully connected layer (`nn.Linear`): `x·Wᵀ + b` for `x` of shape
+/// `[N, in]`, weight `[out, in]`. PyTorch's default initialisation.
+public final class Linear: Module, Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, initializer: Initializer) throws {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        weight = Parameter(try initializer.uniform([outFeatures, inFeatures], bound: bound))
+        self.bias = bias ? Parameter(try initializer.uniform([outFeatures], bound: bound)) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try linearForward(x, weight: weight.tensor, bias: bias?.tensor)
+    }
+}
+
+/// `x·Wᵀ + b` over the last axis of `x`.
+func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+    // Until a dedicated linear op is merged, a 1x1 convolution over [rows, in, 1, 1]
+    // computes the same product and bias (and its gradients) on CLBlast GEMM.
+    let rows = x.count / x.shape[x.rank - 1]
+    let (out, inF) = (weight.shape[0], weight.shape[1])
+    guard x.shape.last == inF else {
+        throw CloverError.shapeMismatch(op: "linear", shapes: [x.shape, weight.shape], reason: "last axis must equal in_features")
+    }
+    let y = try conv2d(x.reshaped([rows, inF, 1, 1]), weight.reshaped([out, inF, 1, 1]), bias: bias)
+    return try y.reshaped(Array(x.shape.dropLast()) + [out])
+}
