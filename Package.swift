@@ -8,6 +8,7 @@
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
 //                          OpenCL dispatch and gradient per op family)
 //   CloverNN               layers (Module), optimisers, schedules
+//   CloverModels           the model families (one file each) and the model zoo
 //   CloverConformance      the sweep that checks every op against the CPU reference
 //   clover                 the command-line tool
 import PackageDescription
@@ -19,6 +20,7 @@ let package = Package(
         .library(name: "Clover", targets: ["Clover"]),
         .library(name: "CloverRuntime", targets: ["CloverRuntime"]),
         .library(name: "CloverNN", targets: ["CloverNN"]),
+        .library(name: "CloverModels", targets: ["CloverModels"]),
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
         .executable(name: "clover", targets: ["clover"]),
     ],
@@ -69,6 +71,10 @@ let package = Package(
             dependencies: ["Clover", "CloverRuntime"]
         ),
         .target(
+            name: "CloverModels",
+            dependencies: ["Clover", "CloverNN"]
+        ),
+        .target(
             name: "CloverConformance",
             dependencies: ["Clover", "CloverRuntime", "CloverKernels"]
         ),
@@ -93,6 +99,10 @@ let package = Package(
         .testTarget(
             name: "CloverNNTests",
             dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime"]
+        ),
+        .testTarget(
+            name: "CloverModelsTests",
+            dependencies: ["Clover", "CloverNN", "CloverModels", "CloverRuntime"]
         ),
         .testTarget(
             name: "CloverCLITests",
