@@ -83,6 +83,8 @@ let package = Package(
             dependencies: [
                 "Clover",
                 "CloverConformance",
+                "CloverModels",
+                "CloverNN",
                 "CloverRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -14,11 +14,18 @@ public final class Parameter {
     public var shape: [Int] { tensor.shape }
     public var grad: Tensor? { tensor.grad }
 
-    /// Replaces the value (e.g. loading a checkpoint); keeps it trainable.
+    /// Overwrites the value in place (e.g. loading a checkpoint), so an
+    /// optimiser's arena that holds this parameter keeps seeing it.
     public func assign(_ value: Tensor) throws {
         guard value.shape == tensor.shape else {
             throw CloverError.shapeMismatch(op: "parameter assign", shapes: [tensor.shape, value.shape], reason: "shapes differ")
         }
+        try tensor.copyValues(value.toArray())
+    }
+
+    /// Points the parameter at other storage holding the same values (an
+    /// optimiser moving it into its flat arena).
+    func rebind(_ value: Tensor) {
         value.requiresGrad = true
         tensor = value
     }

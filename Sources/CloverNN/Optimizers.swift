@@ -41,7 +41,7 @@ final class ParameterArena {
             }
             let slice = valueView.slice(offset: offset, count: p.tensor.count)
             try context.copy(from: src, to: slice, count: p.tensor.count)
-            try p.assign(Tensor(shape: p.tensor.shape, view: slice, on: device))
+            p.rebind(try Tensor(shape: p.tensor.shape, view: slice, on: device))
         }
         values = try Tensor(shape: [total], view: valueView, on: device)
         gradients = try Tensor(shape: [total], view: context.allocateView(count: total), on: device)
@@ -152,8 +152,33 @@ public typealias DecayPolicy = (_ name: String, _ parameter: Parameter) -> Bool
 public let decayWeightsOnly: DecayPolicy = { _, p in p.tensor.rank > 1 }
 public let decayEverything: DecayPolicy = { _, _ in true }
 
+/// An optimiser over a model's parameters.
+public protocol Optimizer: AnyObject {
+    /// Applies one update from the parameters' current gradients.
+    func step() throws
+    var learningRate: Float { get set }
+    /// The optimiser's state (moments, step count) for checkpoints.
+    func stateDict() throws -> SafeTensors
+    /// Restores a state written by ``stateDict()``.
+    func loadStateDict(_ file: SafeTensors) throws
+}
+
+/// Loads state tensors saved under `prefix.i` back into `tensors`.
+private func loadStates(_ tensors: [Tensor], prefix: String, from file: SafeTensors) throws -> [Tensor] {
+    try tensors.enumerated().map { i, t in
+        guard let e = file["\(prefix).\(i)"], e.values.count == t.count else {
+            throw CloverError.invalidArgument(op: "optimizer state", reason: "missing or mis-sized entry \(prefix).\(i)")
+        }
+        return try Tensor(shape: t.shape, values: e.values, on: t.device)
+    }
+}
+
+private func saveStates(_ tensors: [Tensor], prefix: String, into file: inout SafeTensors) throws {
+    for (i, t) in tensors.enumerated() { file.append("\(prefix).\(i)", shape: t.shape, values: try t.toArray()) }
+}
+
 /// SGD with momentum, Nesterov and weight decay; one fused launch per step.
-public final class SGD {
+public final class SGD: Optimizer {
     public var configuration: SGDConfiguration
     let arena: ParameterArena
     var momentum: [Tensor]
@@ -189,12 +214,23 @@ public final class SGD {
         }
     }
 
-    /// The momentum buffers, for checkpoints.
-    public var state: [Tensor] { momentum }
+    public func stateDict() throws -> SafeTensors {
+        var file = SafeTensors()
+        file.metadata = ["optimizer": "sgd"]
+        try saveStates(momentum, prefix: "momentum", into: &file)
+        return file
+    }
+
+    public func loadStateDict(_ file: SafeTensors) throws {
+        guard file.metadata["optimizer"] == "sgd" else {
+            throw CloverError.invalidArgument(op: "optimizer state", reason: "not an SGD state (\(file.metadata["optimizer"] ?? "unknown"))")
+        }
+        momentum = try loadStates(momentum, prefix: "momentum", from: file)
+    }
 }
 
 /// AdamW (decoupled weight decay, bias correction); one fused launch per step.
-public final class AdamW {
+public final class AdamW: Optimizer {
     public var configuration: AdamWConfiguration
     public private(set) var stepCount = 0
     let arena: ParameterArena
@@ -233,5 +269,20 @@ public final class AdamW {
         }
     }
 
-    public var state: [Tensor] { m + v }
+    public func stateDict() throws -> SafeTensors {
+        var file = SafeTensors()
+        file.metadata = ["optimizer": "adamw", "step": "\(stepCount)"]
+        try saveStates(m, prefix: "m", into: &file)
+        try saveStates(v, prefix: "v", into: &file)
+        return file
+    }
+
+    public func loadStateDict(_ file: SafeTensors) throws {
+        guard file.metadata["optimizer"] == "adamw", let step = file.metadata["step"].flatMap({ Int($0) }) else {
+            throw CloverError.invalidArgument(op: "optimizer state", reason: "not an AdamW state (\(file.metadata["optimizer"] ?? "unknown"))")
+        }
+        m = try loadStates(m, prefix: "m", from: file)
+        v = try loadStates(v, prefix: "v", from: file)
+        stepCount = step
+    }
 }

@@ -83,7 +83,8 @@ public struct SafeTensors {
         return try parse(data, path: path)
     }
 
-    static func parse(_ data: Data, path: String) throws -> SafeTensors {
+    /// Parses bytes in the safetensors format; `path` names the source in errors.
+    public static func parse(_ data: Data, path: String) throws -> SafeTensors {
         let bytes = [UInt8](data)
         guard bytes.count >= 8 else { throw SafeTensorsError(path: path, reason: "truncated: \(bytes.count) bytes, no header length") }
         var headerLength = 0
@@ -233,16 +234,18 @@ extension Module {
                                                   reason: "missing keys \(missing), unexpected keys \(unexpected)")
             }
         }
-        func load(_ name: String, _ current: Tensor) throws -> Tensor? {
-            guard let e = file[name] else { return nil }
+        // Values are written in place, so an optimiser arena that already
+        // holds the parameters keeps training the loaded values.
+        func load(_ name: String, _ current: Tensor) throws {
+            guard let e = file[name] else { return }
             guard e.shape.reduce(1, *) == current.count, e.shape == current.shape || (e.shape.isEmpty && current.count == 1) else {
                 throw CloverError.shapeMismatch(op: "load_state_dict \(name)", shapes: [current.shape, e.shape],
                                                 reason: "checkpoint shape differs")
             }
-            return try Tensor(shape: current.shape, values: e.values, on: current.device)
+            try current.copyValues(e.values)
         }
-        for (name, p) in params { if let t = try load(name, p.tensor) { try p.assign(t) } }
-        for (name, s) in states { if let t = try load(name, s.tensor) { s.tensor = t } }
+        for (name, p) in params { try load(name, p.tensor) }
+        for (name, s) in states { try load(name, s.tensor) }
         for module in allModules() { try module.statesDidLoad() }
     }
 }

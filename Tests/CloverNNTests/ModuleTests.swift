@@ -100,3 +100,35 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(warm.learningRate(epoch: 3, progress: 0), 2)
     }
 }
+
+final class OptimizerStateTests: XCTestCase {
+    /// Saving after two steps and resuming into a fresh optimiser gives the
+    /// same third step as never stopping.
+    func testResumeContinuesExactly() throws {
+        let device = try openCLDevice()
+        for useAdam in [false, true] {
+            func make(_ net: TinyNet) throws -> Optimizer {
+                useAdam ? try AdamW(net.namedParameters(), configuration: AdamWConfiguration(learningRate: 0.01))
+                    : try SGD(net.namedParameters(), configuration: SGDConfiguration(learningRate: 0.05, momentum: 0.9))
+            }
+            let x = try Tensor(shape: [2, 1], values: [0.3, -0.7], on: device)
+            func step(_ net: TinyNet, _ opt: Optimizer) throws {
+                net.zeroGrad()
+                try net.loss(x).backward()
+                try opt.step()
+            }
+            let a = try TinyNet(device), optA = try make(a)
+            for _ in 0..<3 { try step(a, optA) }
+            let b = try TinyNet(device), optB = try make(b)
+            for _ in 0..<2 { try step(b, optB) }
+            let modelState = try b.stateDict(), optState = try optB.stateDict()
+            let c = try TinyNet(device), optC = try make(c)
+            try c.loadStateDict(modelState)
+            try optC.loadStateDict(SafeTensors.parse(optState.encoded(), path: "memory"))
+            try step(c, optC)
+            let pa = try a.parameters().flatMap { try $0.tensor.toArray() }
+            let pc = try c.parameters().flatMap { try $0.tensor.toArray() }
+            for (u, v) in zip(pa, pc) { XCTAssertEqual(u, v, accuracy: 1e-6, "adam \(useAdam)") }
+        }
+    }
+}

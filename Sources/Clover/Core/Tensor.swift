@@ -108,6 +108,19 @@ public final class Tensor: CustomStringConvertible {
         }
     }
 
+    /// Overwrites this tensor's values in place (an upload on OpenCL), so
+    /// every holder of the tensor, and any arena it is a view of, sees them.
+    public func copyValues(_ values: [Float]) throws {
+        guard values.count == count else {
+            throw CloverError.shapeMismatch(op: "copy values", shapes: [shape, [values.count]], reason: "element counts differ")
+        }
+        switch storage {
+        case let .host(box): box.values = values
+        case let .buffer(view): try device.openCL!.upload(values, to: view.slice(offset: 0, count: count))
+        case .none: break
+        }
+    }
+
     /// This tensor's values on another device.
     public func to(_ other: Device) throws -> Tensor {
         if other === device { return self }
