@@ -9,6 +9,9 @@
 //                          OpenCL dispatch and gradient per op family)
 //   CloverNN               layers (Module), optimisers, schedules
 //   CloverConformance      the sweep that checks every op against the CPU reference
+//   CZlib                  system module over zlib (gzip-compressed data sets)
+//   CloverData             data sets, augmentation and background batching; host
+//                          arrays only, so it needs no OpenCL
 //   clover                 the command-line tool
 import PackageDescription
 
@@ -20,6 +23,7 @@ let package = Package(
         .library(name: "CloverRuntime", targets: ["CloverRuntime"]),
         .library(name: "CloverNN", targets: ["CloverNN"]),
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
+        .library(name: "CloverData", targets: ["CloverData"]),
         .executable(name: "clover", targets: ["clover"]),
     ],
     dependencies: [
@@ -36,6 +40,11 @@ let package = Package(
             name: "CCLBlast",
             pkgConfig: "clblast",
             providers: [.apt(["libclblast-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
         ),
         .target(
             name: "CloverRuntime",
@@ -72,6 +81,10 @@ let package = Package(
             name: "CloverConformance",
             dependencies: ["Clover", "CloverRuntime", "CloverKernels"]
         ),
+        .target(
+            name: "CloverData",
+            dependencies: ["CZlib"]
+        ),
         .executableTarget(
             name: "clover",
             dependencies: [
@@ -93,6 +106,10 @@ let package = Package(
         .testTarget(
             name: "CloverNNTests",
             dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime"]
+        ),
+        .testTarget(
+            name: "CloverDataTests",
+            dependencies: ["CloverData"]
         ),
         .testTarget(
             name: "CloverCLITests",
