@@ -10,6 +10,9 @@
 //   CloverNN               layers (Module), optimisers, schedules
 //   CloverModels           the model families (one file each) and the model zoo
 //   CloverConformance      the sweep that checks every op against the CPU reference
+//   CZlib                  system module over zlib (gzip-compressed data sets)
+//   CloverData             data sets, augmentation and background batching; host
+//                          arrays only, so it needs no OpenCL
 //   clover                 the command-line tool
 import PackageDescription
 
@@ -22,6 +25,7 @@ let package = Package(
         .library(name: "CloverNN", targets: ["CloverNN"]),
         .library(name: "CloverModels", targets: ["CloverModels"]),
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
+        .library(name: "CloverData", targets: ["CloverData"]),
         .executable(name: "clover", targets: ["clover"]),
     ],
     dependencies: [
@@ -38,6 +42,11 @@ let package = Package(
             name: "CCLBlast",
             pkgConfig: "clblast",
             providers: [.apt(["libclblast-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
         ),
         .target(
             name: "CloverRuntime",
@@ -78,11 +87,16 @@ let package = Package(
             name: "CloverConformance",
             dependencies: ["Clover", "CloverRuntime", "CloverKernels"]
         ),
+        .target(
+            name: "CloverData",
+            dependencies: ["CZlib"]
+        ),
         .executableTarget(
             name: "clover",
             dependencies: [
                 "Clover",
                 "CloverConformance",
+                "CloverData",
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",
@@ -105,6 +119,10 @@ let package = Package(
         .testTarget(
             name: "CloverModelsTests",
             dependencies: ["Clover", "CloverNN", "CloverModels", "CloverRuntime"]
+        ),
+        .testTarget(
+            name: "CloverDataTests",
+            dependencies: ["CloverData"]
         ),
         .testTarget(
             name: "CloverCLITests",
