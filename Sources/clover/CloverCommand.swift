@@ -29,6 +29,6 @@ struct CloverCommand: ParsableCommand {
                                  to force recompilation.
             """,
         version: version,
-        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self]
+        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self]
     )
 }
