@@ -44,7 +44,9 @@ public enum ModelZoo {
 
     /// Family lists; each model family file contributes one.
     static var families: [[ModelSpec]] {
-        []
+        [
+            VGG.zoo, ResNet.zoo, WideResNet.zoo,
+        ]
     }
 
     /// The model called `name` (case-insensitive).
