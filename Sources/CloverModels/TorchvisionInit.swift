@@ -19,16 +19,16 @@ extension Initializer {
         let conv = try Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding,
                               groups: groups, bias: bias, initializer: Initializer(device: .meta))
         let fanOut = outChannels * kernelSize * kernelSize
-        try conv.weight.assign(normal(conv.weight.shape, std: (2 / Float(fanOut)).squareRoot()))
-        try conv.bias?.assign(constant([outChannels], 0))
+        conv.weight.rebind(try normal(conv.weight.shape, std: (2 / Float(fanOut)).squareRoot()))
+        conv.bias?.rebind(try constant([outChannels], 0))
         return conv
     }
 
     /// A linear layer with weight `N(0, std²)` and zero bias (VGG's classifier).
     func normalLinear(_ inFeatures: Int, _ outFeatures: Int, std: Float) throws -> Linear {
         let linear = try Linear(inFeatures, outFeatures, initializer: Initializer(device: .meta))
-        try linear.weight.assign(normal(linear.weight.shape, std: std))
-        try linear.bias?.assign(constant([outFeatures], 0))
+        linear.weight.rebind(try normal(linear.weight.shape, std: std))
+        linear.bias?.rebind(try constant([outFeatures], 0))
         return linear
     }
 }

@@ -122,7 +122,7 @@ public final class WideResNet: Module, Layer {
         bn1 = try BatchNorm2d(widths[3], initializer: initializer)
         avgpool = GlobalAvgPool()
         fc = try Linear(widths[3], classes, initializer: initializer)
-        try fc.bias?.assign(initializer.constant([classes], 0))
+        fc.bias?.rebind(try initializer.constant([classes], 0))
     }
 
     /// A configuration from the paper's tables.

@@ -23,9 +23,11 @@ public final class Parameter {
         try tensor.copyValues(value.toArray())
     }
 
-    /// Points the parameter at other storage holding the same values (an
-    /// optimiser moving it into its flat arena).
-    func rebind(_ value: Tensor) {
+    /// Points the parameter at another tensor (initialisation while a model
+    /// is built, or an optimiser moving it into its flat arena). Unlike
+    /// ``assign(_:)`` it does not write through: call it before an optimiser
+    /// takes the parameter.
+    public func rebind(_ value: Tensor) {
         value.requiresGrad = true
         tensor = value
     }
