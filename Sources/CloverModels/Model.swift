@@ -44,7 +44,7 @@ public enum ModelZoo {
 
     /// Family lists; each model family file contributes one.
     static var families: [[ModelSpec]] {
-        []
+        [EfficientNet.zoo, RegNet.zoo]
     }
 
     /// The model called `name` (case-insensitive).
