@@ -144,6 +144,11 @@ public struct RegulatorState {
     public var h: Tensor
     /// The ConvLSTM cell state; nil for ConvRNN and ConvGRU.
     public var c: Tensor?
+
+    public init(h: Tensor, c: Tensor? = nil) {
+        self.h = h
+        self.c = c
+    }
 }
 
 /// The weights of one stage's regulator cell as a module, named
