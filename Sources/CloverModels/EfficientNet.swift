@@ -225,8 +225,8 @@ func kaimingNormalFanOut(_ module: Module, initializer: Initializer) throws {
     for case let conv as Conv2d in module.allModules() {
         let s = conv.weight.shape
         let std = (2 / Float(s[0] * s[2] * s[3])).squareRoot()
-        try conv.weight.assign(initializer.normal(s, std: std))
-        if let bias = conv.bias { try bias.assign(initializer.constant(bias.shape, 0)) }
+        conv.weight.rebind(try initializer.normal(s, std: std))
+        if let bias = conv.bias { bias.rebind(try initializer.constant(bias.shape, 0)) }
     }
 }
 
@@ -323,8 +323,8 @@ public final class EfficientNet: Module, Layer {
         try kaimingNormalFanOut(self, initializer: initializer)
         // torchvision: linear weights uniform in ±1/√out_features, zero bias.
         let bound = 1 / Float(classes).squareRoot()
-        try linear.weight.assign(initializer.uniform(linear.weight.shape, bound: bound))
-        if let bias = linear.bias { try bias.assign(initializer.constant(bias.shape, 0)) }
+        linear.weight.rebind(try initializer.uniform(linear.weight.shape, bound: bound))
+        if let bias = linear.bias { bias.rebind(try initializer.constant(bias.shape, 0)) }
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
