@@ -11,6 +11,9 @@ public enum ConformanceSuite {
             + gemmCases()
             + convolutionCases()
             + lossCases()
+            + attentionCases()
+            + embeddingCases()
+            + linearCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of
