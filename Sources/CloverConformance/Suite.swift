@@ -20,6 +20,9 @@ public enum ConformanceSuite {
             + regulatorCases()
             + normalizationCases()
             + reductionCases()
+            + attentionCases()
+            + embeddingCases()
+            + linearCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of

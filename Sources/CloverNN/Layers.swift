@@ -237,19 +237,7 @@ public final class Linear: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try linearForward(x, weight: weight.tensor, bias: bias?.tensor)
+        try linear(x, weight: weight.tensor, bias: bias?.tensor)
     }
 }
 
-/// `x·Wᵀ + b` over the last axis of `x`.
-func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
-    // Until a dedicated linear op is merged, a 1x1 convolution over [rows, in, 1, 1]
-    // computes the same product and bias (and its gradients) on CLBlast GEMM.
-    let rows = x.count / x.shape[x.rank - 1]
-    let (out, inF) = (weight.shape[0], weight.shape[1])
-    guard x.shape.last == inF else {
-        throw CloverError.shapeMismatch(op: "linear", shapes: [x.shape, weight.shape], reason: "last axis must equal in_features")
-    }
-    let y = try conv2d(x.reshaped([rows, inF, 1, 1]), weight.reshaped([out, inF, 1, 1]), bias: bias)
-    return try y.reshaped(Array(x.shape.dropLast()) + [out])
-}

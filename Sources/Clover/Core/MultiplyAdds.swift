@@ -40,3 +40,10 @@ extension MatMul: MultiplyAddCounting {
         return d.batch * d.m * d.n * d.k
     }
 }
+
+extension LinearMap: MultiplyAddCounting {
+    /// rows·out·in.
+    public func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int {
+        outputs[0].reduce(1, *) * inputs[1][1]
+    }
+}
