@@ -136,29 +136,106 @@ final class ConvolutionShapeTests: XCTestCase {
 
     /// Pooled buffers may hold anything: fill the pool with NaN-filled
     /// buffers of every size the convolution will ask for, then check that
-    /// forward and all gradients still match the reference.
+    /// forward and all gradients still match the reference, on every path.
     func testPooledGarbageDoesNotLeak() throws {
         let device = try TestDevice.get()
         guard let context = device.openCL else { throw XCTSkip("needs an OpenCL device") }
-        let testCase = ConformanceCase(
-            op: "conv2d", label: "NaN-poisoned pool",
-            primitive: Conv2D(Conv2DParameters(stride: 2, padding: 0, groups: 1)),
-            inputShapes: [[3, 3, 9, 8], [4, 3, 3, 3], [4]],
-            forward: Tolerance(absolute: 1e-4, relative: 1e-4), backward: Tolerance(absolute: 1e-4, relative: 1e-4))
-        // Every bucket from 256 bytes to 64 KiB, three deep, filled with NaN
-        // and returned to the pool (covers y, dx, dw, db and the column buffers).
-        var poisoned: [BufferView] = []
-        var bytes = 256
-        while bytes <= 64 << 10 {
-            for _ in 0..<3 {
-                let view = try context.allocateView(count: BufferPool.bucket(for: bytes) / 4)
-                try context.upload([Float](repeating: .nan, count: view.count), to: view)
-                poisoned.append(view)
+        let tolerance = Tolerance(absolute: 1e-4, relative: 1e-4)
+        // One shape per algorithm; the depthwise and grouped ones have
+        // N·OH·OW > 512, so their backward-weight partial sums are split.
+        let shapes: [(Conv2DParameters, [[Int]], ConvAlgorithm)] = [
+            (Conv2DParameters(stride: 2, padding: 0), [[3, 3, 9, 8], [4, 3, 3, 3], [4]], .im2colGEMM),
+            (Conv2DParameters(stride: 1, groups: 2), [[3, 4, 5, 6], [6, 2, 1, 1], [6]], .pointwiseGEMM),
+            (Conv2DParameters(stride: 1, padding: 2, groups: 4), [[3, 4, 20, 20], [4, 1, 5, 5], [4]], .depthwise),
+            (Conv2DParameters(stride: 1, padding: 1, groups: 2), [[3, 6, 20, 20], [4, 3, 3, 3], [4]], .groupedDirect),
+        ]
+        for (parameters, inputShapes, algorithm) in shapes {
+            XCTAssertEqual(try parameters.algorithm(input: inputShapes[0], weight: inputShapes[1]), algorithm)
+            let testCase = ConformanceCase(op: "conv2d", label: "NaN-poisoned pool \(algorithm)",
+                                           primitive: Conv2D(parameters), inputShapes: inputShapes,
+                                           forward: tolerance, backward: tolerance)
+            // Every bucket from 256 bytes to 64 KiB, three deep, filled with NaN
+            // and returned to the pool (covers y, dx, dw, db, the column
+            // buffers and the partial sums).
+            var poisoned: [BufferView] = []
+            var bytes = 256
+            while bytes <= 64 << 10 {
+                for _ in 0..<3 {
+                    let view = try context.allocateView(count: BufferPool.bucket(for: bytes) / 4)
+                    try context.upload([Float](repeating: .nan, count: view.count), to: view)
+                    poisoned.append(view)
+                }
+                bytes = BufferPool.bucket(for: bytes + 1)
             }
-            bytes = BufferPool.bucket(for: bytes + 1)
+            poisoned.removeAll()
+            let result = ConformanceRunner(device: device).run(testCase)
+            XCTAssertTrue(result.passed, "\(algorithm): \(result.message ?? "") fwd \(result.forward.maxAbsolute) "
+                          + "bwd \(result.backward.maxAbsolute)")
         }
-        poisoned.removeAll()
-        let result = ConformanceRunner(device: device).run(testCase)
-        XCTAssertTrue(result.passed, "\(result.message ?? "") fwd \(result.forward.maxAbsolute) bwd \(result.backward.maxAbsolute)")
+    }
+
+    /// The OpenCL path each representative network shape takes (see
+    /// ``Conv2DParameters/algorithm(input:weight:)``).
+    func testDispatchPicksTheIntendedAlgorithm() throws {
+        func algorithm(_ x: [Int], _ w: [Int], stride: Int = 1, padding: Int = 0, dilation: Int = 1,
+                       groups: Int = 1) throws -> ConvAlgorithm {
+            try Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
+                .algorithm(input: x, weight: w)
+        }
+        // ResNet-50 bottleneck 1x1s: GEMM on the tensors, no im2col.
+        XCTAssertEqual(try algorithm([8, 64, 56, 56], [256, 64, 1, 1]), .pointwiseGEMM)
+        XCTAssertEqual(try algorithm([8, 2048, 7, 7], [512, 2048, 1, 1]), .pointwiseGEMM)
+        // Grouped 1x1 (ShuffleNet), and a 1x1 ignores dilation.
+        XCTAssertEqual(try algorithm([8, 240, 28, 28], [240, 80, 1, 1], groups: 3), .pointwiseGEMM)
+        XCTAssertEqual(try algorithm([2, 16, 9, 9], [8, 16, 1, 1], dilation: 2), .pointwiseGEMM)
+        // ResNet projection shortcut, 1x1 stride 2, and a padded 1x1: the general path.
+        XCTAssertEqual(try algorithm([8, 256, 56, 56], [512, 256, 1, 1], stride: 2), .im2colGEMM)
+        XCTAssertEqual(try algorithm([8, 16, 9, 9], [8, 16, 1, 1], padding: 1), .im2colGEMM)
+
+        // ResNeXt-50 32x4d grouped 3x3: 4, 8 and 16 channels per group, stride 1 and 2.
+        XCTAssertEqual(try algorithm([8, 128, 56, 56], [128, 4, 3, 3], padding: 1, groups: 32), .groupedDirect)
+        XCTAssertEqual(try algorithm([8, 256, 56, 56], [256, 8, 3, 3], stride: 2, padding: 1, groups: 32),
+                       .groupedDirect)
+        XCTAssertEqual(try algorithm([8, 512, 14, 14], [512, 16, 3, 3], padding: 1, groups: 32), .groupedDirect)
+        // 32 channels per group (ResNeXt's last stage): per-group GEMMs are thick enough.
+        XCTAssertEqual(try algorithm([8, 1024, 7, 7], [1024, 32, 3, 3], padding: 1, groups: 32), .im2colGEMM)
+        // A channel multiplier of 2 is grouped, not depthwise.
+        XCTAssertEqual(try algorithm([2, 32, 14, 14], [64, 1, 3, 3], padding: 1, groups: 32), .groupedDirect)
+        // Grouped 3x3 without padding 1, or dilated: general path.
+        XCTAssertEqual(try algorithm([2, 32, 14, 14], [32, 4, 3, 3], groups: 8), .im2colGEMM)
+        XCTAssertEqual(try algorithm([2, 32, 14, 14], [32, 4, 3, 3], padding: 2, dilation: 2, groups: 8), .im2colGEMM)
+
+        // EfficientNet-B0 depthwise: 3x3 and 5x5, stride 1 and 2, "same" padding.
+        XCTAssertEqual(try algorithm([8, 32, 112, 112], [32, 1, 3, 3], padding: 1, groups: 32), .depthwise)
+        XCTAssertEqual(try algorithm([8, 96, 112, 112], [96, 1, 3, 3], stride: 2, padding: 1, groups: 96), .depthwise)
+        XCTAssertEqual(try algorithm([8, 144, 56, 56], [144, 1, 5, 5], stride: 2, padding: 2, groups: 144), .depthwise)
+        XCTAssertEqual(try algorithm([8, 672, 14, 14], [672, 1, 5, 5], padding: 2, groups: 672), .depthwise)
+        // Depthwise 7x7 (ConvNeXt), dilated, or without "same" padding: general path.
+        XCTAssertEqual(try algorithm([8, 96, 56, 56], [96, 1, 7, 7], padding: 3, groups: 96), .im2colGEMM)
+        XCTAssertEqual(try algorithm([8, 32, 28, 28], [32, 1, 3, 3], padding: 2, dilation: 2, groups: 32), .im2colGEMM)
+        XCTAssertEqual(try algorithm([8, 32, 28, 28], [32, 1, 3, 3], groups: 32), .im2colGEMM)
+
+        // Dense convolutions: the ResNet stem and a 3x3.
+        XCTAssertEqual(try algorithm([8, 3, 224, 224], [64, 3, 7, 7], stride: 2, padding: 3), .im2colGEMM)
+        XCTAssertEqual(try algorithm([8, 64, 56, 56], [64, 64, 3, 3], padding: 1), .im2colGEMM)
+        // Non-square stride is never specialised.
+        XCTAssertEqual(try Conv2DParameters(stride: (1, 2), padding: (1, 1), groups: 4)
+            .algorithm(input: [1, 4, 9, 9], weight: [4, 1, 3, 3]), .im2colGEMM)
+        // Invalid shapes throw the shape rule's error.
+        assertConvError("algorithm of a mismatched weight") {
+            _ = try algorithm([1, 3, 5, 5], [4, 2, 3, 3])
+        }
+    }
+
+    /// The conformance sweep reaches every path, several times.
+    func testSweepCoversEveryAlgorithm() throws {
+        var counts: [ConvAlgorithm: Int] = [:]
+        for c in ConformanceSuite.allCases() where c.op == "conv2d" {
+            let conv = try XCTUnwrap(c.primitive as? Conv2D)
+            counts[try conv.parameters.algorithm(input: c.inputShapes[0], weight: c.inputShapes[1]), default: 0] += 1
+        }
+        for algorithm in ConvAlgorithm.allCases {
+            XCTAssertGreaterThanOrEqual(counts[algorithm] ?? 0, 5, "\(algorithm): \(counts)")
+        }
     }
 }

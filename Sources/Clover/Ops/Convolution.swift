@@ -1,9 +1,15 @@
 import CloverRuntime
 
 // 2-D convolution over NCHW tensors, forward and backward.
-// Kernels: Kernels/conv.cl (im2col, col2im, bias); every GEMM goes through CLBlast.
+// Kernels: Kernels/conv.cl (im2col, col2im, bias), Kernels/depthwise.cl and Kernels/grouped.cl (the
+// direct paths); every GEMM goes through CLBlast.
 //
-// The OpenCL path lowers each convolution to GEMMs over column matrices:
+// Each OpenCL pass picks one of four paths by shape (`Conv2DGeometry.algorithm`, documented on
+// `Conv2DParameters.algorithm(input:weight:)`; the paths other than im2col live in
+// ConvolutionKernels.swift): pointwiseGEMM (1x1 stride 1 padding 0, GEMM on the tensors
+// themselves), depthwise, groupedDirect (few channels per group) and the general im2col path below.
+//
+// The general path lowers each convolution to GEMMs over column matrices:
 //   forward          Y[n, g]    = W_g (O/G × K)  ·  col[n, g] (K × P)
 //   backward data    dcol[n, g] = W_gᵀ (K × O/G) ·  dY[n, g] (O/G × P),  then col2im
 //   backward weight  dW_g      += dY[n, g] (O/G × P) · col[n, g]ᵀ (P × K)
@@ -128,10 +134,16 @@ public let defaultConvColumnBufferLimitBytes = 256 << 20
 ///
 /// Inputs: `x` `[N, C, H, W]`, `weight` `[O, C/groups, KH, KW]` and
 /// optionally `bias` `[O]`; output `[N, O, OH, OW]`.
+///
+/// On OpenCL the forward pass and both gradients run on the path
+/// ``Conv2DParameters/algorithm(input:weight:)`` picks for the shapes:
+/// GEMM straight on the tensors for 1x1 kernels, direct kernels for
+/// depthwise and thin grouped 3x3 convolutions, im2col + GEMM otherwise.
 public struct Conv2D: Primitive {
     public let parameters: Conv2DParameters
     /// Upper bound on the im2col buffer of the OpenCL path; the batch is
-    /// processed in chunks of samples that fit (at least one sample).
+    /// processed in chunks of samples that fit (at least one sample). Only
+    /// the ``ConvAlgorithm/im2colGEMM`` path has a column buffer.
     public var columnBufferLimitBytes: Int
 
     public init(_ parameters: Conv2DParameters = Conv2DParameters(),
@@ -198,8 +210,34 @@ public struct Conv2D: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let g = try geometry(inputs.map(\.shape))
-        try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
+        let bias = inputs.count == 3 ? inputs[2].view : nil
+        switch g.algorithm {
+        case .depthwise:
+            try g.checkDirectKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            return try depthwiseForward(context, g, x: x, w: w, bias: bias, y: y)
+        case .groupedDirect:
+            try g.checkDirectKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            return try groupedForward(context, g, x: x, w: w, bias: bias, y: y)
+        case .pointwiseGEMM:
+            // Only the bias kernel below takes int sizes.
+            try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            try pointwiseForward(context, g, x: x, w: w, y: y)
+        case .im2colGEMM:
+            try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            try im2colForward(context, g, x: x, w: w, y: y)
+        }
+        if let bias {
+            let kernel = try convKernel(context, "conv_bias_forward")
+            try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+                UInt64(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
+            ])
+        }
+    }
+
+    /// The general path: im2col per chunk of samples, then one GEMM per sample.
+    private func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
+                               x: BufferView, w: BufferView, y: BufferView) throws {
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
         var n0 = 0
@@ -219,13 +257,6 @@ public struct Conv2D: Primitive {
                                 ldc: g.p, strideC: g.og * g.p, batch: g.groups)
             }
             n0 += nb
-        }
-        if inputs.count == 3 {
-            let bias = inputs[2].view
-            let kernel = try convKernel(context, "conv_bias_forward")
-            try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-                UInt64(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
-            ])
         }
     }
 
@@ -315,8 +346,21 @@ public struct Conv2DBackwardData: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let g = try geometry(inputs.map(\.shape))
-        try g.checkKernelLimits(op: name, shapes: [inputShape] + inputs.map(\.shape), on: context)
+        let shapes = [inputShape] + inputs.map(\.shape)
         let dy = inputs[0].view, w = inputs[1].view, dx = outputs[0].view
+        switch g.algorithm {
+        case .pointwiseGEMM:
+            return try pointwiseBackwardData(context, g, dy: dy, w: w, dx: dx)
+        case .depthwise:
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+            return try depthwiseBackwardData(context, g, dy: dy, w: w, dx: dx)
+        case .groupedDirect:
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+            return try groupedBackwardData(context, g, dy: dy, w: w, dx: dx)
+        case .im2colGEMM:
+            break
+        }
+        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let dcol = try context.allocateView(count: chunk * g.columnPerSample)
         var n0 = 0
@@ -412,8 +456,21 @@ public struct Conv2DBackwardWeight: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let g = try geometry(inputs.map(\.shape))
-        try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape) + [weightShape], on: context)
+        let shapes = inputs.map(\.shape) + [weightShape]
         let dy = inputs[0].view, x = inputs[1].view, dw = outputs[0].view
+        switch g.algorithm {
+        case .pointwiseGEMM:
+            return try pointwiseBackwardWeight(context, g, dy: dy, x: x, dw: dw)
+        case .depthwise:
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+            return try depthwiseBackwardWeight(context, g, dy: dy, x: x, dw: dw)
+        case .groupedDirect:
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+            return try groupedBackwardWeight(context, g, dy: dy, x: x, dw: dw)
+        case .im2colGEMM:
+            break
+        }
+        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
         var n0 = 0

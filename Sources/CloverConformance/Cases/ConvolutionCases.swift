@@ -7,7 +7,9 @@ extension ConformanceSuite {
     /// channel counts, 1x1 to 7x7 kernels, stride, padding, dilation,
     /// grouped and depthwise weights, with and without bias, offset inputs,
     /// batch chunking, a few mid-size GEMMs, and finite differences on the
-    /// small cases.
+    /// small cases; then each specialised OpenCL path (pointwise GEMM,
+    /// depthwise, grouped direct) on scaled-down ResNet-50, ResNeXt-50 and
+    /// EfficientNet-B0 shapes and awkward sizes.
     ///
     /// Shapes stay small because the CPU reference is deliberately naive.
     static func convolutionCases() -> [ConformanceCase] {
@@ -106,8 +108,93 @@ extension ConformanceSuite {
         let chunkInput = [3, 3, 7, 7], chunkColumnBytes = 3 * 3 * 3 * 7 * 7 * 4
         configs.append(Config(label: "3x3 p1 chunks of 2", input: chunkInput, outChannels: 5, kernel: (3, 3),
                               parameters: p(1, 1), offset: true, columnLimitBytes: chunkColumnBytes * 5 / 2))
-        configs.append(Config(label: "3x3 p1 groups 3 chunks of 1", input: chunkInput, outChannels: 3, kernel: (3, 3),
-                              parameters: p(1, 1, groups: 3), columnLimitBytes: 1))
+        // Padding 0 keeps this grouped case on the im2col path (depthwise and
+        // grouped-direct take only "same" padding).
+        configs.append(Config(label: "3x3 p0 groups 3 chunks of 1", input: chunkInput, outChannels: 3, kernel: (3, 3),
+                              parameters: p(1, 0, groups: 3), columnLimitBytes: 1))
+
+        // The specialised paths (see Conv2DParameters.algorithm), on real
+        // network shapes scaled down to a few spatial tiles, plus awkward
+        // sizes. Each label names the path the shape is meant to take; the
+        // dispatch test in ConvolutionShapeTests checks that it does.
+        configs += [
+            // pointwiseGEMM: ResNet-50 bottleneck 1x1s, groups 1 (one
+            // strided-batched GEMM over the samples, weight at stride 0).
+            Config(label: "pointwise resnet50 1x1 expand 64->256", input: [2, 64, 7, 7], outChannels: 256,
+                   kernel: (1, 1), parameters: p(), offset: true),
+            Config(label: "pointwise resnet50 1x1 reduce 256->64 batch 1", input: [1, 256, 7, 7], outChannels: 64,
+                   kernel: (1, 1), parameters: p(), bias: false),
+            Config(label: "pointwise 1x1 batch 3 13x13", input: [3, 7, 13, 13], outChannels: 3, kernel: (1, 1),
+                   parameters: p(), offset: true),
+            // Grouped 1x1 (ShuffleNet-style): one call per sample, batched over groups.
+            Config(label: "pointwise 1x1 groups 4", input: [3, 8, 5, 3], outChannels: 12, kernel: (1, 1),
+                   parameters: p(1, 0, groups: 4), offset: true),
+            Config(label: "pointwise 1x1 groups 2 dilation 2 small", input: [2, 4, 3, 2], outChannels: 2,
+                   kernel: (1, 1), parameters: p(1, 0, dilation: 2, groups: 2), bias: false, finiteDifference: true),
+            // ResNet-50 projection shortcut, 1x1 stride 2: im2colGEMM (its
+            // im2col of a 1x1 kernel is the strided gather).
+            Config(label: "im2col resnet50 1x1 s2 projection 256->128", input: [2, 256, 7, 7], outChannels: 128,
+                   kernel: (1, 1), parameters: p(2), bias: false, offset: true),
+
+            // groupedDirect: ResNeXt-50 32x4d (cardinality 32, 4 channels per group).
+            Config(label: "grouped resnext50 32x4d 3x3 s1", input: [2, 128, 8, 8], outChannels: 128, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 32), offset: true),
+            Config(label: "grouped resnext50 32x4d 3x3 s2 batch 1", input: [1, 128, 7, 7], outChannels: 128,
+                   kernel: (3, 3), parameters: p(2, 1, groups: 32), bias: false),
+            // 8 channels per group (the next ResNeXt stage): two blocks of output channels.
+            Config(label: "grouped 8 per group 3x3 s1 batch 3", input: [3, 64, 7, 7], outChannels: 64, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 8)),
+            Config(label: "grouped 8 per group 3x3 s2", input: [2, 128, 8, 8], outChannels: 128, kernel: (3, 3),
+                   parameters: p(2, 1, groups: 16), offset: true),
+            // 16 per group, the limit of the path, over several 8x8 tiles.
+            Config(label: "grouped 16 per group 3x3 s1 17x9", input: [1, 32, 17, 9], outChannels: 32, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 2), bias: false, offset: true),
+            // Awkward: 3 in / 5 out per group (partial channel blocks), stride 2
+            // over three tiles of dx rows (the dy patch of a tile at an odd row
+            // offset needs all its rows).
+            Config(label: "grouped 3->5 per group 3x3 s2 19x13", input: [1, 9, 19, 13], outChannels: 15, kernel: (3, 3),
+                   parameters: p(2, 1, groups: 3), offset: true),
+            Config(label: "grouped 2 per group 3x3 s1 on 1x1 image", input: [3, 4, 1, 1], outChannels: 4,
+                   kernel: (3, 3), parameters: p(1, 1, groups: 2), finiteDifference: true),
+            Config(label: "grouped 2 per group 3x3 s2 small", input: [1, 4, 3, 5], outChannels: 6, kernel: (3, 3),
+                   parameters: p(2, 1, groups: 2), bias: false, finiteDifference: true),
+            // Positions N·OH·OW = 3·28·28 > 512: the backward-weight reduction is split.
+            Config(label: "grouped 4 per group 3x3 s1 split reduction", input: [3, 8, 28, 28], outChannels: 8,
+                   kernel: (3, 3), parameters: p(1, 1, groups: 2)),
+
+            // depthwise: EfficientNet-B0 MBConv depthwise convolutions, scaled down.
+            Config(label: "depthwise effnet-b0 3x3 s1 C32", input: [2, 32, 14, 14], outChannels: 32, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 32), offset: true),
+            Config(label: "depthwise effnet-b0 3x3 s2 C96 batch 1", input: [1, 96, 14, 14], outChannels: 96,
+                   kernel: (3, 3), parameters: p(2, 1, groups: 96), bias: false),
+            Config(label: "depthwise effnet-b0 5x5 s2 C144", input: [2, 144, 9, 9], outChannels: 144, kernel: (5, 5),
+                   parameters: p(2, 2, groups: 144), offset: true),
+            Config(label: "depthwise effnet-b0 5x5 s1 C240", input: [1, 240, 7, 7], outChannels: 240, kernel: (5, 5),
+                   parameters: p(1, 2, groups: 240)),
+            Config(label: "depthwise effnet-b0 3x3 s2 C240 batch 3", input: [3, 240, 7, 7], outChannels: 240,
+                   kernel: (3, 3), parameters: p(2, 1, groups: 240), bias: false, offset: true),
+            // Awkward sizes: non-square, several tiles, images smaller than the kernel.
+            Config(label: "depthwise 3x3 s2 non-square 7x13", input: [2, 7, 7, 13], outChannels: 7, kernel: (3, 3),
+                   parameters: p(2, 1, groups: 7), offset: true),
+            Config(label: "depthwise 5x5 s1 17x17", input: [1, 3, 17, 17], outChannels: 3, kernel: (5, 5),
+                   parameters: p(1, 2, groups: 3), bias: false),
+            Config(label: "depthwise 3x3 s2 19x17", input: [2, 3, 19, 17], outChannels: 3, kernel: (3, 3),
+                   parameters: p(2, 1, groups: 3), offset: true),
+            Config(label: "depthwise 3x3 s1 on 1x1 image", input: [3, 5, 1, 1], outChannels: 5, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 5), finiteDifference: true),
+            Config(label: "depthwise 5x5 s2 on 3x3 image", input: [1, 3, 3, 3], outChannels: 3, kernel: (5, 5),
+                   parameters: p(2, 2, groups: 3), finiteDifference: true),
+            Config(label: "depthwise 5x5 s2 small", input: [2, 2, 6, 5], outChannels: 2, kernel: (5, 5),
+                   parameters: p(2, 2, groups: 2), bias: false, finiteDifference: true),
+            // Positions N·OH·OW = 3·28·28: the backward-weight reduction is split.
+            Config(label: "depthwise 3x3 s1 split reduction", input: [3, 8, 28, 28], outChannels: 8, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 8), offset: true),
+            // Not depthwise-path shapes: 7x7 and dilated depthwise stay on im2col.
+            Config(label: "im2col depthwise 7x7 p3", input: [1, 4, 9, 9], outChannels: 4, kernel: (7, 7),
+                   parameters: p(1, 3, groups: 4)),
+            Config(label: "im2col depthwise 3x3 d2 p2", input: [2, 4, 7, 7], outChannels: 4, kernel: (3, 3),
+                   parameters: p(1, 2, dilation: 2, groups: 4), bias: false),
+        ]
 
         return configs.map { c in
             let weight = [c.outChannels, c.input[1] / c.parameters.groups, c.kernel.0, c.kernel.1]
