@@ -13,10 +13,12 @@
 // Macros:
 //   WG   work-group size of conv_bias_backward, a power of two (default 256).
 //
-// Layout: tensors are NCHW, contiguous. The column matrix of one batch chunk is
-// [b][c][kh][kw][oh*ow]; the rows of group g (channels g*C/G .. (g+1)*C/G - 1) are therefore one
-// contiguous [C/G*KH*KW, OH*OW] block, which is exactly the GEMM operand of that group, so the
-// kernels need not know about groups. x and dx are passed already offset to the chunk's first
+// Layout: tensors are NCHW, contiguous. Column entry (b, row = (c*KH + kh)*KW + kw, p = oh*OW + ow)
+// of a batch chunk lives at b*sample_stride + row*row_stride + p. The host uses the "wide" layout
+// sample_stride = P, row_stride = nb*P: the chunk is one [C*KH*KW, nb*P] matrix whose columns run
+// over (sample, pixel), so one GEMM per group covers the whole chunk; rows of group g (channels
+// g*C/G .. (g+1)*C/G - 1) are one contiguous block, so the kernels need not know about groups.
+// (sample_stride = C*KH*KW*P, row_stride = P is the per-sample layout.) x and dx are passed already offset to the chunk's first
 // sample. Every buffer is (pointer, ulong offset in elements); linear indices are computed in
 // ulong because a chunk's x can exceed 2^31 elements even when its column buffer does not.
 // Global sizes are rounded up to the work-group size: every kernel bounds-checks.
@@ -32,6 +34,7 @@ __kernel void im2col(const ulong total,
                      const int stride_h, const int stride_w,
                      const int pad_h, const int pad_w,
                      const int dil_h, const int dil_w,
+                     const ulong sample_stride, const ulong row_stride,
                      __global const float* x, const ulong x_off,
                      __global float* col, const ulong col_off) {
     const ulong i = get_global_id(0);
@@ -42,6 +45,9 @@ __kernel void im2col(const ulong total,
     const int kw = (int)(t % (ulong)KW); t /= (ulong)KW;
     const int kh = (int)(t % (ulong)KH); t /= (ulong)KH;
     // t is now b * C + c: the index of the (sample, channel) plane in x.
+    const ulong b = t / (ulong)C;
+    const ulong row = ((t - b * (ulong)C) * (ulong)KH + (ulong)kh) * (ulong)KW + (ulong)kw;
+    const ulong dest = b * sample_stride + row * row_stride + (ulong)oh * (ulong)OW + (ulong)ow;
     const int ih = oh * stride_h - pad_h + kh * dil_h;
     const int iw = ow * stride_w - pad_w + kw * dil_w;
     float v = 0.0f;
@@ -50,7 +56,7 @@ __kernel void im2col(const ulong total,
     }
     // Padding taps are written as 0, never skipped: the column buffer comes from a pool and may
     // hold anything.
-    col[col_off + i] = v;
+    col[col_off + dest] = v;
 }
 
 __kernel void col2im(const ulong total,
@@ -59,6 +65,7 @@ __kernel void col2im(const ulong total,
                      const int stride_h, const int stride_w,
                      const int pad_h, const int pad_w,
                      const int dil_h, const int dil_w,
+                     const ulong sample_stride, const ulong row_stride,
                      __global const float* col, const ulong col_off,
                      __global float* dx, const ulong dx_off) {
     const ulong i = get_global_id(0);
@@ -66,8 +73,10 @@ __kernel void col2im(const ulong total,
     const int iw = (int)(i % (ulong)W);
     const int ih = (int)((i / (ulong)W) % (ulong)H);
     const ulong plane = i / ((ulong)W * (ulong)H);            // b * C + c
-    const ulong P = (ulong)OH * (ulong)OW;
-    __global const float* base = col + col_off + plane * (ulong)KH * (ulong)KW * P;
+    const ulong b = plane / (ulong)C;
+    const ulong c = plane - b * (ulong)C;
+    const ulong P = row_stride;
+    __global const float* base = col + col_off + b * sample_stride + c * (ulong)KH * (ulong)KW * row_stride;
     float acc = 0.0f;
     for (int kh = 0; kh < KH; ++kh) {
         // Output row oh reads input row ih through tap kh when oh*sh = ih + ph - kh*dh.

@@ -193,7 +193,7 @@ public struct SplitHeads: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = inputs[0].shape
-        try launchTransposeMiddleAxes(inputs[0].view, dims: [s[0], s[1], heads, s[2] / heads], into: outputs[0].view, on: context)
+        try transposeMiddleAxes(inputs[0].view, dims: [s[0], s[1], heads, s[2] / heads], into: outputs[0].view, on: context)
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -231,7 +231,7 @@ public struct MergeHeads: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        try launchTransposeMiddleAxes(inputs[0].view, dims: inputs[0].shape, into: outputs[0].view, on: context)
+        try transposeMiddleAxes(inputs[0].view, dims: inputs[0].shape, into: outputs[0].view, on: context)
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -239,8 +239,9 @@ public struct MergeHeads: Primitive {
     }
 }
 
-/// `y[a, c, b, d] = x[a, b, c, d]` for `x` of shape `dims`.
-private func launchTransposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
+/// `y[a, c, b, d] = x[a, b, c, d]` for `x` of shape `dims` (also the
+/// convolution's [N, O, P] ↔ [O, N, P] relayout).
+func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
     let kernel = try context.kernel(family: "attention", "transpose_middle_axes")
     try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
         UInt64(y.count), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),

@@ -235,27 +235,30 @@ public struct Conv2D: Primitive {
         }
     }
 
-    /// The general path: im2col per chunk of samples, then one GEMM per sample.
+    /// The general path: im2col of a chunk of samples into one wide column
+    /// matrix [C·KH·KW, nb·P], one GEMM per group for the whole chunk, then a
+    /// transpose of the [O, nb, P] result into NCHW. Few large GEMMs instead
+    /// of one per sample: CLBlast is efficient only on large matrices.
     private func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
                                x: BufferView, w: BufferView, y: BufferView) throws {
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
+        let wide = try context.allocateView(count: chunk * g.outputPerSample)
         var n0 = 0
         while n0 < g.n {
             let nb = min(chunk, g.n - n0)
+            let cols = nb * g.p
             try convIm2col(context, g, x: x.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample),
                            samples: nb, col: col)
-            for b in 0..<nb {
-                // beta = 0: CLBlast then never reads C, so a recycled buffer's
-                // garbage (even NaN) cannot leak into y.
-                try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.k, alpha: 1,
-                                a: w, lda: g.k, strideA: g.og * g.k,
-                                b: col.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
-                                ldb: g.p, strideB: g.k * g.p,
-                                beta: 0,
-                                c: y.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
-                                ldc: g.p, strideC: g.og * g.p, batch: g.groups)
-            }
+            // beta = 0: CLBlast then never reads C, so a recycled buffer's
+            // garbage (even NaN) cannot leak into y.
+            try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: cols, k: g.k, alpha: 1,
+                            a: w, lda: g.k, strideA: g.og * g.k,
+                            b: col, ldb: cols, strideB: g.k * cols,
+                            beta: 0, c: wide, ldc: cols, strideC: g.og * cols, batch: g.groups)
+            try transposeMiddleAxes(wide.slice(offset: 0, count: nb * g.outputPerSample), dims: [1, g.o, nb, g.p],
+                                    into: y.slice(offset: n0 * g.outputPerSample, count: nb * g.outputPerSample),
+                                    on: context)
             n0 += nb
         }
     }
@@ -363,18 +366,19 @@ public struct Conv2DBackwardData: Primitive {
         try g.checkKernelLimits(op: name, shapes: shapes, on: context)
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let dcol = try context.allocateView(count: chunk * g.columnPerSample)
+        let wide = try context.allocateView(count: chunk * g.outputPerSample)
         var n0 = 0
         while n0 < g.n {
             let nb = min(chunk, g.n - n0)
-            for b in 0..<nb {
-                try clblastGemm(context, transposeA: true, transposeB: false, m: g.k, n: g.p, k: g.og, alpha: 1,
-                                a: w, lda: g.k, strideA: g.og * g.k,
-                                b: dy.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
-                                ldb: g.p, strideB: g.og * g.p,
-                                beta: 0,
-                                c: dcol.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
-                                ldc: g.p, strideC: g.k * g.p, batch: g.groups)
-            }
+            let cols = nb * g.p
+            // dy's chunk [nb, O, P] as the wide [O, nb·P] operand.
+            try transposeMiddleAxes(dy.slice(offset: n0 * g.outputPerSample, count: nb * g.outputPerSample),
+                                    dims: [1, nb, g.o, g.p], into: wide.slice(offset: 0, count: nb * g.outputPerSample),
+                                    on: context)
+            try clblastGemm(context, transposeA: true, transposeB: false, m: g.k, n: cols, k: g.og, alpha: 1,
+                            a: w, lda: g.k, strideA: g.og * g.k,
+                            b: wide, ldb: cols, strideB: g.og * cols,
+                            beta: 0, c: dcol, ldc: cols, strideC: g.k * cols, batch: g.groups)
             // col2im writes every element of dx, including pixels no tap reads.
             try convCol2im(context, g, col: dcol, samples: nb,
                            dx: dx.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample))
@@ -473,22 +477,22 @@ public struct Conv2DBackwardWeight: Primitive {
         try g.checkKernelLimits(op: name, shapes: shapes, on: context)
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
+        let wide = try context.allocateView(count: chunk * g.outputPerSample)
         var n0 = 0
         while n0 < g.n {
             let nb = min(chunk, g.n - n0)
+            let cols = nb * g.p
             try convIm2col(context, g, x: x.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample),
                            samples: nb, col: col)
-            for b in 0..<nb {
-                // The first sample overwrites dw (beta = 0, so CLBlast never
-                // reads the recycled buffer); later samples accumulate.
-                try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.k, k: g.p, alpha: 1,
-                                a: dy.slice(offset: (n0 + b) * g.outputPerSample, count: g.outputPerSample),
-                                lda: g.p, strideA: g.og * g.p,
-                                b: col.slice(offset: b * g.columnPerSample, count: g.columnPerSample),
-                                ldb: g.p, strideB: g.k * g.p,
-                                beta: n0 + b == 0 ? 0 : 1,
-                                c: dw, ldc: g.k, strideC: g.og * g.k, batch: g.groups)
-            }
+            try transposeMiddleAxes(dy.slice(offset: n0 * g.outputPerSample, count: nb * g.outputPerSample),
+                                    dims: [1, nb, g.o, g.p], into: wide.slice(offset: 0, count: nb * g.outputPerSample),
+                                    on: context)
+            // The first chunk overwrites dw (beta = 0, so CLBlast never reads
+            // the recycled buffer); later chunks accumulate.
+            try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.k, k: cols, alpha: 1,
+                            a: wide, lda: cols, strideA: g.og * cols,
+                            b: col, ldb: cols, strideB: g.k * cols,
+                            beta: n0 == 0 ? 0 : 1, c: dw, ldc: g.k, strideC: g.og * g.k, batch: g.groups)
             n0 += nb
         }
     }
@@ -569,6 +573,11 @@ extension Conv2DGeometry {
         }
     }
 
+    /// Sample and row strides of the wide column layout [C·KH·KW, nb·P].
+    func wideColumnStrides(samples: Int) -> [KernelArgument] {
+        [UInt64(p), UInt64(samples * p)]
+    }
+
     /// The im2col kernel's size and geometry arguments, in declaration order.
     var kernelSizeArguments: [KernelArgument] {
         let p = parameters
@@ -583,7 +592,7 @@ func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, sa
     let total = samples * g.columnPerSample
     let kernel = try convKernel(context, "im2col")
     try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
-                       arguments: [UInt64(total)] + g.kernelSizeArguments + [
+                       arguments: [UInt64(total)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
                        ])
 }
@@ -593,7 +602,7 @@ func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, 
     let total = samples * g.inputPerSample
     let kernel = try convKernel(context, "col2im")
     try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
-                       arguments: [UInt64(total)] + g.kernelSizeArguments + [
+                       arguments: [UInt64(total)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
                        ])
 }
