@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CloverCLITests",
-            dependencies: ["clover", "CloverConformance"]
+            dependencies: ["clover", "CloverConformance", "CloverNN", "CloverRuntime"]
         ),
     ],
     swiftLanguageModes: [.v5]
