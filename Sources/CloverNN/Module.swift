@@ -64,7 +64,12 @@ open class Module {
 
     /// Direct sub-modules with their property names (arrays expand to
     /// `name.index`, optionals are skipped when nil).
-    public func namedChildren() -> [(String, Module)] {
+    ///
+    /// Open so that a module can name its children as a foreign checkpoint
+    /// format does where reflection cannot (BERT's `attention.self`,
+    /// `LayerNorm`); an override must list every child, since training mode
+    /// and parameters are found through it.
+    open func namedChildren() -> [(String, Module)] {
         var result: [(String, Module)] = []
         forEachProperty { label, value in
             switch value {

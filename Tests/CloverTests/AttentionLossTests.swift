@@ -101,9 +101,9 @@ final class AttentionLossTests: XCTestCase {
             XCTAssertEqual(y.shape, [2, 3, 2])
             XCTAssertEqual(try y.toArray(), [10, 11, 10, 11, 30, 31, 10, 11, 0, 1, 10, 11])
             let dy = try Tensor(shape: [2, 3, 2], values: dyValues, on: device)
-            let first = try Embedding(ids: ids).vjp(inputs: [table], outputs: [y], cotangents: [dy])[0]!.toArray()
+            let first = try EmbeddingLookup(ids: ids).vjp(inputs: [table], outputs: [y], cotangents: [dy])[0]!.toArray()
             XCTAssertEqual(first, expected, "\(device)")
-            let again = try Embedding(ids: ids).vjp(inputs: [table], outputs: [y], cotangents: [dy])[0]!.toArray()
+            let again = try EmbeddingLookup(ids: ids).vjp(inputs: [table], outputs: [y], cotangents: [dy])[0]!.toArray()
             XCTAssertEqual(first.map(\.bitPattern), again.map(\.bitPattern), "bitwise repeatable on \(device)")
         }
     }
@@ -249,7 +249,7 @@ final class AttentionLossTests: XCTestCase {
                 let w = param(), b = param()
                 return try tape.apply(LinearMap(), [x, w, b])
             }
-            var x = try tape.apply(Embedding(ids: ids), [param()])
+            var x = try tape.apply(EmbeddingLookup(ids: ids), [param()])
             for _ in 0..<2 {
                 let q = try dense(x), k = try dense(x), v = try dense(x)
                 let a = try tape.apply(ScaledDotProductAttention(heads: heads, mask: mask), [q, k, v])

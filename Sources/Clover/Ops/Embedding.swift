@@ -100,7 +100,7 @@ public final class TokenIDs {
 /// Looks up rows of an embedding table `[vocabulary, dim]` for token ids of
 /// shape `S` (e.g. `[B, L]`); the output is `S + [dim]`. The ids are
 /// validated to lie in `0..<vocabulary`.
-public struct Embedding: Primitive {
+public struct EmbeddingLookup: Primitive {
     public let ids: TokenIDs
     public init(ids: TokenIDs) { self.ids = ids }
     public var name: String { "embedding" }
@@ -136,7 +136,7 @@ public struct Embedding: Primitive {
     }
 }
 
-/// Gradient of ``Embedding`` with respect to its table: input `dy`
+/// Gradient of ``EmbeddingLookup`` with respect to its table: input `dy`
 /// (`ids.shape + [dim]`), output `[vocabulary, dim]` where row `v` is the sum
 /// of the `dy` rows of every token with id `v` (zero for unused ids).
 ///
@@ -183,7 +183,7 @@ public struct EmbeddingBackward: Primitive {
     }
 }
 
-/// Rows of `table` (`[vocabulary, dim]`) for `ids`; see ``Embedding``.
+/// Rows of `table` (`[vocabulary, dim]`) for `ids`; see ``EmbeddingLookup``.
 public func embedding(_ table: Tensor, ids: TokenIDs) throws -> Tensor {
-    try apply1(Embedding(ids: ids), [table])
+    try apply1(EmbeddingLookup(ids: ids), [table])
 }
