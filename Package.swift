@@ -18,7 +18,7 @@ import PackageDescription
 
 let package = Package(
     name: "Clover",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Clover", targets: ["Clover"]),
         .library(name: "CloverRuntime", targets: ["CloverRuntime"]),

@@ -7,7 +7,7 @@
 #
 #   docker build -f docker/nvidia.Dockerfile -t clover-nvidia .
 #   docker run --rm --gpus all clover-nvidia
-ARG SWIFT_VERSION=6.0
+ARG SWIFT_VERSION=6.2
 FROM swift:${SWIFT_VERSION}-bookworm
 
 ENV NVIDIA_VISIBLE_DEVICES=all \

@@ -3,7 +3,7 @@
 #   docker build -f docker/pocl.Dockerfile -t clover-pocl .
 #   docker run --rm clover-pocl                              # the tests
 #   docker run --rm clover-pocl bash scripts/main.sh         # devices + conformance
-ARG SWIFT_VERSION=6.0
+ARG SWIFT_VERSION=6.2
 FROM swift:${SWIFT_VERSION}-bookworm
 
 WORKDIR /clover
