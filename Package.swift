@@ -14,6 +14,7 @@
 //   CloverData             data sets, augmentation and background batching; host
 //                          arrays only, so it needs no OpenCL
 //   clover                 the command-line tool
+//   clover-bench           kernel and model benchmarks (Benchmarks/CloverBench)
 import PackageDescription
 
 let package = Package(
@@ -27,6 +28,7 @@ let package = Package(
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
         .library(name: "CloverData", targets: ["CloverData"]),
         .executable(name: "clover", targets: ["clover"]),
+        .executable(name: "clover-bench", targets: ["clover-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -103,6 +105,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .executableTarget(
+            name: "clover-bench",
+            dependencies: [
+                "Clover",
+                "CloverModels",
+                "CloverNN",
+                "CloverRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/CloverBench"
         ),
         .testTarget(
             name: "CloverRuntimeTests",

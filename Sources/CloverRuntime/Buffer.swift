@@ -138,6 +138,13 @@ public final class BufferPool {
         for mem in released { clReleaseMemObject(mem) }
     }
 
+    /// Starts a new high-water mark: the peak becomes the bytes in use now,
+    /// so that `statistics.peakLiveBytes` later measures one phase (one
+    /// model's training steps in a benchmark) rather than the process.
+    public func resetPeak() {
+        state.withLock { $0.peakLiveBytes = $0.liveBytes }
+    }
+
     /// Counters: bytes in use, the peak of that, idle cached bytes, and how
     /// many requests were served by reuse versus new allocations.
     public var statistics: (liveBytes: Int, peakLiveBytes: Int, cachedBytes: Int, reused: Int, allocated: Int) {

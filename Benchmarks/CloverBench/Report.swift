@@ -1,0 +1,186 @@
+// FoundationEssentials, never Foundation: the static binary that travels to
+// the GPU machine stays ~8 MiB instead of ~58 MiB (no ICU data).
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Output: the markdown tables on stdout and the JSON file. The CLI's
+// `Format` lives in the `clover` executable target, which cannot be
+// imported, so the two formats needed here are written out again, small.
+
+enum BenchFormat {
+    /// `value` with `decimals` digits after the point (no `String(format:)`
+    /// in FoundationEssentials).
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
+        let scale = pow(10, Double(decimals))
+        let scaled = (abs(value) * scale).rounded()
+        guard scaled < 9e15 else { return "\(value)" }
+        let whole = UInt64(scaled), divisor = UInt64(scale)
+        var text = String(whole / divisor)
+        if decimals > 0 {
+            let fraction = String(whole % divisor)
+            text += "." + String(repeating: "0", count: decimals - fraction.count) + fraction
+        }
+        return value < 0 && whole != 0 ? "-" + text : text
+    }
+
+    /// Three significant digits at least, never scientific: `0.0123`,
+    /// `1.23`, `123`, `12345`.
+    static func significant(_ value: Double?) -> String {
+        guard let value else { return "—" }
+        guard value.isFinite, value != 0 else { return value == 0 ? "0" : fixed(value, decimals: 0) }
+        let magnitude = abs(value)
+        let decimals = magnitude >= 100 ? 0 : magnitude >= 10 ? 1 : magnitude >= 1 ? 2
+            : min(9, 2 - Int(floor(log10(magnitude))))
+        return fixed(value, decimals: decimals)
+    }
+
+    /// Milliseconds with three significant digits.
+    static func milliseconds(_ seconds: Double?) -> String {
+        seconds.map { significant($0 * 1e3) } ?? "—"
+    }
+
+    static func bytes(_ count: Int?) -> String {
+        guard let count else { return "—" }
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count), unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : fixed(value, decimals: 1) + " " + units[unit]
+    }
+
+    /// A cell for a markdown table: pipes would split it.
+    static func cell(_ text: String) -> String {
+        text.replacing("|", with: "\\|")
+    }
+}
+
+/// A markdown table.
+struct MarkdownTable {
+    var headers: [String]
+    /// Right-aligned (numeric) columns.
+    var numeric: Set<Int>
+    var rows: [[String]] = []
+
+    func render() -> String {
+        var lines = ["| " + headers.joined(separator: " | ") + " |"]
+        lines.append("|" + headers.indices.map { numeric.contains($0) ? " ---: " : " --- " }.joined(separator: "|") + "|")
+        for row in rows { lines.append("| " + row.map(BenchFormat.cell).joined(separator: " | ") + " |") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension BenchReport {
+    /// The report as markdown: a header of facts, then the kernel and model tables.
+    func markdown() -> String {
+        var out = [
+            "## clover-bench",
+            "",
+            "- Device: \(device)" + (platform.map { " (platform: \($0))" } ?? ""),
+            "- OpenCL platform version: \(platformVersion ?? "—"); driver version: \(driverVersion ?? "—")",
+            "- Date: \(date)",
+            "- Sizes: \(sizing); warm-up \(warmup), repetitions \(repeatCount)",
+            "- Timing: \(timing)",
+            "- Peer: \(peer)",
+            "",
+        ]
+        let kernels = results.filter { $0.op != "train_step" }
+        if !kernels.isEmpty {
+            var table = MarkdownTable(
+                headers: ["Benchmark", "Pass", "Shape", "Median ms", "GFLOP/s", "GB/s",
+                          "Reference shape", "Clover ms", "Reference ms", "Clover / reference"],
+                numeric: [3, 4, 5, 7, 8, 9])
+            for r in kernels {
+                let ref = r.reference
+                table.rows.append([
+                    r.name, r.pass, r.shape,
+                    r.error == nil ? BenchFormat.milliseconds(r.seconds) : "error",
+                    BenchFormat.significant(r.gflops), BenchFormat.significant(r.gbps),
+                    ref?.shape ?? "—",
+                    BenchFormat.milliseconds(ref?.cloverSeconds), BenchFormat.milliseconds(ref?.referenceSeconds),
+                    ref?.error != nil ? "error" : ref?.cloverOverReference.map { BenchFormat.significant($0) + "×" } ?? "—",
+                ])
+            }
+            out += ["### Kernels", "", table.render(), ""]
+        }
+        let models = results.filter { $0.op == "train_step" }
+        if !models.isEmpty {
+            var table = MarkdownTable(
+                headers: ["Model", "Input", "Parameters", "Step ms", "Images/s", "≈ GFLOP/s", "Peak device memory"],
+                numeric: [2, 3, 4, 5, 6])
+            for r in models {
+                table.rows.append([
+                    r.model ?? r.name, r.shape, r.parameters.map(String.init) ?? "—",
+                    r.error == nil ? BenchFormat.milliseconds(r.seconds) : "error",
+                    BenchFormat.significant(r.imagesPerSecond), BenchFormat.significant(r.gflops),
+                    BenchFormat.bytes(r.peakBytes),
+                ])
+            }
+            out += ["### Models: one training step (forward, backward, SGD update)", "", table.render(), ""]
+        }
+        let failed = results.filter { $0.error != nil || $0.reference?.error != nil }
+        if !failed.isEmpty {
+            out += ["### Errors", ""]
+            for r in failed {
+                if let e = r.error { out.append("- \(r.name) \(r.pass): \(e)") }
+                if let e = r.reference?.error { out.append("- \(r.name) \(r.pass) (reference comparison): \(e)") }
+            }
+            out.append("")
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// Pretty, key-sorted JSON; non-finite numbers become strings rather
+    /// than failing the encode.
+    func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return [UInt8](try encoder.encode(self)) + [UInt8(ascii: "\n")]
+    }
+
+    /// Writes the JSON to `path` through a temporary file and a rename, so
+    /// a reader (or a run killed half-way) never leaves half a file. Written
+    /// with the C library so that a failure says `No such file or directory`
+    /// rather than dumping a `CocoaError`.
+    func write(to path: String) throws {
+        let bytes = try encoded()
+        let temporary = path + ".tmp\(getpid())"
+        guard let file = fopen(temporary, "wb") else { throw WriteError(path: path, errno: errno) }
+        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        let writeErrno = errno
+        if fclose(file) != 0 || written != bytes.count {
+            let code = written != bytes.count ? writeErrno : errno
+            unlink(temporary)
+            throw WriteError(path: path, errno: code)
+        }
+        if rename(temporary, path) != 0 {
+            let code = errno
+            unlink(temporary)
+            throw WriteError(path: path, errno: code)
+        }
+    }
+}
+
+/// A report file that could not be written, with the system's reason.
+struct WriteError: Error, CustomStringConvertible {
+    var path: String
+    var errno: Int32
+
+    var description: String { "\(path): " + String(cString: strerror(errno)) }
+}
+
+/// Standard error, for progress lines that must not mix with the markdown
+/// on standard output.
+enum StandardError {
+    static func line(_ text: String) {
+        fputs(text + "\n", stderr)
+    }
+}
