@@ -23,6 +23,7 @@ clover_setup() {
         dataset-fashion-mnist
         zlib1g-dev
         pkg-config
+        python3
     )
 
     # The toolchain tarball unpacked at /opt/swift is not on PATH by default.

@@ -13,3 +13,5 @@ source scripts/setup.sh
 
 swift build --build-tests
 swift test "$@"
+# The benchmark merge script's tests (the peer's torch-free helpers).
+python3 -m unittest discover -s Benchmarks/tests
