@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 
+# The benchmark merge script's tests (the peer's torch-free helpers), first,
+# so that swift test's summary closes the log.
+python3 -m unittest discover -s Benchmarks/tests
 swift build --build-tests
 swift test "$@"
-# The benchmark merge script's tests (the peer's torch-free helpers).
-python3 -m unittest discover -s Benchmarks/tests
