@@ -102,6 +102,12 @@ extension ConformanceSuite {
                    parameters: p(1, 1), bias: false),
             Config(label: "3x3 p1 mid-size groups 2", input: [2, 64, 33, 33], outChannels: 64, kernel: (3, 3),
                    parameters: p(1, 1, groups: 2), offset: true),
+            // WRN-28-10's widths (160 and 320 channels, the stride-2 entry of
+            // stage 3) on small images instead of 32² and 16².
+            Config(label: "WRN-28-10 3x3 160->160", input: [2, 160, 6, 6], outChannels: 160, kernel: (3, 3),
+                   parameters: p(1, 1), bias: false),
+            Config(label: "WRN-28-10 3x3 s2 320->640", input: [1, 320, 6, 6], outChannels: 640, kernel: (3, 3),
+                   parameters: p(2, 1), bias: false, offset: true),
         ]
         // Batch chunking: a column budget of 2.5 samples gives chunks of 2 + 1,
         // and a budget below one sample still makes progress one at a time.
