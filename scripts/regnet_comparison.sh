@@ -10,8 +10,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-swift build -c release --product clover
-bin="$(swift build -c release --product clover --show-bin-path)/clover"
+bin=$(clover_release_binary)
 
 out=${RUNS_DIR:-runs/regnet-comparison}
 schedule=(--dataset fashion-mnist --epochs 1 --train-subset 12800 --test-subset 10000 --batch-size 64

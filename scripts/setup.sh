@@ -69,6 +69,22 @@ clover_setup() {
     echo "setup: installed ${missing[*]}; $(swift --version 2>/dev/null | head -n 1)"
 }
 
+# Builds the release `clover` tool and prints its path. Swift 6.3.1's
+# optimiser has crashed now and then (signal 11 or 6) on this package, and
+# the same build then succeeded, so a crashed release build is retried twice
+# before giving up.
+clover_release_binary() {
+    local attempt
+    for attempt in 1 2 3; do
+        if swift build -c release --product clover >&2; then
+            echo "$(swift build -c release --product clover --show-bin-path)/clover"
+            return 0
+        fi
+        echo "setup: release build failed (attempt $attempt of 3)" >&2
+    done
+    return 1
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     clover_setup
 else

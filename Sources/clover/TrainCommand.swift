@@ -56,8 +56,8 @@ struct DataOptions: ParsableArguments {
         default:
             throw ValidationError("unknown dataset '\(dataset)': use fashion-mnist, cifar10, cifar100 or synthetic")
         }
-        if let n = trainSubset { train = try train.prefix(n) }
-        if let n = testSubset { test = try test.prefix(n) }
+        if let n = trainSubset { train = train.prefix(n) }
+        if let n = testSubset { test = test.prefix(n) }
         return (train, test)
     }
 

@@ -124,6 +124,9 @@ private func groupLimit(_ kernel: Kernel, _ context: OpenCLContext) throws -> In
 /// `dst = scale · Σ_r src[o, r, i]`, splitting a long extent into chunks
 /// when there are too few outputs to fill the device, then reducing the
 /// chunk partials with a second launch.
+// Never inlined: inlining this recursive function into its callers crashed
+// Swift 6.3.1's optimiser (EarlyPerfInliner, signal 11) in release builds.
+@inline(never)
 private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
                        from src: BufferView, to dst: BufferView) throws {
     let kernel = try context.kernel(family: "reduction", "reduce_sum")
