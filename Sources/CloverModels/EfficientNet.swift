@@ -218,18 +218,6 @@ func convNormActivation(_ inChannels: Int, _ outChannels: Int, kernel: Int, stri
     return Sequential(layers)
 }
 
-/// Re-initialises every convolution under `module` as torchvision does for
-/// EfficientNet and ResNet: weights Kaiming-normal in fan-out mode
-/// (std √(2 / (out·k·k))), biases zero. Batch norms keep (1, 0).
-func kaimingNormalFanOut(_ module: Module, initializer: Initializer) throws {
-    for case let conv as Conv2d in module.allModules() {
-        let s = conv.weight.shape
-        let std = (2 / Float(s[0] * s[2] * s[3])).squareRoot()
-        conv.weight.rebind(try initializer.normal(s, std: std))
-        if let bias = conv.bias { bias.rebind(try initializer.constant(bias.shape, 0)) }
-    }
-}
-
 /// The mobile inverted bottleneck block with squeeze-and-excitation.
 public final class MBConv: Module, Layer {
     /// expand (when the ratio exceeds 1), depthwise, SE, project: torchvision's `block.0`….

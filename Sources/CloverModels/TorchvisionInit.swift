@@ -18,10 +18,16 @@ extension Initializer {
         // overwrite them would waste time and shift the seed's stream.
         let conv = try Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding,
                               groups: groups, bias: bias, initializer: Initializer(device: .meta))
-        let fanOut = outChannels * kernelSize * kernelSize
-        conv.weight.rebind(try normal(conv.weight.shape, std: (2 / Float(fanOut)).squareRoot()))
-        conv.bias?.rebind(try constant([outChannels], 0))
+        try kaimingNormalFanOut(conv)
         return conv
+    }
+
+    /// Gives `conv` torchvision's initialisation: weight `N(0, 2 / fan_out)`
+    /// with `fan_out = out_channels·kh·kw`, bias zero.
+    func kaimingNormalFanOut(_ conv: Conv2d) throws {
+        let s = conv.weight.shape
+        conv.weight.rebind(try normal(s, std: (2 / Float(s[0] * s[2] * s[3])).squareRoot()))
+        conv.bias?.rebind(try constant([s[0]], 0))
     }
 
     /// A linear layer with weight `N(0, std²)` and zero bias (VGG's classifier).
@@ -30,5 +36,14 @@ extension Initializer {
         linear.weight.rebind(try normal(linear.weight.shape, std: std))
         linear.bias?.rebind(try constant([outFeatures], 0))
         return linear
+    }
+}
+
+/// Re-initialises every convolution under `module` as torchvision does for
+/// EfficientNet and ResNet (Kaiming normal, fan-out mode; zero bias). Batch
+/// norms keep (1, 0).
+func kaimingNormalFanOut(_ module: Module, initializer: Initializer) throws {
+    for case let conv as Conv2d in module.allModules() {
+        try initializer.kaimingNormalFanOut(conv)
     }
 }
