@@ -10,7 +10,7 @@
 //   softmax_backward         dx[r, j] = y[r, j] * (dy[r, j] - sum_k dy[r, k] * y[r, k])
 //                            (one work-group of WG items per row of length n)
 //   transpose_middle_axes    y[a, c, b, d] = x[a, b, c, d] for x of shape [d0, d1, d2, d3]
-//                            (1-D range, one item per element). Splits heads when
+//                            (3-D range: d3 x d1 x d0*d2, one item per element). Splits heads when
 //                            [B, L, H, Dh] -> [B, H, L, Dh] and merges them the other way.
 //
 // Macros:
@@ -108,17 +108,17 @@ void softmax_backward(const int rows, const int n,
     for (int j = lid; j < width; j += WG) dxr[j] = yr[j] * (dyr[j] - dot);
 }
 
-__kernel void transpose_middle_axes(const ulong n, const int d1, const int d2, const int d3,
+__kernel void transpose_middle_axes(const int d0, const int d1, const int d2, const int d3,
                                     __global const float* x, const ulong x_off,
                                     __global float* y, const ulong y_off) {
-    const ulong i = get_global_id(0);
-    if (i >= n) return;
-    // i indexes the output [d0, d2, d1, d3] as (a, c, b, d).
-    const ulong d = i % d3;
-    ulong t = i / d3;
-    const ulong b = t % d1;
-    t /= d1;
-    const ulong c = t % d2;
-    const ulong a = t / d2;
-    y[y_off + i] = x[x_off + ((a * d1 + b) * d2 + c) * d3 + d];
+    // dim 0: d; dim 1: b; dim 2: a*d2 + c. One int division per item (64-bit divisions per
+    // element made this relayout slow on CPU devices).
+    const int d = get_global_id(0);
+    const int b = get_global_id(1);
+    const int ac = get_global_id(2);
+    if (d >= d3 || b >= d1 || ac >= d0 * d2) return;
+    const int a = ac / d2;
+    const int c = ac - a * d2;
+    y[y_off + ((ulong)ac * (ulong)d1 + (ulong)b) * (ulong)d3 + (ulong)d] =
+        x[x_off + (((ulong)a * (ulong)d1 + (ulong)b) * (ulong)d2 + (ulong)c) * (ulong)d3 + (ulong)d];
 }

@@ -3,9 +3,11 @@
 //
 // Kernels:
 //   im2col              col[b, c, kh, kw, oh, ow] = x[b, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
-//                       (0 where the tap falls in the padding)      (1-D range, one item per col entry)
+//                       (0 where the tap falls in the padding)
+//                       (2-D range: output pixels x (b, c, kh, kw) planes)
 //   col2im              dx[b, c, ih, iw] = sum of col[b, c, kh, kw, oh, ow] over the taps that read
-//                       (ih, iw); gather form, no atomics; writes every dx entry (1-D range over dx)
+//                       (ih, iw); gather form, no atomics; writes every dx entry
+//                       (2-D range: input pixels x (b, c) planes)
 //   conv_bias_forward   y[n, o, p] += bias[o]                       (1-D range, one item per y entry)
 //   conv_bias_backward  db[o] = sum over n, p of dy[n, o, p]        (one work-group of WG per channel,
 //                                                                    global size O * WG)
@@ -28,7 +30,7 @@
 #define WG 256
 #endif
 
-__kernel void im2col(const ulong total,
+__kernel void im2col(const int planes,
                      const int C, const int H, const int W,
                      const int KH, const int KW, const int OH, const int OW,
                      const int stride_h, const int stride_w,
@@ -37,29 +39,32 @@ __kernel void im2col(const ulong total,
                      const ulong sample_stride, const ulong row_stride,
                      __global const float* x, const ulong x_off,
                      __global float* col, const ulong col_off) {
-    const ulong i = get_global_id(0);
-    if (i >= total) return;
-    ulong t = i;
-    const int ow = (int)(t % (ulong)OW); t /= (ulong)OW;
-    const int oh = (int)(t % (ulong)OH); t /= (ulong)OH;
-    const int kw = (int)(t % (ulong)KW); t /= (ulong)KW;
-    const int kh = (int)(t % (ulong)KH); t /= (ulong)KH;
+    // dim 0: output pixel p = oh*OW + ow; dim 1: (b, c, kh, kw) plane. Two small int
+    // decompositions per item: 64-bit division per element made this kernel as slow as the GEMM.
+    const int p = get_global_id(0);
+    const int q = get_global_id(1);
+    if (p >= OH * OW || q >= planes) return;
+    const int oh = p / OW;
+    const int ow = p - oh * OW;
+    int t = q;
+    const int kw = t % KW; t /= KW;
+    const int kh = t % KH; t /= KH;
     // t is now b * C + c: the index of the (sample, channel) plane in x.
-    const ulong b = t / (ulong)C;
-    const ulong row = ((t - b * (ulong)C) * (ulong)KH + (ulong)kh) * (ulong)KW + (ulong)kw;
-    const ulong dest = b * sample_stride + row * row_stride + (ulong)oh * (ulong)OW + (ulong)ow;
+    const int b = t / C;
+    const ulong row = (ulong)(((t - b * C) * KH + kh) * KW + kw);
+    const ulong dest = (ulong)b * sample_stride + row * row_stride + (ulong)p;
     const int ih = oh * stride_h - pad_h + kh * dil_h;
     const int iw = ow * stride_w - pad_w + kw * dil_w;
     float v = 0.0f;
     if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-        v = x[x_off + (t * (ulong)H + (ulong)ih) * (ulong)W + (ulong)iw];
+        v = x[x_off + ((ulong)t * (ulong)H + (ulong)ih) * (ulong)W + (ulong)iw];
     }
     // Padding taps are written as 0, never skipped: the column buffer comes from a pool and may
     // hold anything.
     col[col_off + dest] = v;
 }
 
-__kernel void col2im(const ulong total,
+__kernel void col2im(const int planes,
                      const int C, const int H, const int W,
                      const int KH, const int KW, const int OH, const int OW,
                      const int stride_h, const int stride_w,
@@ -68,15 +73,15 @@ __kernel void col2im(const ulong total,
                      const ulong sample_stride, const ulong row_stride,
                      __global const float* col, const ulong col_off,
                      __global float* dx, const ulong dx_off) {
-    const ulong i = get_global_id(0);
-    if (i >= total) return;
-    const int iw = (int)(i % (ulong)W);
-    const int ih = (int)((i / (ulong)W) % (ulong)H);
-    const ulong plane = i / ((ulong)W * (ulong)H);            // b * C + c
-    const ulong b = plane / (ulong)C;
-    const ulong c = plane - b * (ulong)C;
-    const ulong P = row_stride;
-    __global const float* base = col + col_off + b * sample_stride + c * (ulong)KH * (ulong)KW * row_stride;
+    // dim 0: input pixel ih*W + iw; dim 1: (b, c) plane.
+    const int pix = get_global_id(0);
+    const int plane = get_global_id(1);            // b * C + c
+    if (pix >= H * W || plane >= planes) return;
+    const int ih = pix / W;
+    const int iw = pix - ih * W;
+    const int b = plane / C;
+    const int c = plane - b * C;
+    __global const float* base = col + col_off + (ulong)b * sample_stride + (ulong)c * (ulong)(KH * KW) * row_stride;
     float acc = 0.0f;
     for (int kh = 0; kh < KH; ++kh) {
         // Output row oh reads input row ih through tap kh when oh*sh = ih + ph - kh*dh.
@@ -89,11 +94,11 @@ __kernel void col2im(const ulong total,
             if (tw < 0 || tw % stride_w != 0) continue;
             const int ow = tw / stride_w;
             if (ow >= OW) continue;
-            acc += base[((ulong)(kh * KW + kw)) * P + (ulong)oh * (ulong)OW + (ulong)ow];
+            acc += base[(ulong)(kh * KW + kw) * row_stride + (ulong)(oh * OW + ow)];
         }
     }
     // Every input pixel is written, including those no tap reads (they get 0).
-    dx[dx_off + i] = acc;
+    dx[dx_off + (ulong)plane * (ulong)(H * W) + (ulong)pix] = acc;
 }
 
 __kernel void conv_bias_forward(const ulong total, const int O, const int P,

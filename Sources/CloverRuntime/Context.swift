@@ -18,6 +18,14 @@ public final class OpenCLContext {
     /// conformance sweep uses it to prove every kernel was exercised.
     public private(set) var launchCounts: [String: Int] = [:]
 
+    /// When true, every launch records a profiling event, so that
+    /// ``profile()`` can report device time per kernel. Off by default:
+    /// an event per launch costs host time.
+    public var isProfiling = false {
+        didSet { if !isProfiling { profiledEvents.removeAll() } }
+    }
+    private var profiledEvents: [(String, Event)] = []
+
     /// Creates a context on `device`.
     ///
     /// - Parameters:
@@ -159,6 +167,7 @@ public final class OpenCLContext {
             for i in global.indices { globalSize[i] = (global[i] + local[i] - 1) / local[i] * local[i] }
         }
         var event: cl_event?
+        let timed = timed || isProfiling
         var localSize = local ?? []
         let status: cl_int = globalSize.withUnsafeBufferPointer { g in
             localSize.withUnsafeMutableBufferPointer { l in
@@ -171,12 +180,33 @@ public final class OpenCLContext {
         try checkCL(status, "clEnqueueNDRangeKernel",
                     detail: "kernel '\(kernel.name)' global \(globalSize) local \(local.map { "\($0)" } ?? "auto")")
         launchCounts[kernel.name, default: 0] += 1
-        return event.map(Event.init(handle:))
+        let wrapped = event.map(Event.init(handle:))
+        if isProfiling, let wrapped { profiledEvents.append((kernel.name, wrapped)) }
+        return wrapped
     }
 
-    /// Records that an externally enqueued routine ran (e.g. a CLBlast call).
-    public func noteLaunch(_ name: String) {
+    /// Records that an externally enqueued routine ran (e.g. a CLBlast call),
+    /// with its event when profiling.
+    public func noteLaunch(_ name: String, event: cl_event? = nil) {
         launchCounts[name, default: 0] += 1
+        if let event {
+            let wrapped = Event(handle: event)
+            if isProfiling { profiledEvents.append((name, wrapped)) }
+        }
+    }
+
+    /// Device seconds and launch counts per kernel since profiling was
+    /// switched on (waits for the queue), largest first; clears the record.
+    public func profile() throws -> [(name: String, seconds: Double, launches: Int)] {
+        try finish()
+        var totals: [String: (Double, Int)] = [:]
+        for (name, event) in profiledEvents {
+            let t = try event.elapsedSeconds()
+            totals[name, default: (0, 0)].0 += t
+            totals[name, default: (0, 0)].1 += 1
+        }
+        profiledEvents.removeAll()
+        return totals.map { ($0.key, $0.value.0, $0.value.1) }.sorted { $0.seconds > $1.seconds }
     }
 
     /// Blocks until every enqueued command has finished.

@@ -138,6 +138,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Print the progress line every N steps (each print waits for the device).")
     var logEvery: Int = 10
 
+    @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch.")
+    var profile = false
+
     func run() throws {
         do {
             try train()
@@ -150,6 +153,7 @@ struct TrainCommand: ParsableCommand {
 
     private func train() throws {
         let device = try Device.select(data.device)
+        device.openCL?.isProfiling = profile
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations(for: trainSet.sampleShape)
         let spec = try ModelZoo.spec(named: data.model)
@@ -228,6 +232,13 @@ struct TrainCommand: ParsableCommand {
                 }
             }
             let trainSeconds = seconds(clock.now - start)
+            if profile, let context = device.openCL {
+                // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
+                print("\ndevice time per kernel (training epoch \(epoch + 1)):")
+                for entry in try context.profile().prefix(20) {
+                    print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
+                }
+            }
             let (testLoss, testAccuracy) = try evaluate(model, testLoader, device: device)
             let metrics = EpochMetrics(epoch: epoch + 1, trainLoss: lossSum / Double(max(lossCount, 1)),
                                        trainAccuracy: Double(correct) / Double(max(lossCount * data.batchSize, 1)),

@@ -38,17 +38,20 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
     let ta = transposeA ? CLBlastTransposeYes : CLBlastTransposeNo
     let tb = transposeB ? CLBlastTransposeYes : CLBlastTransposeNo
     let shape = "m \(m) n \(n) k \(k) batch \(batch)"
+    // The event gives the GEMM's device time when the context is profiling;
+    // otherwise noteLaunch just releases it.
+    var event: cl_event?
     if batch == 1 {
         try checkCLBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
                                       a.buffer.handle, a.offset, lda, b.buffer.handle, b.offset, ldb,
-                                      beta, c.buffer.handle, c.offset, ldc, &queue, nil), "CLBlastSgemm", detail: shape)
-        context.noteLaunch("CLBlastSgemm")
+                                      beta, c.buffer.handle, c.offset, ldc, &queue, &event), "CLBlastSgemm", detail: shape)
+        context.noteLaunch("CLBlastSgemm", event: event)
     } else {
         try checkCLBlast(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
                                                     a.buffer.handle, a.offset, lda, strideA,
                                                     b.buffer.handle, b.offset, ldb, strideB,
                                                     beta, c.buffer.handle, c.offset, ldc, strideC,
-                                                    batch, &queue, nil), "CLBlastSgemmStridedBatched", detail: shape)
-        context.noteLaunch("CLBlastSgemmStridedBatched")
+                                                    batch, &queue, &event), "CLBlastSgemmStridedBatched", detail: shape)
+        context.noteLaunch("CLBlastSgemmStridedBatched", event: event)
     }
 }

@@ -243,8 +243,9 @@ public struct MergeHeads: Primitive {
 /// convolution's [N, O, P] ↔ [O, N, P] relayout).
 func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
     let kernel = try context.kernel(family: "attention", "transpose_middle_axes")
-    try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-        UInt64(y.count), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),
+    let local = [min(dims[3], 64), 1, 1]
+    try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local, arguments: [
+        Int32(dims[0]), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),
         x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
     ])
 }

@@ -564,7 +564,7 @@ extension Conv2DGeometry {
     /// rather than read the wrong pixels.
     func checkKernelLimits(op: String, shapes: [[Int]], on context: OpenCLContext) throws {
         let s = parameters
-        let values = [c, h, w, kh, kw, oh, ow, p, s.strideH, s.strideW, s.paddingH, s.paddingW, s.dilationH,
+        let values = [c, h, w, kh, kw, oh, ow, p, h * w, n * c * kh * kw, s.strideH, s.strideW, s.paddingH, s.paddingW, s.dilationH,
                       s.dilationW, h + 2 * s.paddingH, w + 2 * s.paddingW, oh * s.strideH + kh * s.dilationH,
                       ow * s.strideW + kw * s.dilationW]
         guard values.allSatisfy({ $0 <= Int(Int32.max) }) else {
@@ -589,20 +589,20 @@ extension Conv2DGeometry {
 
 /// Fills `col` with the column matrices of `samples` samples starting at `x`.
 func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
-    let total = samples * g.columnPerSample
+    let planes = samples * g.c * g.kh * g.kw
     let kernel = try convKernel(context, "im2col")
-    try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
-                       arguments: [UInt64(total)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
+    try context.launch(kernel, global: [g.p, planes], local: [min(g.p, 64), 1],
+                       arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
                        ])
 }
 
 /// Writes `dx` for `samples` samples from their column-gradient matrices.
 func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
-    let total = samples * g.inputPerSample
+    let planes = samples * g.c
     let kernel = try convKernel(context, "col2im")
-    try context.launch(kernel, global: [total], local: [pointwiseGroupSize],
-                       arguments: [UInt64(total)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
+    try context.launch(kernel, global: [g.h * g.w, planes], local: [min(g.h * g.w, 64), 1],
+                       arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
                        ])
 }
