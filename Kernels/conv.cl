@@ -4,16 +4,19 @@
 // Kernels:
 //   im2col              col[b, c, kh, kw, oh, ow] = x[b, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 //                       (0 where the tap falls in the padding)
-//                       (2-D range: output pixels x (b, c, kh, kw) planes)
+//                       (2-D range: output pixels, or output rows with ROW_LOOP, x (b, c, kh, kw)
+//                       planes)
 //   col2im              dx[b, c, ih, iw] = sum of col[b, c, kh, kw, oh, ow] over the taps that read
 //                       (ih, iw); gather form, no atomics; writes every dx entry
-//                       (2-D range: input pixels x (b, c) planes)
+//                       (2-D range: input pixels, or input rows with ROW_LOOP, x (b, c) planes)
 //   conv_bias_forward   y[n, o, p] += bias[o]                       (1-D range, one item per y entry)
 //   conv_bias_backward  db[o] = sum over n, p of dy[n, o, p]        (one work-group of WG per channel,
 //                                                                    global size O * WG)
 //
 // Macros:
-//   WG   work-group size of conv_bias_backward, a power of two (default 256).
+//   WG         work-group size of conv_bias_backward, a power of two (default 256).
+//   ROW_LOOP   1 on CPU devices: im2col and col2im items loop over a row instead of taking one
+//              pixel each (default 0, the GPU-friendly form).
 //
 // Layout: tensors are NCHW, contiguous. Column entry (b, row = (c*KH + kh)*KW + kw, p = oh*OW + ow)
 // of a batch chunk lives at b*sample_stride + row*row_stride + p. The host uses the "wide" layout
@@ -29,6 +32,9 @@
 #ifndef WG
 #define WG 256
 #endif
+#ifndef ROW_LOOP
+#define ROW_LOOP 0
+#endif
 
 __kernel void im2col(const int planes,
                      const int C, const int H, const int W,
@@ -39,29 +45,43 @@ __kernel void im2col(const int planes,
                      const ulong sample_stride, const ulong row_stride,
                      __global const float* x, const ulong x_off,
                      __global float* col, const ulong col_off) {
-    // dim 0: output pixel p = oh*OW + ow; dim 1: (b, c, kh, kw) plane. Two small int
-    // decompositions per item: 64-bit division per element made this kernel as slow as the GEMM.
+#if ROW_LOOP
+    // CPU devices: dim 0 is an output row oh, dim 1 a (b, c, kh, kw) plane; each item writes
+    // the OW contiguous entries of its row with a plain loop (no per-element division).
+    const int oh = get_global_id(0);
+    const int q = get_global_id(1);
+    if (oh >= OH || q >= planes) return;
+#else
+    // GPU devices: dim 0 is an output pixel p = oh*OW + ow, dim 1 a plane, so neighbouring
+    // work items write neighbouring entries. 32-bit index math: 64-bit division per element
+    // made this kernel as slow as the GEMM.
     const int p = get_global_id(0);
     const int q = get_global_id(1);
     if (p >= OH * OW || q >= planes) return;
     const int oh = p / OW;
-    const int ow = p - oh * OW;
+#endif
     int t = q;
     const int kw = t % KW; t /= KW;
     const int kh = t % KH; t /= KH;
     // t is now b * C + c: the index of the (sample, channel) plane in x.
     const int b = t / C;
     const ulong row = (ulong)(((t - b * C) * KH + kh) * KW + kw);
-    const ulong dest = (ulong)b * sample_stride + row * row_stride + (ulong)p;
+    __global float* out = col + col_off + (ulong)b * sample_stride + row * row_stride + (ulong)(oh * OW);
     const int ih = oh * stride_h - pad_h + kh * dil_h;
-    const int iw = ow * stride_w - pad_w + kw * dil_w;
-    float v = 0.0f;
-    if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-        v = x[x_off + ((ulong)t * (ulong)H + (ulong)ih) * (ulong)W + (ulong)iw];
-    }
+    const bool row_inside = ih >= 0 && ih < H;
+    __global const float* in = x + x_off + ((ulong)t * (ulong)H + (ulong)(row_inside ? ih : 0)) * (ulong)W;
     // Padding taps are written as 0, never skipped: the column buffer comes from a pool and may
     // hold anything.
-    col[col_off + dest] = v;
+#if ROW_LOOP
+    for (int ow = 0; ow < OW; ++ow) {
+        const int iw = ow * stride_w - pad_w + kw * dil_w;
+        out[ow] = (row_inside && iw >= 0 && iw < W) ? in[iw] : 0.0f;
+    }
+#else
+    const int ow = p - oh * OW;
+    const int iw = ow * stride_w - pad_w + kw * dil_w;
+    out[ow] = (row_inside && iw >= 0 && iw < W) ? in[iw] : 0.0f;
+#endif
 }
 
 __kernel void col2im(const int planes,
@@ -73,32 +93,46 @@ __kernel void col2im(const int planes,
                      const ulong sample_stride, const ulong row_stride,
                      __global const float* col, const ulong col_off,
                      __global float* dx, const ulong dx_off) {
-    // dim 0: input pixel ih*W + iw; dim 1: (b, c) plane.
+#if ROW_LOOP
+    // CPU devices: dim 0 is an input row ih, dim 1 a (b, c) plane; the item loops over the row.
+    const int ih = get_global_id(0);
+    const int plane = get_global_id(1);            // b * C + c
+    if (ih >= H || plane >= planes) return;
+#else
+    // GPU devices: dim 0 is an input pixel ih*W + iw, dim 1 a (b, c) plane.
     const int pix = get_global_id(0);
     const int plane = get_global_id(1);            // b * C + c
     if (pix >= H * W || plane >= planes) return;
     const int ih = pix / W;
-    const int iw = pix - ih * W;
+#endif
     const int b = plane / C;
     const int c = plane - b * C;
     __global const float* base = col + col_off + (ulong)b * sample_stride + (ulong)c * (ulong)(KH * KW) * row_stride;
-    float acc = 0.0f;
-    for (int kh = 0; kh < KH; ++kh) {
-        // Output row oh reads input row ih through tap kh when oh*sh = ih + ph - kh*dh.
-        const int th = ih + pad_h - kh * dil_h;
-        if (th < 0 || th % stride_h != 0) continue;
-        const int oh = th / stride_h;
-        if (oh >= OH) continue;
-        for (int kw = 0; kw < KW; ++kw) {
-            const int tw = iw + pad_w - kw * dil_w;
-            if (tw < 0 || tw % stride_w != 0) continue;
-            const int ow = tw / stride_w;
-            if (ow >= OW) continue;
-            acc += base[(ulong)(kh * KW + kw) * row_stride + (ulong)(oh * OW + ow)];
+    __global float* out = dx + dx_off + (ulong)plane * (ulong)(H * W) + (ulong)(ih * W);
+#if ROW_LOOP
+    for (int iw = 0; iw < W; ++iw) {
+#else
+    {
+        const int iw = pix - ih * W;
+#endif
+        float acc = 0.0f;
+        for (int kh = 0; kh < KH; ++kh) {
+            // Output row oh reads input row ih through tap kh when oh*sh = ih + ph - kh*dh.
+            const int th = ih + pad_h - kh * dil_h;
+            if (th < 0 || th % stride_h != 0) continue;
+            const int oh = th / stride_h;
+            if (oh >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int tw = iw + pad_w - kw * dil_w;
+                if (tw < 0 || tw % stride_w != 0) continue;
+                const int ow = tw / stride_w;
+                if (ow >= OW) continue;
+                acc += base[(ulong)(kh * KW + kw) * row_stride + (ulong)(oh * OW + ow)];
+            }
         }
+        // Every input pixel is written, including those no tap reads (they get 0).
+        out[iw] = acc;
     }
-    // Every input pixel is written, including those no tap reads (they get 0).
-    dx[dx_off + (ulong)plane * (ulong)(H * W) + (ulong)pix] = acc;
 }
 
 __kernel void conv_bias_forward(const ulong total, const int O, const int P,

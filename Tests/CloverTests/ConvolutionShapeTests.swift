@@ -1,4 +1,4 @@
-import Clover
+@testable import Clover
 import CloverConformance
 import CloverRuntime
 import XCTest
@@ -236,6 +236,26 @@ final class ConvolutionShapeTests: XCTestCase {
         }
         for algorithm in ConvAlgorithm.allCases {
             XCTAssertGreaterThanOrEqual(counts[algorithm] ?? 0, 5, "\(algorithm): \(counts)")
+        }
+    }
+}
+
+/// Both forms of im2col/col2im (per row for CPUs, per pixel for GPUs) on
+/// the device CI has, so the GPU form is checked without a GPU.
+final class Im2colFormTests: XCTestCase {
+    func testPerPixelFormMatchesTheReference() throws {
+        let device = try TestDevice.get()
+        im2colRowLoopOverride = false
+        defer { im2colRowLoopOverride = nil }
+        let cases = ConformanceSuite.allCases().filter {
+            guard $0.op == "conv2d", let conv = $0.primitive as? Conv2D else { return false }
+            return (try? conv.parameters.algorithm(input: $0.inputShapes[0], weight: $0.inputShapes[1])) == .im2colGEMM
+        }
+        XCTAssertGreaterThan(cases.count, 10)
+        let runner = ConformanceRunner(device: device)
+        for c in cases {
+            let r = runner.run(c)
+            XCTAssertTrue(r.passed, "\(r.label): \(r.message ?? "")")
         }
     }
 }

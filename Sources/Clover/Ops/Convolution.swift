@@ -549,8 +549,18 @@ public struct Conv2DBackwardBias: Primitive {
 /// A kernel of `Kernels/conv.cl`. Every conv kernel is built with the same
 /// defines, so the family compiles to one program instead of one per define set.
 func convKernel(_ context: OpenCLContext, _ name: String) throws -> Kernel {
-    try context.kernel(family: "conv", name, defines: ["WG": "\(Conv2DBackwardBias.groupSize)"])
+    try context.kernel(family: "conv", name, defines: [
+        "WG": "\(Conv2DBackwardBias.groupSize)", "ROW_LOOP": im2colRowLoop(context) ? "1" : "0",
+    ])
 }
+
+/// CPU OpenCL devices run im2col and col2im faster with one work item per row
+/// (a plain loop); GPUs want one item per pixel for coalesced writes.
+func im2colRowLoop(_ context: OpenCLContext) -> Bool { im2colRowLoopOverride ?? (context.device.kind == .cpu) }
+
+/// Forces one im2col/col2im form whatever the device (tests check both forms
+/// on the CPU device CI has).
+nonisolated(unsafe) var im2colRowLoopOverride: Bool?
 
 extension Conv2DGeometry {
     /// Samples per chunk so that the chunk's column matrix fits in
@@ -591,7 +601,8 @@ extension Conv2DGeometry {
 func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
     let planes = samples * g.c * g.kh * g.kw
     let kernel = try convKernel(context, "im2col")
-    try context.launch(kernel, global: [g.p, planes], local: [min(g.p, 64), 1],
+    let first = im2colRowLoop(context) ? g.oh : g.p
+    try context.launch(kernel, global: [first, planes], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
                        ])
@@ -601,7 +612,8 @@ func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, sa
 func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
     let planes = samples * g.c
     let kernel = try convKernel(context, "col2im")
-    try context.launch(kernel, global: [g.h * g.w, planes], local: [min(g.h * g.w, 64), 1],
+    let first = im2colRowLoop(context) ? g.h : g.h * g.w
+    try context.launch(kernel, global: [first, planes], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
                        ])
