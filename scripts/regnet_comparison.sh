@@ -13,7 +13,7 @@ source scripts/setup.sh
 bin=$(clover_release_binary)
 
 out=${RUNS_DIR:-runs/regnet-comparison}
-schedule=(--dataset fashion-mnist --epochs 1 --train-subset 12800 --test-subset 10000 --batch-size 64
+schedule=(--dataset fashion-mnist --epochs 1 --train-subset 12800 --test-subset 2000 --batch-size 64
           --lr 0.05 --schedule cosine --weight-decay 5e-4 --seed 1)
 models=(cifar-resnet20 regnet20-gru regnet20-lstm)
 
