@@ -18,14 +18,16 @@ schedule=(--dataset fashion-mnist --epochs 1 --train-subset 12800 --test-subset 
 models=(cifar-resnet20 regnet20-gru regnet20-lstm)
 
 for model in "${models[@]}"; do
-    "$bin" train --model "$model" "${schedule[@]}" --out "$out/$model" "$@"
+    mkdir -p "$out/$model"
+    "$bin" train --model "$model" "${schedule[@]}" --out "$out/$model" "$@" | tee "$out/$model/train.log"
 done
 
 echo
 echo "| model | parameters | test error (%) | epochs | training seconds |"
 echo "| --- | --- | --- | --- | --- |"
 for model in "${models[@]}"; do
-    params=$("$bin" models --filter "$model" | awk -v m="$model" '$1 == m { print $4 }')
+    # The count of the model as trained (1 input channel), from its log line.
+    params=$(grep -oE '\([0-9]+ parameters\)' "$out/$model/train.log" | head -1 | tr -dc '0-9')
     python3 - "$out/$model/metrics.json" "$model" "$params" <<'PY'
 import json, sys
 history = json.load(open(sys.argv[1]))
