@@ -3,6 +3,7 @@
 //
 // Targets, one job each:
 //   COpenCL, CCLBlast      system modules over the OpenCL ICD loader and CLBlast
+//   CCLBlastParameters     a C wrapper over CLBlast's C++-only RetrieveParameters
 //   CloverRuntime          devices, buffers, programs, kernels, events (knows no ops)
 //   CloverKernels          the Kernels/*.cl sources, embedded at build time
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
@@ -45,6 +46,10 @@ let package = Package(
             pkgConfig: "clblast",
             providers: [.apt(["libclblast-dev"])]
         ),
+        .target(
+            name: "CCLBlastParameters",
+            dependencies: ["CCLBlast"]
+        ),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
@@ -73,6 +78,7 @@ let package = Package(
                 "CloverRuntime",
                 "CloverKernels",
                 "CCLBlast",
+                "CCLBlastParameters",
                 "COpenCL",
                 .product(name: "Logging", package: "swift-log"),
             ]

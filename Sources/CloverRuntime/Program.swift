@@ -112,7 +112,9 @@ public final class ProgramCache {
     }
 
     /// 64-bit FNV-1a over the parts, separated so that ("ab","c") ≠ ("a","bc").
-    static func fnv1a64(_ parts: [String]) -> UInt64 {
+    /// Public so that other per-device cache files (e.g. Clover's tuned
+    /// CLBlast parameters) are named the same way as program binaries.
+    public static func fnv1a64(_ parts: [String]) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for part in parts {
             for byte in part.utf8 {

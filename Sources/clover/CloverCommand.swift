@@ -26,9 +26,13 @@ struct CloverCommand: ParsableCommand {
                                  $XDG_CACHE_HOME/clover (or ~/.cache/clover
                                  when unset), so a second run compiles none
                                  of Clover's programs. Delete the directory
-                                 to force recompilation.
+                                 to force recompilation. `clover tune` saves
+                                 tuned CLBlast GEMM parameters there too.
+              CLOVER_GEMM_TUNING set to 0 to ignore the parameters saved by
+                                 `clover tune` (CLBlast's defaults are used).
             """,
         version: version,
-        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self]
+        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self,
+                      TuneCommand.self]
     )
 }

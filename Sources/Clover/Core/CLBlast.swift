@@ -34,6 +34,9 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
                  alpha: Float, a: BufferView, lda: Int, strideA: Int,
                  b: BufferView, ldb: Int, strideB: Int,
                  beta: Float, c: BufferView, ldc: Int, strideC: Int, batch: Int = 1) throws {
+    // Tuned parameters must be in force before CLBlast builds its kernels;
+    // Device.select applies them already, this covers contexts made directly.
+    try GemmTuning.applyPersistedOnce(context)
     var queue: cl_command_queue? = context.queue
     let ta = transposeA ? CLBlastTransposeYes : CLBlastTransposeNo
     let tb = transposeB ? CLBlastTransposeYes : CLBlastTransposeNo
@@ -44,14 +47,26 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
     if batch == 1 {
         try checkCLBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
                                       a.buffer.handle, a.offset, lda, b.buffer.handle, b.offset, ldb,
-                                      beta, c.buffer.handle, c.offset, ldc, &queue, &event), "CLBlastSgemm", detail: shape)
+                                      beta, c.buffer.handle, c.offset, ldc, &queue, &event), "CLBlastSgemm",
+                         detail: gemmFailureDetail(context, shape))
         context.noteLaunch("CLBlastSgemm", event: event)
     } else {
         try checkCLBlast(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
                                                     a.buffer.handle, a.offset, lda, strideA,
                                                     b.buffer.handle, b.offset, ldb, strideB,
                                                     beta, c.buffer.handle, c.offset, ldc, strideC,
-                                                    batch, &queue, &event), "CLBlastSgemmStridedBatched", detail: shape)
+                                                    batch, &queue, &event), "CLBlastSgemmStridedBatched",
+                         detail: gemmFailureDetail(context, shape))
         context.noteLaunch("CLBlastSgemmStridedBatched", event: event)
     }
+}
+
+/// The detail of a failed GEMM: its shape, and the tuned parameters when a
+/// persisted set is in force, since they are then the likely culprit.
+private func gemmFailureDetail(_ context: OpenCLContext, _ shape: String) -> String {
+    guard GemmTuning.appliedRecord(on: context.device) != nil else { return shape }
+    let file = context.programs.directory.map { GemmTuning.path(for: context.device, directory: $0) }
+        ?? "the program cache"
+    return shape + "; tuned CLBlast parameters from \(file) are applied "
+        + "(\(GemmTuning.environmentVariable)=0 disables them)"
 }

@@ -41,11 +41,20 @@ public final class Device: CustomStringConvertible {
     /// Selects a device by `--device`-style spec: `cpu-reference`, an index,
     /// or a substring of a platform or device name; `nil` consults
     /// `CLOVER_DEVICE`, then picks the first GPU, else the first CPU device.
+    ///
+    /// CLBlast parameters saved for the device by `clover tune` (in the
+    /// program-cache directory) are applied, unless `CLOVER_GEMM_TUNING=0`;
+    /// see ``GemmTuning``.
+    ///
+    /// - Throws: an ``OpenCLError`` also when CLBlast refuses the saved
+    ///   parameters (`CLBlastOverrideParameters`).
     public static func select(_ spec: String? = nil, cacheDirectory: String?? = .none) throws -> Device {
         let env = spec ?? DeviceDiscovery.environmentValue
         if let env, referenceNames.contains(env.lowercased()) { return .reference }
         let device = try DeviceDiscovery.select(env)
-        return Device(openCL: try OpenCLContext(device: device, cacheDirectory: cacheDirectory))
+        let context = try OpenCLContext(device: device, cacheDirectory: cacheDirectory)
+        try GemmTuning.applyPersistedOnce(context)
+        return Device(openCL: context)
     }
 
     /// The OpenCL context, or nil for the reference device.

@@ -155,6 +155,12 @@ private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
 
 /// `y = scale · Σ_axes x` on the device, one launch (or two, when chunked)
 /// per reduced axis group.
+///
+/// Not optimised: swift-frontend 6.3.1 crashed in a good part of release
+/// builds while optimising this function (`updateReborrowFlags` in the
+/// performance inliner, apparently on the `source` phi), nondeterministically;
+/// it only enqueues launches, so optimising it gains nothing.
+@_optimize(none)
 private func encodeSum(_ context: OpenCLContext, op: String, x: Tensor, y: Tensor, axes: [Int], scale: Float) throws {
     try requireInt32(op, [x.shape], context)
     let passes = reductionPasses(axisGroups(x.shape, marked: axes))
