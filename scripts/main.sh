@@ -32,6 +32,6 @@ echo
 "$bin" conformance "${device_args[@]}"
 echo
 "$bin" train --model cifar-resnet20 --dataset fashion-mnist \
-    --epochs "${MAIN_EPOCHS:-1}" --train-subset "${MAIN_TRAIN_IMAGES:-24000}" \
-    --batch-size "${MAIN_BATCH:-64}" --lr "${MAIN_LR:-0.05}" --schedule cosine --weight-decay 5e-4 \
+    --epochs "${MAIN_EPOCHS:-1}" --train-subset "${MAIN_TRAIN_IMAGES:-36000}" \
+    --batch-size "${MAIN_BATCH:-64}" --lr "${MAIN_LR:-0.1}" --schedule cosine --weight-decay 5e-4 \
     --seed 0 --log-every 25 --out runs/main "${device_args[@]}"
