@@ -1,6 +1,7 @@
 // =================================================================================================
 // grouped.cl — grouped 2-D convolution with few channels per group (ResNeXt's cardinality-32
-// 3x3 convolutions: 4 to 16 channels per group), forward and both gradients, computed directly:
+// 3x3 convolutions: 4 to 16 channels per group; the RegNet cell's 1x1 convolution with N groups
+// of 2 channels, compiled with KH = KW = 1, PH = PW = 0), forward and both gradients, computed directly:
 // no im2col, no GEMM (per-group GEMMs that small leave a GEMM library nothing to tile).
 //
 // Kernels:

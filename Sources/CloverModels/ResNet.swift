@@ -282,8 +282,9 @@ public final class ZeroPadShortcut: Module, Layer {
 }
 
 extension ResNet {
-    /// `resnet18` … `resnet152`, `resnext50-32x4d` and `resnext101-32x8d`
-    /// at 224² with 1000 classes, and `cifar-resnet20` … `cifar-resnet110`
+    /// `resnet18` … `resnet152`, `resnext50-32x4d`, `resnext101-32x8d`,
+    /// `wide-resnet50-2` and `wide-resnet101-2` (torchvision's ImageNet
+    /// Wide ResNets: bottlenecks twice as wide) at 224² with 1000 classes, and `cifar-resnet20` … `cifar-resnet110`
     /// at 32² with 10 classes.
     public static var zoo: [ModelSpec] {
         let imageNet = ResNetDepth.allCases.map { depth in
@@ -298,11 +299,17 @@ extension ResNet {
                            initializer: initializer)
             }
         }
+        let wide = [ResNetDepth.d50, .d101].map { depth in
+            ModelSpec(name: "wide-resnet\(depth.rawValue)-2", inputShape: [3, 224, 224], classes: 1000) {
+                classes, channels, initializer in
+                try ResNet(depth, classes: classes, channels: channels, widthPerGroup: 128, initializer: initializer)
+            }
+        }
         let cifar = CIFARResNetDepth.allCases.map { depth in
             ModelSpec(name: "cifar-resnet\(depth.rawValue)", inputShape: [3, 32, 32], classes: 10) { classes, channels, initializer in
                 try CIFARResNet(depth, classes: classes, channels: channels, initializer: initializer)
             }
         }
-        return imageNet + resNeXt + cifar
+        return imageNet + resNeXt + wide + cifar
     }
 }

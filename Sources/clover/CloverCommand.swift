@@ -32,7 +32,7 @@ struct CloverCommand: ParsableCommand {
                                  `clover tune` (CLBlast's defaults are used).
             """,
         version: version,
-        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self,
+        subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self, PredictCommand.self,
                       TuneCommand.self]
     )
 }

@@ -16,7 +16,7 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "The model (see `clover models`).")
     var model: String = "cifar-resnet20"
 
-    @Option(name: .long, help: "fashion-mnist, cifar10, cifar100 or synthetic.")
+    @Option(name: .long, help: "fashion-mnist, cifar10, cifar100 or synthetic (random images of the model's standard input size and class count).")
     var dataset: String = "fashion-mnist"
 
     @Option(name: .long, help: "Directory of the data set files (default: the Debian package's for Fashion-MNIST).")
@@ -37,6 +37,9 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Seed for initialisation, shuffling and augmentation.")
     var seed: UInt64 = 0
 
+    @Flag(name: .long, help: "Train without random crops and flips (normalisation only): a schedule that sees each image about once gains nothing from them.")
+    var noAugment = false
+
     /// Loads (train, test) for the chosen data set.
     func loadData() throws -> (train: Dataset, test: Dataset) {
         var (train, test): (Dataset, Dataset)
@@ -51,8 +54,14 @@ struct DataOptions: ParsableArguments {
             guard let dir = dataDir else { throw ValidationError("--data-dir is required for cifar100") }
             (train, test) = (try CIFAR100.load(.train, directory: dir), try CIFAR100.load(.test, directory: dir))
         case "synthetic":
-            (train, test) = (try Dataset.synthetic(count: 512, sampleShape: [3, 32, 32], classCount: 10, seed: seed),
-                             try Dataset.synthetic(count: 128, sampleShape: [3, 32, 32], classCount: 10, seed: seed &+ 1))
+            // Shaped like the model's standard input and classes, so that any zoo model trains
+            // on it at full size (a 224² ImageNet model, a 600² EfficientNet-B7); only as many
+            // samples as the subsets ask for are made.
+            let spec = try ModelZoo.spec(named: model)
+            (train, test) = (try Dataset.synthetic(count: trainSubset ?? 512, sampleShape: spec.inputShape,
+                                                   classCount: spec.classes, seed: seed),
+                             try Dataset.synthetic(count: testSubset ?? 128, sampleShape: spec.inputShape,
+                                                   classCount: spec.classes, seed: seed &+ 1))
         default:
             throw ValidationError("unknown dataset '\(dataset)': use fashion-mnist, cifar10, cifar100 or synthetic")
         }
@@ -63,6 +72,11 @@ struct DataOptions: ParsableArguments {
 
     /// The augmentation for training (random) and evaluation (normalisation only).
     func augmentations(for sampleShape: [Int]) -> (train: Augmentation, test: Augmentation) {
+        let both = standardAugmentations
+        return noAugment ? (both.test, both.test) : both
+    }
+
+    private var standardAugmentations: (train: Augmentation, test: Augmentation) {
         switch dataset.lowercased() {
         case "cifar10", "cifar-10":
             return (.cifar10Training, .cifar10Test)

@@ -58,6 +58,17 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(before, after, "the checkpoint of the last good epoch is untouched")
     }
 
+    /// `--no-augment` trains on the evaluation transform (normalisation only).
+    func testNoAugmentTrainsOnTheTestTransform() throws {
+        let standard = try TrainCommand.parse(["--dataset", "fashion-mnist"]).data.augmentations(for: [1, 28, 28])
+        XCTAssertTrue(standard.train.isRandom)
+        XCTAssertFalse(standard.test.isRandom)
+        let plain = try TrainCommand.parse(["--dataset", "fashion-mnist", "--no-augment"]).data
+            .augmentations(for: [1, 28, 28])
+        XCTAssertEqual(plain.train, standard.test)
+        XCTAssertEqual(plain.test, standard.test)
+    }
+
     func testResumeWithoutCheckpointIsAnError() throws {
         try requireOpenCL()
         XCTAssertThrowsError(try TrainCommand.parse(common + ["--out", tempDirectory(), "--resume"]).run())

@@ -145,7 +145,8 @@ final class ConvolutionShapeTests: XCTestCase {
         // N·OH·OW > 512, so their backward-weight partial sums are split.
         let shapes: [(Conv2DParameters, [[Int]], ConvAlgorithm)] = [
             (Conv2DParameters(stride: 2, padding: 0), [[3, 3, 9, 8], [4, 3, 3, 3], [4]], .im2colGEMM),
-            (Conv2DParameters(stride: 1, groups: 2), [[3, 4, 5, 6], [6, 2, 1, 1], [6]], .pointwiseGEMM),
+            (Conv2DParameters(stride: 1, groups: 2), [[3, 40, 5, 6], [34, 20, 1, 1], [34]], .pointwiseGEMM),
+            (Conv2DParameters(stride: 1, groups: 2), [[3, 4, 5, 6], [6, 2, 1, 1], [6]], .groupedDirect),
             (Conv2DParameters(stride: 1, padding: 2, groups: 4), [[3, 4, 20, 20], [4, 1, 5, 5], [4]], .depthwise),
             (Conv2DParameters(stride: 1, padding: 1, groups: 2), [[3, 6, 20, 20], [4, 3, 3, 3], [4]], .groupedDirect),
         ]
@@ -188,6 +189,12 @@ final class ConvolutionShapeTests: XCTestCase {
         // Grouped 1x1 (ShuffleNet), and a 1x1 ignores dilation.
         XCTAssertEqual(try algorithm([8, 240, 28, 28], [240, 80, 1, 1], groups: 3), .pointwiseGEMM)
         XCTAssertEqual(try algorithm([2, 16, 9, 9], [8, 16, 1, 1], dilation: 2), .pointwiseGEMM)
+        // The RegNet cell's grouped 1x1 (N groups of 2 channels, one output per gate): thin
+        // groups take the direct kernels, dilated or not.
+        XCTAssertEqual(try algorithm([8, 32, 32, 32], [64, 2, 1, 1], groups: 16), .groupedDirect)
+        XCTAssertEqual(try algorithm([8, 128, 8, 8], [64, 2, 1, 1], dilation: 2, groups: 64), .groupedDirect)
+        // 17 output channels per group is past the direct kernels' limit.
+        XCTAssertEqual(try algorithm([8, 32, 8, 8], [34, 16, 1, 1], groups: 2), .pointwiseGEMM)
         // ResNet projection shortcut, 1x1 stride 2, and a padded 1x1: the general path.
         XCTAssertEqual(try algorithm([8, 256, 56, 56], [512, 256, 1, 1], stride: 2), .im2colGEMM)
         XCTAssertEqual(try algorithm([8, 16, 9, 9], [8, 16, 1, 1], padding: 1), .im2colGEMM)

@@ -5,19 +5,22 @@ import CloverRuntime
 // `Conv2DBackwardWeight` each pick a path with `Conv2DGeometry.algorithm`, so one shape always takes
 // the same path forward and backward:
 //
-//   pointwiseGEMM  1x1 kernel, stride 1, padding 0 (any dilation, which a 1x1 kernel ignores; any
-//                  groups). The NCHW input of one sample already is the [C, H·W] column matrix, so
-//                  every pass is CLBlast GEMM on the tensors themselves, no im2col / col2im copy:
-//                  groups == 1 batches over the samples in one strided-batched call (the weight at
-//                  stride 0); groups > 1 makes one call per sample, strided-batched over the groups.
+//   pointwiseGEMM  1x1 kernel, stride 1, padding 0 (any dilation, which a 1x1 kernel ignores),
+//                  unless its groups are thin (below). The NCHW input of one sample already is the
+//                  [C, H·W] column matrix, so every pass is CLBlast GEMM on the tensors themselves, no
+//                  im2col / col2im copy: groups == 1 batches over the samples in one strided-batched
+//                  call (the weight at stride 0); groups > 1 makes one call per sample,
+//                  strided-batched over the groups.
 //                  1x1 with stride 2 (ResNet projection shortcuts) stays on im2colGEMM, whose im2col
 //                  of a 1x1 kernel is exactly the strided gather such a shortcut needs.
 //   depthwise      groups == C == O (channel multiplier 1), square 3x3 or 5x5 kernel, stride 1 or 2
 //                  (the same on both axes), "same" padding K/2, dilation 1: Kernels/depthwise.cl.
-//   groupedDirect  groups > 1 with at most 16 input and 16 output channels per group (ResNeXt's
-//                  4 to 16), 3x3 kernel, stride 1 or 2, padding 1, dilation 1, when not depthwise:
-//                  Kernels/grouped.cl. Per-group GEMMs that thin (M = O/G, K = 9·C/G) waste most of
-//                  a GEMM tile, and im2col would write 9× the input.
+//   groupedDirect  groups > 1 with at most 16 input and 16 output channels per group ("thin"):
+//                  3x3 kernels with stride 1 or 2, padding 1, dilation 1, when not depthwise
+//                  (ResNeXt's 4 to 16 per group), and 1x1 kernels with stride 1, padding 0 (the
+//                  RegNet cell's N groups of 2 channels): Kernels/grouped.cl. Per-group GEMMs that
+//                  thin (M = O/G, K = 9·C/G or C/G) waste most of a GEMM tile, and im2col would
+//                  write 9× the input.
 //   im2colGEMM     everything else (dense kxk, the 7x7 stem, dilation, large groups, odd padding).
 //
 // The direct kernels are compiled per (KH, KW, SH, SW, PH, PW) so their tap loops unroll.
@@ -29,7 +32,8 @@ public enum ConvAlgorithm: String, Sendable, CaseIterable, CustomStringConvertib
     case pointwiseGEMM
     /// One 3x3 or 5x5 filter per channel, stride 1 or 2, "same" padding: `Kernels/depthwise.cl`.
     case depthwise
-    /// Grouped 3x3, stride 1 or 2, padding 1, at most 16 channels per group: `Kernels/grouped.cl`.
+    /// Grouped 3x3 (stride 1 or 2, padding 1) or 1x1 (stride 1, padding 0), at most 16 channels
+    /// per group: `Kernels/grouped.cl`.
     case groupedDirect
     /// The general path: im2col (`Kernels/conv.cl`) and CLBlast GEMM.
     case im2colGEMM
@@ -42,12 +46,14 @@ extension Conv2DParameters {
     /// input `[N, C, H, W]` and a weight `[O, C/groups, KH, KW]`:
     ///
     /// - ``ConvAlgorithm/pointwiseGEMM``: a 1x1 kernel with stride 1 and
-    ///   padding 0 (any dilation, any groups).
+    ///   padding 0 (any dilation), unless groups > 1 with at most 16 input
+    ///   and 16 output channels per group, which takes the grouped kernels.
     /// - ``ConvAlgorithm/depthwise``: `groups == C == O`, a 3x3 or 5x5
     ///   kernel, equal strides of 1 or 2, padding `K/2`, dilation 1.
     /// - ``ConvAlgorithm/groupedDirect``: otherwise, `groups > 1` with at
-    ///   most 16 input and 16 output channels per group, a 3x3 kernel, equal
-    ///   strides of 1 or 2, padding 1, dilation 1.
+    ///   most 16 input and 16 output channels per group, and either a 3x3
+    ///   kernel with equal strides of 1 or 2, padding 1 and dilation 1, or a
+    ///   1x1 kernel with stride 1 and padding 0.
     /// - ``ConvAlgorithm/im2colGEMM``: everything else.
     ///
     /// The CPU reference ignores the choice: it covers every configuration.
@@ -69,15 +75,18 @@ extension Conv2DGeometry {
         let s = parameters
         let noDilation = s.dilationH == 1 && s.dilationW == 1
         let squareStride = s.strideH == s.strideW && (s.strideH == 1 || s.strideH == 2)
-        if kh == 1 && kw == 1 && s.strideH == 1 && s.strideW == 1 && s.paddingH == 0 && s.paddingW == 0 {
-            return .pointwiseGEMM
+        let pointwise = kh == 1 && kw == 1 && s.strideH == 1 && s.strideW == 1 && s.paddingH == 0 && s.paddingW == 0
+        let thinGroups = groups > 1 && cg <= groupedDirectMaxChannelsPerGroup && og <= groupedDirectMaxChannelsPerGroup
+        if pointwise {
+            // Thin groups (the RegNet cell's N groups of 2 channels) would be
+            // one CLBlast call per sample of GEMMs a few rows deep.
+            return thinGroups ? .groupedDirect : .pointwiseGEMM
         }
         if groups == c && groups == o && kh == kw && (kh == 3 || kh == 5) && squareStride && noDilation
             && s.paddingH == kh / 2 && s.paddingW == kw / 2 {
             return .depthwise
         }
-        if groups > 1 && cg <= groupedDirectMaxChannelsPerGroup && og <= groupedDirectMaxChannelsPerGroup
-            && kh == 3 && kw == 3 && squareStride && noDilation && s.paddingH == 1 && s.paddingW == 1 {
+        if thinGroups && kh == 3 && kw == 3 && squareStride && noDilation && s.paddingH == 1 && s.paddingW == 1 {
             return .groupedDirect
         }
         return .im2colGEMM

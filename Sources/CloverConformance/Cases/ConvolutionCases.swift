@@ -132,11 +132,12 @@ extension ConformanceSuite {
                    kernel: (1, 1), parameters: p(), bias: false),
             Config(label: "pointwise 1x1 batch 3 13x13", input: [3, 7, 13, 13], outChannels: 3, kernel: (1, 1),
                    parameters: p(), offset: true),
-            // Grouped 1x1 (ShuffleNet-style): one call per sample, batched over groups.
-            Config(label: "pointwise 1x1 groups 4", input: [3, 8, 5, 3], outChannels: 12, kernel: (1, 1),
-                   parameters: p(1, 0, groups: 4), offset: true),
-            Config(label: "pointwise 1x1 groups 2 dilation 2 small", input: [2, 4, 3, 2], outChannels: 2,
-                   kernel: (1, 1), parameters: p(1, 0, dilation: 2, groups: 2), bias: false, finiteDifference: true),
+            // Grouped 1x1 with thick groups (ShuffleNet-style, > 16 channels per
+            // group): one call per sample, batched over groups.
+            Config(label: "pointwise 1x1 groups 2 of 20->18", input: [3, 40, 5, 3], outChannels: 36, kernel: (1, 1),
+                   parameters: p(1, 0, groups: 2), offset: true),
+            Config(label: "pointwise 1x1 groups 3 of 17->5 dilation 2", input: [2, 51, 3, 2], outChannels: 15,
+                   kernel: (1, 1), parameters: p(1, 0, dilation: 2, groups: 3), bias: false),
             // ResNet-50 projection shortcut, 1x1 stride 2: im2colGEMM (its
             // im2col of a 1x1 kernel is the strided gather).
             Config(label: "im2col resnet50 1x1 s2 projection 256->128", input: [2, 256, 7, 7], outChannels: 128,
@@ -164,6 +165,18 @@ extension ConformanceSuite {
                    kernel: (3, 3), parameters: p(1, 1, groups: 2), finiteDifference: true),
             Config(label: "grouped 2 per group 3x3 s2 small", input: [1, 4, 3, 5], outChannels: 6, kernel: (3, 3),
                    parameters: p(2, 1, groups: 2), bias: false, finiteDifference: true),
+            // Grouped 1x1 with thin groups: the RegNet cell's N groups of 2
+            // channels, G = 1, 2 or 4 outputs (ConvRNN, ConvGRU, ConvLSTM).
+            Config(label: "grouped 1x1 regnet cell lstm 2N=32 -> 4N", input: [2, 32, 8, 8], outChannels: 64,
+                   kernel: (1, 1), parameters: p(1, 0, groups: 16), offset: true),
+            Config(label: "grouped 1x1 regnet cell gru 2N=16 -> 2N 11x9", input: [3, 16, 11, 9], outChannels: 16,
+                   kernel: (1, 1), parameters: p(1, 0, groups: 8)),
+            Config(label: "grouped 1x1 regnet cell rnn split reduction", input: [3, 8, 28, 28], outChannels: 4,
+                   kernel: (1, 1), parameters: p(1, 0, groups: 4), bias: false),
+            Config(label: "grouped 1x1 groups 4 of 2->3", input: [3, 8, 5, 3], outChannels: 12, kernel: (1, 1),
+                   parameters: p(1, 0, groups: 4), offset: true),
+            Config(label: "grouped 1x1 groups 2 dilation 2 small", input: [2, 4, 3, 2], outChannels: 2,
+                   kernel: (1, 1), parameters: p(1, 0, dilation: 2, groups: 2), bias: false, finiteDifference: true),
             // Positions N·OH·OW = 3·28·28 > 512: the backward-weight reduction is split.
             Config(label: "grouped 4 per group 3x3 s1 split reduction", input: [3, 8, 28, 28], outChannels: 8,
                    kernel: (3, 3), parameters: p(1, 1, groups: 2)),
