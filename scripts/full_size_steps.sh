@@ -12,7 +12,11 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/setup.sh
+# CLOVER_BIN names a prebuilt clover (the GPU machine has no Swift toolchain: see
+# scripts/gpu_session.sh); otherwise the setup runs and clover is built here.
+if [ -z "${CLOVER_BIN:-}" ]; then
+    source scripts/setup.sh
+fi
 
 device_args=()
 batch=2
@@ -26,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-bin=$(clover_release_binary)
+bin=${CLOVER_BIN:-$(clover_release_binary)}
 out=${RUNS_DIR:-runs/full-size-steps}
 mkdir -p "$out"
 # The model names: the first column of `clover models` after its two header lines.
