@@ -58,6 +58,28 @@ PY
     fi
 done
 
+# The OSCAR encoder at BERT-base size (sequence 128) is not a zoo model: clover-bench times
+# its pre-training step (masked-token + contrastive loss, AdamW) at batch $batch of its 32.
+if [[ "oscar-base" == *"$filter"* ]]; then
+    echo "== oscar-base" >&2
+    bench=${CLOVER_BENCH_BIN:-$(clover_release_binary clover-bench)}
+    scale=$(python3 -c "print($batch / 32)")
+    if "$bench" --filter model/oscar-base --batch-scale "$scale" --warmup 0 --repeat 1 --no-reference \
+        --json "$out/oscar-base.json" "${device_args[@]}" > "$out/oscar-base.log" 2>&1; then
+        rows+=("$(python3 - "$out/oscar-base.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+p = r["params"]
+print(f"| `oscar-base` | {p['words']} words + {p['tags']} tags + {p['regions']} regions | {p['batch']} | — | "
+      f"{r['seconds']:.1f} | — | ok |")
+PY
+)")
+    else
+        failed=1
+        rows+=("| \`oscar-base\` | | $batch | | | | FAILED: $(tail -1 "$out/oscar-base.log") |")
+    fi
+fi
+
 echo
 echo "| model | input | batch | training loss | step seconds | evaluation loss | result |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"

@@ -3,8 +3,8 @@
 # and PyTorch but no Swift toolchain and no network):
 #   1. the full ResNet-20 run on Fashion-MNIST (the ≥ 93.5% goal): 30 epochs over all 60,000
 #      images, batch 128, lr 0.1 cosine, weight decay 5e-4, crop + flip augmentation;
-#   2. one training step of every zoo model at its standard size (scripts/full_size_steps.sh,
-#      batch 8);
+#   2. one training step of every zoo model at its standard size and of the BERT-base OSCAR
+#      encoder (scripts/full_size_steps.sh, batch 8);
 #   3. the benchmark table against PyTorch (Benchmarks/run_gpu.sh).
 #
 # Here, first:
@@ -28,7 +28,8 @@ for part in "${parts[@]}"; do
                 --seed 0 --log-every 100 --device nvidia --out "$out/resnet20-full" | tee "$out/resnet20-full.log"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
         steps)
-            CLOVER_BIN=.gpu/bin/clover RUNS_DIR="$out/steps" bash scripts/full_size_steps.sh --device nvidia \
+            CLOVER_BIN=.gpu/bin/clover CLOVER_BENCH_BIN=.gpu/bin/clover-bench RUNS_DIR="$out/steps" \
+                bash scripts/full_size_steps.sh --device nvidia \
                 --batch "${GPU_STEP_BATCH:-8}" | tee "$out/full-size-steps.md"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
         bench)

@@ -18,8 +18,11 @@ out=${RUNS_DIR:-runs/regnet-comparison}
 schedule=(--dataset fashion-mnist --epochs 1 --train-subset 32000 --batch-size 64
           --lr 0.1 --schedule cosine --weight-decay 5e-4 --no-augment --seed 0)
 models=(cifar-resnet20 regnet20-gru regnet20-lstm)
+# TRAIN_MODELS="regnet20-gru regnet20-lstm" retrains only those and reuses the others' runs
+# under $out (training is deterministic for a given command and seed).
+read -r -a train_models <<< "${TRAIN_MODELS:-${models[*]}}"
 
-for model in "${models[@]}"; do
+for model in "${train_models[@]}"; do
     mkdir -p "$out/$model"
     "$bin" train --model "$model" "${schedule[@]}" --out "$out/$model" "$@" | tee "$out/$model/train.log"
 done

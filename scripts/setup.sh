@@ -74,10 +74,10 @@ clover_setup() {
 # the same build then succeeded, so a crashed release build is retried twice
 # before giving up.
 clover_release_binary() {
-    local attempt
+    local attempt product=${1:-clover}
     for attempt in 1 2 3; do
-        if swift build -c release --product clover >&2; then
-            echo "$(swift build -c release --product clover --show-bin-path)/clover"
+        if swift build -c release --product "$product" >&2; then
+            echo "$(swift build -c release --product "$product" --show-bin-path)/$product"
             return 0
         fi
         echo "setup: release build failed (attempt $attempt of 3)" >&2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks that weights move between torchvision and Clover with the same logits (relative
 # error <= 1e-4), in both directions, for VGG, ResNet, ResNeXt, Wide ResNet and
-# EfficientNet (scripts/interop/torchvision_check.py says how).
+# EfficientNet (scripts/interop/torchvision_check.py says how); first, that the PyTorch
+# benchmark peer's written-out models have Clover's parameter counts and train every tensor
+# (scripts/interop/peer_check.py).
 #
 #   bash scripts/torchvision_interop.sh                       # every model
 #   bash scripts/torchvision_interop.sh --models resnet50     # arguments go to the checker
@@ -29,4 +31,5 @@ if ! "$venv/bin/python" -c "import torch, torchvision, safetensors" 2>/dev/null;
 fi
 
 bin=$(clover_release_binary)
+"$venv/bin/python" scripts/interop/peer_check.py --clover "$bin"
 exec "$venv/bin/python" scripts/interop/torchvision_check.py --clover "$bin" "$@"

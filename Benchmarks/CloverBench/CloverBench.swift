@@ -17,7 +17,8 @@ struct CloverBench: ParsableCommand {
             (ResNeXt-50) and depthwise (EfficientNet-B0) convolutions, batch norm, the \
             ConvLSTM/ConvGRU gates, BERT-base attention and the SGD/AdamW update over \
             ResNet-50's parameters, each forward and backward. Models: one training step \
-            (forward, backward, SGD update) on synthetic data.
+            (forward, backward, SGD update) on synthetic data, and one pre-training step of the \
+            BERT-base OSCAR encoder (sequence 128: masked-token + contrastive loss, AdamW).
 
             Times are wall-clock from a drained queue to device.synchronize() returning, the \
             median of --repeat runs after --warmup runs. Each kernel is also timed at a \

@@ -112,7 +112,7 @@ extension BenchReport {
         let models = results.filter { $0.op == "train_step" }
         if !models.isEmpty {
             var table = MarkdownTable(
-                headers: ["Model", "Input", "Parameters", "Step ms", "Images/s", "≈ GFLOP/s", "Peak device memory"],
+                headers: ["Model", "Input", "Parameters", "Step ms", "Images (sequences)/s", "≈ GFLOP/s", "Peak device memory"],
                 numeric: [2, 3, 4, 5, 6])
             for r in models {
                 table.rows.append([
@@ -122,7 +122,7 @@ extension BenchReport {
                     BenchFormat.bytes(r.peakBytes),
                 ])
             }
-            out += ["### Models: one training step (forward, backward, SGD update)", "", table.render(), ""]
+            out += ["### Models: one training step (forward, backward, SGD update; AdamW for OSCAR)", "", table.render(), ""]
         }
         let failed = results.filter { $0.error != nil || $0.reference?.error != nil }
         if !failed.isEmpty {

@@ -4,8 +4,8 @@
 It reads the cases from a clover-bench JSON file (a finished run, or a plan
 written by `clover-bench --list --json FILE`), so that both sides time exactly
 the same shapes, and writes results in the same schema (name, pass, op,
-params, shape, seconds, gflops/gbps, images_per_second, peak_bytes), once per
-precision mode:
+params, shape, seconds, gflops/gbps, images_per_second (sequences per second
+for the OSCAR encoder), peak_bytes), once per precision mode:
 
   strict   strict FP32: torch.backends.cudnn.allow_tf32 = False and
            torch.backends.cuda.matmul.allow_tf32 = False
@@ -350,6 +350,10 @@ def cifar_models(torch):
 
 
 def build_model(torch, name, classes):
+    cifar = cifar_models(torch)
+    if name in cifar:
+        return cifar[name](classes)
+    # Imported only when needed: the written-out models must build without torchvision.
     import torchvision
     zoo = {
         "resnet50": torchvision.models.resnet50,
@@ -359,18 +363,83 @@ def build_model(torch, name, classes):
     }
     if name in zoo:
         return zoo[name](num_classes=classes)
-    cifar = cifar_models(torch)
-    if name in cifar:
-        return cifar[name](classes)
     raise ValueError(f"no PyTorch model for {name!r}")
 
 
-def run_model(torch, row, modes, device, warmup, repeat):
-    """One record per mode for a model's training step."""
+def oscar_model(torch, p):
+    """OSCAR's encoder and pre-training heads, mirroring Sources/CloverModels/OSCAR.swift:
+    BERT text embeddings (word + position + token type, LayerNorm, dropout), the region
+    projection with its LayerNorm, post-LN GELU encoder layers, the tanh pooler, the
+    masked-token head with the decoder tied to the word embeddings, and a one-logit
+    contrastive head."""
+    nn = torch.nn
+    h = p["hidden"]
+
+    class OSCAR(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.word = nn.Embedding(p["vocabulary"], h)
+            self.position = nn.Embedding(p["positions"], h)
+            self.token_type = nn.Embedding(p["types"], h)
+            self.text_norm = nn.LayerNorm(h, eps=1e-12)
+            self.img_embedding = nn.Linear(p["features"], h)
+            self.img_norm = nn.LayerNorm(h, eps=1e-12)
+            self.dropout = nn.Dropout(0.1)
+            layer = nn.TransformerEncoderLayer(h, p["heads"], p["intermediate"], dropout=0.1, activation="gelu",
+                                               layer_norm_eps=1e-12, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, p["layers"], enable_nested_tensor=False)
+            self.pooler = nn.Linear(h, h)
+            self.transform = nn.Linear(h, h)
+            self.transform_norm = nn.LayerNorm(h, eps=1e-12)
+            self.decoder_bias = nn.Parameter(torch.zeros(p["vocabulary"]))
+            self.seq_relationship = nn.Linear(h, 1)
+
+        def forward(self, ids, positions, types, regions):
+            text = self.word(ids) + self.position(positions) + self.token_type(types)
+            text = self.dropout(self.text_norm(text))
+            image = self.dropout(self.img_norm(self.img_embedding(regions)))
+            sequence = self.encoder(torch.cat([text, image], 1))
+            pooled = torch.tanh(self.pooler(sequence[:, 0]))
+            hidden = self.transform_norm(nn.functional.gelu(self.transform(sequence[:, :ids.shape[1]])))
+            return hidden @ self.word.weight.t() + self.decoder_bias, self.seq_relationship(pooled)
+
+    return OSCAR()
+
+
+def oscar_step(torch, p, device):
+    """The model and one pre-training step (masked-token CE over 15% of the text slots +
+    contrastive BCE, AdamW) on a fixed synthetic batch with every slot real."""
+    F = torch.nn.functional
+    model = oscar_model(torch, p).to(device).train()
+    batch, text = p["batch"], p["words"] + p["tags"]
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(104, p["vocabulary"], (batch, text), generator=gen)
+    labels = torch.where(torch.rand(batch, text, generator=gen) < 0.15, ids, torch.full_like(ids, -100))
+    ids, labels = ids.to(device), labels.to(device)
+    positions = torch.arange(text, device=device).expand(batch, text)
+    types = (torch.arange(text, device=device) >= p["words"]).long().expand(batch, text)
+    regions = torch.rand(batch, p["regions"], p["features"], device=device) * 2 - 1
+    real = (torch.arange(batch, device=device) % 2).float().unsqueeze(1)
+    decay = [q for q in model.parameters() if q.dim() > 1]
+    no_decay = [q for q in model.parameters() if q.dim() <= 1]
+    opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, weight_decay=0.01)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits, contrastive = model(ids, positions, types, regions)
+        loss = (F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+                + F.binary_cross_entropy_with_logits(contrastive, real))
+        loss.backward()
+        opt.step()
+
+    return model, step
+
+
+def image_step(torch, row, device):
+    """A zoo model and one SGD training step on a fixed synthetic batch."""
     p = row["params"]
     batch, side, channels, classes = p["batch"], p["side"], p["channels"], p["classes"]
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
     model = build_model(torch, row["model"], classes).to(device).train()
     decay = [q for q in model.parameters() if q.dim() > 1]
     no_decay = [q for q in model.parameters() if q.dim() <= 1]
@@ -384,13 +453,22 @@ def run_model(torch, row, modes, device, warmup, repeat):
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         opt.step()
 
+    return model, step
+
+
+def run_model(torch, row, modes, device, warmup, repeat):
+    """One record per mode for a model's training step (images, or sequences for OSCAR)."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    is_oscar = row["model"].startswith("oscar-")
+    model, step = oscar_step(torch, row["params"], device) if is_oscar else image_step(torch, row, device)
     records = []
     for mode in modes:
         flags = set_mode(torch, mode)
         torch.cuda.reset_peak_memory_stats()
         timing = measure(torch, step, max(1, warmup), repeat)
         records.append(dict(timing, mode=mode, flags=flags,
-                            images_per_second=batch / timing["seconds"],
+                            images_per_second=row["params"]["batch"] / timing["seconds"],
                             peak_bytes=torch.cuda.max_memory_allocated(),
                             parameters=sum(q.numel() for q in model.parameters())))
     return records
