@@ -165,7 +165,7 @@ def merge(clover, peer):
                       numeric=set(range(3, 4 + 2 * n))), ""]
     if model_rows:
         n = len(modes)
-        out += ["### Models: one training step (images per second)", "",
+        out += ["### Models: one training step (images per second; sequences for the OSCAR encoder)", "",
                 table(["Model", "Input", "Parameters (Clover / PyTorch if they differ)", "Clover"]
                       + [MODE_TITLES[m] for m in modes] + [f"Clover / {MODE_TITLES[m]}" for m in modes]
                       + ["Clover peak memory", "PyTorch peak memory"], model_rows,

@@ -41,6 +41,12 @@ struct RunDirectory {
 
     private var progressPath: String { path + "/progress.json" }
 
+    /// How NaN and infinities appear in progress.json and metrics.json.
+    static let nonFinite = JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(
+        positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    static let nonFiniteDecoding = JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
+        positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+
     func saveCheckpoint(model: Module, optimizer: Optimizer, progress: RunProgress) throws {
         // Model and optimiser first, progress last: progress.json names the
         // epoch only once both files for it are in place.
@@ -48,6 +54,11 @@ struct RunDirectory {
         try optimizer.stateDict().write(path: path + "/optimizer.safetensors")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // An evaluation can legitimately give a non-finite loss (a deep net in
+        // eval mode whose BN statistics have seen one batch overflows); JSON
+        // has no literal for it, so it is written as a string Python's
+        // float() reads, instead of failing the run after its work is done.
+        encoder.nonConformingFloatEncodingStrategy = Self.nonFinite
         try writeAtomically(encoder.encode(progress), to: progressPath)
         try writeAtomically(encoder.encode(progress.history), to: path + "/metrics.json")
         var csv = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_second,learning_rate\n"
@@ -61,7 +72,9 @@ struct RunDirectory {
         guard let data = FileManager.default.contents(atPath: progressPath) else {
             throw CloverError.invalidArgument(op: "resume", reason: "no checkpoint in \(path) (progress.json is missing)")
         }
-        let progress = try JSONDecoder().decode(RunProgress.self, from: data)
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = Self.nonFiniteDecoding
+        let progress = try decoder.decode(RunProgress.self, from: data)
         try model.loadStateDict(SafeTensors.read(path: path + "/model.safetensors"))
         try optimizer.loadStateDict(SafeTensors.read(path: path + "/optimizer.safetensors"))
         return progress

@@ -59,6 +59,24 @@ final class TrainCommandTests: XCTestCase {
     }
 
     /// `--no-augment` trains on the evaluation transform (normalisation only).
+    func testNonFiniteEvaluationLossIsWrittenAndReadBack() throws {
+        let out = tempDirectory()
+        let directory = try RunDirectory(path: out)
+        let model = try Linear(2, 2, initializer: Initializer(device: .reference, seed: 0))
+        let optimizer = try SGD(model.namedParameters(), configuration: SGDConfiguration(learningRate: 0.1))
+        let epoch = EpochMetrics(epoch: 1, trainLoss: 2.5, trainAccuracy: 0.5, testLoss: .nan, testAccuracy: 0,
+                                 seconds: 1, imagesPerSecond: .infinity, learningRate: 0.1)
+        try directory.saveCheckpoint(model: model, optimizer: optimizer,
+                                     progress: RunProgress(model: "m", dataset: "d", epochsDone: 1, history: [epoch]))
+        let json = try String(contentsOfFile: out + "/metrics.json", encoding: .utf8)
+        XCTAssertTrue(json.contains("\"testLoss\" : \"NaN\""), json)
+        XCTAssertTrue(json.contains("\"imagesPerSecond\" : \"Infinity\""), json)
+        let progress = try directory.loadCheckpoint(model: model, optimizer: optimizer)
+        XCTAssertTrue(progress.history[0].testLoss.isNaN)
+        XCTAssertEqual(progress.history[0].imagesPerSecond, .infinity)
+        XCTAssertEqual(progress.history[0].trainLoss, 2.5)
+    }
+
     func testNoAugmentTrainsOnTheTestTransform() throws {
         let standard = try TrainCommand.parse(["--dataset", "fashion-mnist"]).data.augmentations(for: [1, 28, 28])
         XCTAssertTrue(standard.train.isRandom)
