@@ -1,4 +1,5 @@
 @testable import clover
+import Clover
 import CloverNN
 import CloverRuntime
 import Foundation
@@ -73,7 +74,7 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(json.contains("\"imagesPerSecond\" : \"Infinity\""), json)
         let progress = try directory.loadCheckpoint(model: model, optimizer: optimizer)
         XCTAssertTrue(progress.history[0].testLoss.isNaN)
-        XCTAssertEqual(progress.history[0].imagesPerSecond, .infinity)
+        XCTAssertEqual(progress.history[0].imagesPerSecond, Double.infinity)
         XCTAssertEqual(progress.history[0].trainLoss, 2.5)
     }
 
