@@ -62,6 +62,7 @@ public final class OpenCLContext {
 
     deinit {
         clFinish(queue)
+        releaseCompletedUploads(all: true)
         pool.trim()
         clReleaseCommandQueue(queue)
         clReleaseContext(handle)
@@ -105,16 +106,54 @@ public final class OpenCLContext {
         BufferView(buffer: try allocate(bytes: count * 4), offset: 0, count: count)
     }
 
-    /// Copies host values into the device at a view (blocking, so `values`
-    /// may be freed as soon as this returns).
+    /// Copies host values into the device at a view, in queue order.
+    ///
+    /// The write is enqueued without blocking: a blocking write on an
+    /// in-order queue would make the host wait for every command before it,
+    /// so a batch or label upload in the middle of a training step would
+    /// drain the device before the rest of the step could be enqueued.
+    /// The values are copied to a host staging block first (the caller may
+    /// free `values` at once), which is released when the write completes.
     public func upload<T: BitwiseCopyable>(_ values: [T], to view: BufferView) throws {
         precondition(MemoryLayout<T>.stride == 4, "Clover buffers hold 32-bit elements")
         precondition(values.count <= view.count, "upload of \(values.count) elements into a view of \(view.count)")
         guard !values.isEmpty else { return }
-        try values.withUnsafeBytes { raw in
-            try checkCL(clEnqueueWriteBuffer(queue, view.buffer.handle, cl_bool(CL_TRUE), view.offset * 4, raw.count,
-                                             raw.baseAddress, 0, nil, nil), "clEnqueueWriteBuffer",
-                        detail: "\(raw.count) bytes at element \(view.offset)")
+        releaseCompletedUploads()
+        let bytes = values.count * 4
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        values.withUnsafeBytes { staging.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+        var event: cl_event?
+        let status = clEnqueueWriteBuffer(queue, view.buffer.handle, cl_bool(CL_FALSE), view.offset * 4, bytes,
+                                          staging, 0, nil, &event)
+        guard status == CL_SUCCESS, let event else {
+            staging.deallocate()
+            throw OpenCLError(call: "clEnqueueWriteBuffer", code: status, detail: "\(bytes) bytes at element \(view.offset)")
+        }
+        stagedUploads.append((event, staging))
+    }
+
+    /// Host staging blocks of uploads that may still be in flight.
+    private var stagedUploads: [(event: cl_event, staging: UnsafeMutableRawPointer)] = []
+
+    /// The number of uploads whose staging blocks are still held (tests).
+    public var uploadsInFlight: Int { stagedUploads.count }
+
+    /// Frees the staging blocks of finished uploads; with `all`, of every
+    /// upload (only once the queue has drained).
+    private func releaseCompletedUploads(all: Bool = false) {
+        guard !stagedUploads.isEmpty else { return }
+        stagedUploads.removeAll { entry in
+            if !all {
+                var state = cl_int(CL_QUEUED)
+                let status = clGetEventInfo(entry.event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS),
+                                            MemoryLayout<cl_int>.size, &state, nil)
+                // Queued, submitted or running: the driver may still read the
+                // block. Complete (0) or failed (negative): it never will again.
+                guard status == CL_SUCCESS, state <= cl_int(CL_COMPLETE) else { return false }
+            }
+            clReleaseEvent(entry.event)
+            entry.staging.deallocate()
+            return true
         }
     }
 
@@ -128,6 +167,8 @@ public final class OpenCLContext {
                                             raw.baseAddress, 0, nil, nil), "clEnqueueReadBuffer",
                         detail: "\(raw.count) bytes at element \(view.offset)")
         }
+        // Every command before the read has finished (in-order queue).
+        releaseCompletedUploads(all: true)
         return result
     }
 
@@ -212,5 +253,6 @@ public final class OpenCLContext {
     /// Blocks until every enqueued command has finished.
     public func finish() throws {
         try checkCL(clFinish(queue), "clFinish")
+        releaseCompletedUploads(all: true)
     }
 }

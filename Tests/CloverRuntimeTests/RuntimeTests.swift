@@ -84,6 +84,30 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(Array(try context.download(other, as: Float.self)[3..<40]), values)
     }
 
+    func testUploadsAreQueuedInOrderAndTheirStagingIsFreed() throws {
+        let context = try makeContext()
+        let view = try context.allocateView(count: 64)
+        // Many overlapping non-blocking writes, each from an array that is
+        // gone when upload returns: the last one written must win, and a
+        // kernel enqueued between them sees the earlier one.
+        let source = "__kernel void add1(__global float* x) { x[get_global_id(0)] += 1.0f; }"
+        let kernel = try context.kernel("add1", program: "upload_order_probe", source: { source })
+        for round in 0..<20 {
+            try context.upload([Float](repeating: Float(round), count: 64), to: view)
+        }
+        try context.launch(kernel, global: [64], arguments: [view.buffer])
+        try context.upload([Float](repeating: 100, count: 32), to: view.slice(offset: 32, count: 32))
+        try context.finish()
+        XCTAssertEqual(context.uploadsInFlight, 0, "finish() frees every staging block")
+        let back = try context.download(view, as: Float.self)
+        XCTAssertEqual(Array(back[0..<32]), [Float](repeating: 20, count: 32))
+        XCTAssertEqual(Array(back[32..<64]), [Float](repeating: 100, count: 32))
+        // A download also drains the queue and frees what was staged.
+        try context.upload([Float](repeating: 5, count: 64), to: view)
+        XCTAssertEqual(try context.download(view, as: Float.self), [Float](repeating: 5, count: 64))
+        XCTAssertEqual(context.uploadsInFlight, 0)
+    }
+
     func testBufferPoolReusesReleasedBuffers() throws {
         let context = try makeContext()
         XCTAssertEqual(BufferPool.bucket(for: 1), 256)
