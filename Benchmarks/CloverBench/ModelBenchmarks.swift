@@ -59,31 +59,47 @@ struct ModelBenchmark {
 
     /// Times training steps (forward, softmax cross-entropy, backward, SGD
     /// with momentum and weight decay) and records images per second and
-    /// the peak of device memory in use.
+    /// the peak of device memory in use. `spec` is the one ``plan(_:)``
+    /// returned (nil for OSCAR).
     func run(_ record: inout BenchRecord, spec: ModelSpec?, on device: Device, warmup: Int, repetitions: Int) throws {
         guard let spec else { return try runOSCAR(&record, on: device, warmup: warmup, repetitions: repetitions) }
         let (batch, side, channels) = (record.params["batch"]!, record.params["side"]!, record.params["channels"]!)
-        let pool = device.openCL?.pool
-        // Idle buffers cached from earlier benchmarks would count against
-        // nothing, but they would crowd this model out of device memory.
-        pool?.trim()
-        pool?.resetPeak()
+        Self.startMemoryCount(on: device)
         let model = try spec.make(spec.classes, channels, Initializer(device: device, seed: 0))
-        model.train()
         let optimizer = try SGD(model.namedParameters(),
                                 configuration: SGDConfiguration(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4))
         let images = try InputValues.tensor([batch, channels, side, side], seed: 7, on: device)
         let labels = ClassLabels((0..<batch).map { Int32($0 % spec.classes) })
+        try Self.timeSteps(&record, model: model, optimizer: optimizer, samples: batch, on: device, warmup: warmup,
+                           repetitions: repetitions) {
+            try softmaxCrossEntropy(model(images), labels: labels)
+        }
+    }
+
+    /// Frees idle pooled buffers and restarts the peak count, before the
+    /// model is built so that its parameters count. Idle buffers cached
+    /// from earlier benchmarks would count against nothing, but they would
+    /// crowd this model out of device memory.
+    static func startMemoryCount(on device: Device) {
+        device.openCL?.pool.trim()
+        device.openCL?.pool.resetPeak()
+    }
+
+    /// Times training steps of `model` (zero gradients, `loss`, backward,
+    /// `optimizer` step) and records the timing, samples per second, peak
+    /// device memory and parameter count.
+    static func timeSteps(_ record: inout BenchRecord, model: Module, optimizer: Optimizer, samples: Int,
+                          on device: Device, warmup: Int, repetitions: Int, loss: () throws -> Tensor) throws {
+        model.train()
         // At least one warm-up step: the first compiles every kernel the model uses.
         let timing = try measure(on: device, warmup: max(1, warmup), repetitions: repetitions) {
             model.zeroGrad()
-            let loss = try softmaxCrossEntropy(model(images), labels: labels)
-            try loss.backward()
+            try loss().backward()
             try optimizer.step()
         }
         record.record(timing)
-        record.imagesPerSecond = Double(batch) / timing.median
-        record.peakBytes = pool?.statistics.peakLiveBytes
+        record.imagesPerSecond = Double(samples) / timing.median
+        record.peakBytes = device.openCL?.pool.statistics.peakLiveBytes
         record.parameters = model.parameterCount
     }
 
@@ -124,11 +140,8 @@ struct ModelBenchmark {
     func runOSCAR(_ record: inout BenchRecord, on device: Device, warmup: Int, repetitions: Int) throws {
         let c = try OSCAR.configuration(named: oscarPreset ?? "")
         let p = record.params
-        let pool = device.openCL?.pool
-        pool?.trim()
-        pool?.resetPeak()
+        Self.startMemoryCount(on: device)
         let model = try OSCAR(c, initializer: Initializer(device: device, seed: 0))
-        model.train()
         let pretraining = OSCARPretraining(model: model)
         let optimizer = try AdamW(model.namedParameters(), configuration: AdamWConfiguration(learningRate: 1e-4))
         let batch = try Self.oscarBatch(batch: p["batch"]!, words: p["words"]!, tags: p["tags"]!, regions: p["regions"]!,
@@ -136,15 +149,10 @@ struct ModelBenchmark {
         // Corrupt once, outside the timed steps: masking is host work on ids
         // that a data loader would do ahead of the device.
         let corruption = pretraining.corrupt(batch, seed: 11)
-        let timing = try measure(on: device, warmup: max(1, warmup), repetitions: repetitions) {
-            model.zeroGrad()
-            try pretraining.loss(corruption).total.backward()
-            try optimizer.step()
+        try Self.timeSteps(&record, model: model, optimizer: optimizer, samples: p["batch"]!, on: device,
+                           warmup: warmup, repetitions: repetitions) {
+            try pretraining.loss(corruption).total
         }
-        record.record(timing)
-        record.imagesPerSecond = Double(p["batch"]!) / timing.median
-        record.peakBytes = pool?.statistics.peakLiveBytes
-        record.parameters = model.parameterCount
     }
 
     /// A synthetic OSCAR batch with every slot real: `[CLS]`, random word

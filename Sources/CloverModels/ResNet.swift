@@ -284,8 +284,8 @@ public final class ZeroPadShortcut: Module, Layer {
 extension ResNet {
     /// `resnet18` … `resnet152`, `resnext50-32x4d`, `resnext101-32x8d`,
     /// `wide-resnet50-2` and `wide-resnet101-2` (torchvision's ImageNet
-    /// Wide ResNets: bottlenecks twice as wide) at 224² with 1000 classes, and `cifar-resnet20` … `cifar-resnet110`
-    /// at 32² with 10 classes.
+    /// Wide ResNets: bottlenecks twice as wide) at 224² with 1000 classes,
+    /// and `cifar-resnet20` … `cifar-resnet110` at 32² with 10 classes.
     public static var zoo: [ModelSpec] {
         let imageNet = ResNetDepth.allCases.map { depth in
             ModelSpec(name: "resnet\(depth.rawValue)", inputShape: [3, 224, 224], classes: 1000) { classes, channels, initializer in

@@ -19,6 +19,18 @@ enum Console {
         fflush(stdout)
     }
 
+    /// Runs a command's body, turning any error but an `ExitCode` (already
+    /// reported) into a printed message and a failure exit.
+    static func reportingFailures(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+
     /// Prints `error`'s description (every Clover error is
     /// `CustomStringConvertible`) and returns the exit code to throw, so
     /// that no error reaches ArgumentParser's generic handler or traps.

@@ -50,13 +50,7 @@ struct PredictCommand: ParsableCommand {
     var device: String?
 
     func run() throws {
-        do {
-            try predict()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw Console.fail(error)
-        }
+        try Console.reportingFailures(predict)
     }
 
     private func predict() throws {
@@ -72,8 +66,7 @@ struct PredictCommand: ParsableCommand {
         let spec = try ModelZoo.spec(named: model)
         let net = try spec.make(classes ?? spec.classes, batch.shape[1], Initializer(device: device, seed: seed))
         if let checkpoint {
-            let path = checkpoint.hasSuffix(".safetensors") ? checkpoint : checkpoint + "/model.safetensors"
-            try net.loadStateDict(SafeTensors.read(path: path))
+            try net.loadStateDict(SafeTensors.read(path: RunDirectory.modelFile(checkpoint)))
         }
         net.eval()
         let logits = try withoutGradients {

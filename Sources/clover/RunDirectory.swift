@@ -41,6 +41,12 @@ struct RunDirectory {
 
     private var progressPath: String { path + "/progress.json" }
 
+    /// The model file `checkpoint` names: a `.safetensors` file itself, or
+    /// the `model.safetensors` of a run directory.
+    static func modelFile(_ checkpoint: String) -> String {
+        checkpoint.hasSuffix(".safetensors") ? checkpoint : checkpoint + "/model.safetensors"
+    }
+
     /// How NaN and infinities appear in progress.json and metrics.json.
     static let nonFinite = JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(
         positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")

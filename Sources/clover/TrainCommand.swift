@@ -71,7 +71,7 @@ struct DataOptions: ParsableArguments {
     }
 
     /// The augmentation for training (random) and evaluation (normalisation only).
-    func augmentations(for sampleShape: [Int]) -> (train: Augmentation, test: Augmentation) {
+    var augmentations: (train: Augmentation, test: Augmentation) {
         let both = standardAugmentations
         return noAugment ? (both.test, both.test) : both
     }
@@ -156,20 +156,14 @@ struct TrainCommand: ParsableCommand {
     var profile = false
 
     func run() throws {
-        do {
-            try train()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw Console.fail(error)
-        }
+        try Console.reportingFailures(train)
     }
 
     private func train() throws {
         let device = try Device.select(data.device)
         device.openCL?.isProfiling = profile
         let (trainSet, testSet) = try data.loadData()
-        let aug = data.augmentations(for: trainSet.sampleShape)
+        let aug = data.augmentations
         let spec = try ModelZoo.spec(named: data.model)
         let initializer = Initializer(device: device, seed: data.seed)
         let model = try spec.make(trainSet.classCount, trainSet.sampleShape[0], initializer)
@@ -284,21 +278,16 @@ struct EvalCommand: ParsableCommand {
     var checkpoint: String
 
     func run() throws {
-        do {
+        try Console.reportingFailures {
             let device = try Device.select(data.device)
             let (_, testSet) = try data.loadData()
             let spec = try ModelZoo.spec(named: data.model)
             let model = try spec.make(testSet.classCount, testSet.sampleShape[0], Initializer(device: device, seed: data.seed))
-            let path = checkpoint.hasSuffix(".safetensors") ? checkpoint : checkpoint + "/model.safetensors"
-            try model.loadStateDict(SafeTensors.read(path: path))
+            try model.loadStateDict(SafeTensors.read(path: RunDirectory.modelFile(checkpoint)))
             let loader = try BatchLoader(dataset: testSet, batchSize: data.batchSize, shuffle: false,
-                                         augmentation: data.augmentations(for: testSet.sampleShape).test, seed: data.seed)
+                                         augmentation: data.augmentations.test, seed: data.seed)
             let (loss, accuracy) = try evaluate(model, loader, device: device)
             print("\(spec.name) on \(testSet.name): loss \(Format.fixed(loss, decimals: 4)) accuracy \(Format.fixed(100 * accuracy, decimals: 2))%")
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw Console.fail(error)
         }
     }
 }

@@ -79,11 +79,11 @@ final class TrainCommandTests: XCTestCase {
     }
 
     func testNoAugmentTrainsOnTheTestTransform() throws {
-        let standard = try TrainCommand.parse(["--dataset", "fashion-mnist"]).data.augmentations(for: [1, 28, 28])
+        let standard = try TrainCommand.parse(["--dataset", "fashion-mnist"]).data.augmentations
         XCTAssertTrue(standard.train.isRandom)
         XCTAssertFalse(standard.test.isRandom)
         let plain = try TrainCommand.parse(["--dataset", "fashion-mnist", "--no-augment"]).data
-            .augmentations(for: [1, 28, 28])
+            .augmentations
         XCTAssertEqual(plain.train, standard.test)
         XCTAssertEqual(plain.test, standard.test)
     }
