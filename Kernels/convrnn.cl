@@ -15,26 +15,28 @@
 // Layout: states are NCHW [B, N, H, W]. Gate pre-activations come from a grouped conv with one
 // group per state channel, so the G gates of channel n are adjacent: pre is [B, G*N, H, W] with
 // channel n*G + k (LSTM: G = 4, k = i, f, o, g; GRU stage 1: G = 2, k = z, r). `hw` is H*W.
-// Every buffer is (pointer, ulong element offset).
+// Every buffer is (pointer, ulong element offset). Indices are 32-bit `int` (the host rejects
+// 4 * B*N*H*W >= 2^31), so no item divides in 64 bits.
 // =================================================================================================
 
 inline float sigm(const float x) { return 1.0f / (1.0f + exp(-x)); }
 
 // Index of gate k of the state element (b, n, s) in a [B, G*N, HW] tensor.
-inline ulong gate_index(const ulong e, const int n_ch, const int hw, const int gates, const int k) {
-    const ulong s = e % hw;
-    const ulong bn = e / hw;
-    const ulong n = bn % n_ch;
-    const ulong b = bn / n_ch;
+// 32-bit arithmetic: the host checks that gates * total < 2^31.
+inline int gate_index(const int e, const int n_ch, const int hw, const int gates, const int k) {
+    const int bn = e / hw;
+    const int s = e - bn * hw;
+    const int b = bn / n_ch;
+    const int n = bn - b * n_ch;
     return ((b * n_ch + n) * gates + k) * hw + s;
 }
 
-__kernel void lstm_cell_forward(const ulong total, const int n_ch, const int hw,
+__kernel void lstm_cell_forward(const int total, const int n_ch, const int hw,
                                 __global const float* pre, const ulong pre_off,
                                 __global const float* c, const ulong c_off,
                                 __global float* h_out, const ulong h_off,
                                 __global float* c_out, const ulong co_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
     const float i = sigm(pre[pre_off + gate_index(e, n_ch, hw, 4, 0)]);
     const float f = sigm(pre[pre_off + gate_index(e, n_ch, hw, 4, 1)]);
@@ -45,17 +47,17 @@ __kernel void lstm_cell_forward(const ulong total, const int n_ch, const int hw,
     h_out[h_off + e] = o * tanh(cn);
 }
 
-__kernel void lstm_cell_backward(const ulong total, const int n_ch, const int hw,
+__kernel void lstm_cell_backward(const int total, const int n_ch, const int hw,
                                  __global const float* dh, const ulong dh_off,
                                  __global const float* dcn, const ulong dcn_off,
                                  __global const float* pre, const ulong pre_off,
                                  __global const float* c, const ulong c_off,
                                  __global float* dpre, const ulong dpre_off,
                                  __global float* dc, const ulong dc_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
-    const ulong ii = gate_index(e, n_ch, hw, 4, 0), fi = gate_index(e, n_ch, hw, 4, 1);
-    const ulong oi = gate_index(e, n_ch, hw, 4, 2), gi = gate_index(e, n_ch, hw, 4, 3);
+    const int ii = gate_index(e, n_ch, hw, 4, 0), fi = gate_index(e, n_ch, hw, 4, 1);
+    const int oi = gate_index(e, n_ch, hw, 4, 2), gi = gate_index(e, n_ch, hw, 4, 3);
     const float i = sigm(pre[pre_off + ii]), f = sigm(pre[pre_off + fi]);
     const float o = sigm(pre[pre_off + oi]), g = tanh(pre[pre_off + gi]);
     const float cp = c[c_off + e];
@@ -69,27 +71,27 @@ __kernel void lstm_cell_backward(const ulong total, const int n_ch, const int hw
     dc[dc_off + e] = dct * f;
 }
 
-__kernel void gru_gates_forward(const ulong total, const int n_ch, const int hw,
+__kernel void gru_gates_forward(const int total, const int n_ch, const int hw,
                                 __global const float* pre, const ulong pre_off,
                                 __global const float* h, const ulong h_off,
                                 __global float* z, const ulong z_off,
                                 __global float* rh, const ulong rh_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
     z[z_off + e] = sigm(pre[pre_off + gate_index(e, n_ch, hw, 2, 0)]);
     rh[rh_off + e] = sigm(pre[pre_off + gate_index(e, n_ch, hw, 2, 1)]) * h[h_off + e];
 }
 
-__kernel void gru_gates_backward(const ulong total, const int n_ch, const int hw,
+__kernel void gru_gates_backward(const int total, const int n_ch, const int hw,
                                  __global const float* dz, const ulong dz_off,
                                  __global const float* drh, const ulong drh_off,
                                  __global const float* pre, const ulong pre_off,
                                  __global const float* h, const ulong h_off,
                                  __global float* dpre, const ulong dpre_off,
                                  __global float* dh, const ulong dh_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
-    const ulong zi = gate_index(e, n_ch, hw, 2, 0), ri = gate_index(e, n_ch, hw, 2, 1);
+    const int zi = gate_index(e, n_ch, hw, 2, 0), ri = gate_index(e, n_ch, hw, 2, 1);
     const float z = sigm(pre[pre_off + zi]);
     const float r = sigm(pre[pre_off + ri]);
     const float d = drh[drh_off + e];
@@ -98,18 +100,18 @@ __kernel void gru_gates_backward(const ulong total, const int n_ch, const int hw
     dh[dh_off + e] = d * r;
 }
 
-__kernel void gru_output_forward(const ulong total,
+__kernel void gru_output_forward(const int total,
                                  __global const float* z, const ulong z_off,
                                  __global const float* p_hat, const ulong p_off,
                                  __global const float* h, const ulong h_off,
                                  __global float* h_out, const ulong ho_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
     const float ze = z[z_off + e];
     h_out[ho_off + e] = (1.0f - ze) * tanh(p_hat[p_off + e]) + ze * h[h_off + e];
 }
 
-__kernel void gru_output_backward(const ulong total,
+__kernel void gru_output_backward(const int total,
                                   __global const float* dho, const ulong dho_off,
                                   __global const float* z, const ulong z_off,
                                   __global const float* p_hat, const ulong p_off,
@@ -117,7 +119,7 @@ __kernel void gru_output_backward(const ulong total,
                                   __global float* dz, const ulong dz_off,
                                   __global float* dp, const ulong dp_off,
                                   __global float* dh, const ulong dh_off) {
-    const ulong e = get_global_id(0);
+    const int e = get_global_id(0);
     if (e >= total) return;
     const float d = dho[dho_off + e];
     const float ze = z[z_off + e];

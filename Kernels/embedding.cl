@@ -13,33 +13,34 @@
 // a host-built inverse index instead of scattering with float atomics: starts[v]..starts[v + 1]
 // is the range of `positions` listing, in increasing order, the tokens whose id is v. Each output
 // element has one owner that adds its terms in a fixed order, so repeated ids accumulate exactly
-// the same way on every run. Every buffer is (pointer, ulong offset in elements); global sizes are
-// rounded up to the work-group size, so each kernel checks its index.
+// the same way on every run. Every buffer is (pointer, ulong offset in elements); indices are 32-bit
+// `int` (the host rejects a table or dy of 2^31 or more elements), so no item divides in 64 bits.
+// Global sizes are rounded up to the work-group size, so each kernel checks its index.
 // =================================================================================================
 
-__kernel void embedding_forward(const ulong n, const int dim,
+__kernel void embedding_forward(const int n, const int dim,
                                 __global const float* table, const ulong table_off,
                                 __global const int* ids, const ulong ids_off,
                                 __global float* y, const ulong y_off) {
-    const ulong i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const ulong t = i / dim;
-    const ulong d = i % dim;
-    y[y_off + i] = table[table_off + (ulong)ids[ids_off + t] * dim + d];
+    const int t = i / dim;
+    const int d = i - t * dim;
+    y[y_off + i] = table[table_off + ids[ids_off + t] * dim + d];
 }
 
-__kernel void embedding_backward(const ulong n, const int dim,
+__kernel void embedding_backward(const int n, const int dim,
                                  __global const float* dy, const ulong dy_off,
                                  __global const int* starts, const ulong starts_off,
                                  __global const int* positions, const ulong positions_off,
                                  __global float* dtable, const ulong dtable_off) {
-    const ulong i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const ulong v = i / dim;
-    const ulong d = i % dim;
+    const int v = i / dim;
+    const int d = i - v * dim;
     const int first = starts[starts_off + v];
     const int last = starts[starts_off + v + 1];
     float acc = 0.0f;
-    for (int k = first; k < last; ++k) acc += dy[dy_off + (ulong)positions[positions_off + k] * dim + d];
+    for (int k = first; k < last; ++k) acc += dy[dy_off + positions[positions_off + k] * dim + d];
     dtable[dtable_off + i] = acc;
 }

@@ -12,9 +12,10 @@
 //
 // Macros: none.
 //
-// Layout: every buffer is passed as (pointer, ulong offset in elements). A view of rank <= 8 comes
-// as int8 vectors of sizes and strides (unused lanes: size 1, stride 0) plus an element offset; the
-// host drops size-1 axes and checks that every index fits in an int. The global size may exceed n
+// Layout: every buffer is passed as (pointer, ulong offset in elements). Indices are 32-bit `int`,
+// so no item divides in 64 bits: for copy_blocks the host checks rows * stride < 2^31. A view of
+// rank <= 8 comes as int8 vectors of sizes and strides (unused lanes: size 1, stride 0) plus an
+// element offset; the host drops size-1 axes and checks that every index fits in an int. The global size may exceed n
 // (rounded up to the work-group size): each kernel checks its index against n.
 //
 // strided_scatter_gather needs a view whose elements are all distinct: sorted by decreasing
@@ -23,12 +24,12 @@
 // passes, per axis, the stride in x and the stride of the same axis in the contiguous dy.
 // =================================================================================================
 
-__kernel void copy_blocks(const ulong n, const ulong len,
-                          __global const float* src, const ulong src_off, const ulong src_stride,
-                          __global float* dst, const ulong dst_off, const ulong dst_stride) {
-    const ulong i = get_global_id(0);
+__kernel void copy_blocks(const int n, const int len,
+                          __global const float* src, const ulong src_off, const int src_stride,
+                          __global float* dst, const ulong dst_off, const int dst_stride) {
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const ulong r = i / len, c = i % len;
+    const int r = i / len, c = i - r * len;
     dst[dst_off + r * dst_stride + c] = src[src_off + r * src_stride + c];
 }
 

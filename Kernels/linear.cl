@@ -12,15 +12,16 @@
 // are [cols]. bias_add_rows may run in place (y == x, same offset): each item reads and writes
 // only its own element. bias_grad_rows gives each column one owner that sums its rows in a fixed
 // order, so the reduction is deterministic without atomics; neighbouring items read neighbouring
-// columns, so loads coalesce. Every buffer is (pointer, ulong offset in elements); global sizes
-// are rounded up to the work-group size, so each kernel checks its index.
+// columns, so loads coalesce. Every buffer is (pointer, ulong offset in elements); indices are
+// 32-bit `int` (the host rejects tensors of 2^31 or more elements), so no item divides in 64
+// bits. Global sizes are rounded up to the work-group size, so each kernel checks its index.
 // =================================================================================================
 
-__kernel void bias_add_rows(const ulong n, const int cols,
+__kernel void bias_add_rows(const int n, const int cols,
                             __global const float* x, const ulong x_off,
                             __global const float* b, const ulong b_off,
                             __global float* y, const ulong y_off) {
-    const ulong i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
     y[y_off + i] = x[x_off + i] + b[b_off + i % cols];
 }
@@ -31,6 +32,6 @@ __kernel void bias_grad_rows(const int rows, const int cols,
     const int c = get_global_id(0);
     if (c >= cols) return;
     float acc = 0.0f;
-    for (int r = 0; r < rows; ++r) acc += dy[dy_off + (ulong)r * cols + c];
+    for (int r = 0; r < rows; ++r) acc += dy[dy_off + r * cols + c];
     db[db_off + c] = acc;
 }

@@ -18,7 +18,8 @@
 //   RWG   work-group size of the per-plane reductions, a power of two (default 64).
 //
 // Layout: NCHW, contiguous; a "plane" is one (n, c) image of H*W elements. Every buffer is passed
-// as (pointer, ulong offset in elements). Window geometry (KH, KW, SH, SW, PH, PW) comes as int
+// as (pointer, ulong offset in elements). Indices and element counts are 32-bit `int` (the host
+// rejects tensors of 2^31 or more elements), so no item divides in 64 bits. Window geometry (KH, KW, SH, SW, PH, PW) comes as int
 // arguments; the output size is floor((H + 2*PH - KH) / SH) + 1 (PyTorch's ceil_mode=False), and
 // PH <= KH/2, PW <= KW/2, so every window holds at least one real element. The 1-D global size may
 // exceed the element count (rounded up to the work-group size): those kernels check their index.
@@ -59,15 +60,16 @@ inline int window_argmax(__global const float* xp, const int H, const int W, con
     return best_index;
 }
 
-__kernel void maxpool2d_forward(const ulong n, const int H, const int W, const int OH, const int OW,
+__kernel void maxpool2d_forward(const int n, const int H, const int W, const int OH, const int OW,
                                 const int KH, const int KW, const int SH, const int SW, const int PH, const int PW,
                                 __global const float* x, const ulong x_off,
                                 __global float* y, const ulong y_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const int ow = i % OW;
-    const int oh = (i / OW) % OH;
-    const size_t plane = i / ((size_t)OW * OH);
+    const int row = i / OW;
+    const int ow = i - row * OW;
+    const int plane = row / OH;
+    const int oh = row - plane * OH;
     __global const float* xp = x + x_off + plane * H * W;
     y[y_off + i] = xp[window_argmax(xp, H, W, oh, ow, KH, KW, SH, SW, PH, PW)];
 }
@@ -81,16 +83,17 @@ inline int2 covering_outputs(const int pos, const int K, const int S, const int 
     return (int2)(lo, hi);
 }
 
-__kernel void maxpool2d_backward(const ulong n, const int H, const int W, const int OH, const int OW,
+__kernel void maxpool2d_backward(const int n, const int H, const int W, const int OH, const int OW,
                                  const int KH, const int KW, const int SH, const int SW, const int PH, const int PW,
                                  __global const float* dy, const ulong dy_off,
                                  __global const float* x, const ulong x_off,
                                  __global float* dx, const ulong dx_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const int iw = i % W;
-    const int ih = (i / W) % H;
-    const size_t plane = i / ((size_t)W * H);
+    const int row = i / W;
+    const int iw = i - row * W;
+    const int plane = row / H;
+    const int ih = row - plane * H;
     __global const float* xp = x + x_off + plane * H * W;
     __global const float* dyp = dy + dy_off + plane * OH * OW;
     const int2 rows = covering_outputs(ih, KH, SH, PH, OH);
@@ -105,15 +108,16 @@ __kernel void maxpool2d_backward(const ulong n, const int H, const int W, const 
     dx[dx_off + i] = acc;
 }
 
-__kernel void avgpool2d_forward(const ulong n, const int H, const int W, const int OH, const int OW,
+__kernel void avgpool2d_forward(const int n, const int H, const int W, const int OH, const int OW,
                                 const int KH, const int KW, const int SH, const int SW, const int PH, const int PW,
                                 __global const float* x, const ulong x_off,
                                 __global float* y, const ulong y_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const int ow = i % OW;
-    const int oh = (i / OW) % OH;
-    const size_t plane = i / ((size_t)OW * OH);
+    const int row = i / OW;
+    const int ow = i - row * OW;
+    const int plane = row / OH;
+    const int oh = row - plane * OH;
     __global const float* xp = x + x_off + plane * H * W;
     const int h0 = oh * SH - PH, w0 = ow * SW - PW;
     float acc = 0.0f;
@@ -128,15 +132,16 @@ __kernel void avgpool2d_forward(const ulong n, const int H, const int W, const i
     y[y_off + i] = acc / (float)(KH * KW);
 }
 
-__kernel void avgpool2d_backward(const ulong n, const int H, const int W, const int OH, const int OW,
+__kernel void avgpool2d_backward(const int n, const int H, const int W, const int OH, const int OW,
                                  const int KH, const int KW, const int SH, const int SW, const int PH, const int PW,
                                  __global const float* dy, const ulong dy_off,
                                  __global float* dx, const ulong dx_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
-    const int iw = i % W;
-    const int ih = (i / W) % H;
-    const size_t plane = i / ((size_t)W * H);
+    const int row = i / W;
+    const int iw = i - row * W;
+    const int plane = row / H;
+    const int ih = row - plane * H;
     __global const float* dyp = dy + dy_off + plane * OH * OW;
     const int2 rows = covering_outputs(ih, KH, SH, PH, OH);
     const int2 cols = covering_outputs(iw, KW, SW, PW, OW);
@@ -166,7 +171,7 @@ void global_avgpool_forward(const int planes, const int HW,
     __local float scratch[RWG];
     // The launch is exactly planes * RWG items, so whole groups share p (no early return before
     // the barriers of group_sum).
-    const size_t p = get_group_id(0);
+    const int p = get_group_id(0);
     __global const float* xp = x + x_off + p * HW;
     float acc = 0.0f;
     for (int j = get_local_id(0); j < HW; j += RWG) acc += xp[j];
@@ -174,19 +179,19 @@ void global_avgpool_forward(const int planes, const int HW,
     if (get_local_id(0) == 0 && p < planes) y[y_off + p] = total / (float)HW;
 }
 
-__kernel void global_avgpool_backward(const ulong n, const int HW,
+__kernel void global_avgpool_backward(const int n, const int HW,
                                       __global const float* dy, const ulong dy_off,
                                       __global float* dx, const ulong dx_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
     dx[dx_off + i] = dy[dy_off + i / HW] / (float)HW;
 }
 
-__kernel void channel_scale_forward(const ulong n, const int HW,
+__kernel void channel_scale_forward(const int n, const int HW,
                                     __global const float* x, const ulong x_off,
                                     __global const float* s, const ulong s_off,
                                     __global float* y, const ulong y_off) {
-    const size_t i = get_global_id(0);
+    const int i = get_global_id(0);
     if (i >= n) return;
     y[y_off + i] = x[x_off + i] * s[s_off + i / HW];
 }
@@ -197,7 +202,7 @@ void channel_scale_backward_scale(const int planes, const int HW,
                                   __global const float* x, const ulong x_off,
                                   __global float* ds, const ulong ds_off) {
     __local float scratch[RWG];
-    const size_t p = get_group_id(0);
+    const int p = get_group_id(0);
     __global const float* dyp = dy + dy_off + p * HW;
     __global const float* xp = x + x_off + p * HW;
     float acc = 0.0f;

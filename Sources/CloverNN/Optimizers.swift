@@ -7,16 +7,19 @@ import CloverRuntime
 ///
 /// Building the arena moves each parameter's data into its slice (a device
 /// copy) and rebinds the ``Parameter`` to a view of it, so layers keep
-/// working unchanged. On the CPU reference device there are no buffers to
-/// share; each parameter is updated with its own reference step.
+/// working unchanged. Gradients live in a ``GradientArena`` that backward
+/// accumulates into directly, so a step gathers nothing. On the CPU
+/// reference device there are no buffers to share; each parameter is
+/// updated with its own reference step.
 final class ParameterArena {
     let parameters: [Parameter]
     let segments: ParameterSegments
     let device: Device
     /// Flat parameter values (OpenCL only).
     let values: Tensor?
-    /// Flat gradients (OpenCL only), gathered before each step.
-    let gradients: Tensor?
+    /// Flat gradients (OpenCL only), written by backward.
+    let gradientArena: GradientArena?
+    var gradients: Tensor? { gradientArena?.gradients }
     let offsets: [Int]
 
     init(parameters: [Parameter], decays: [Bool]) throws {
@@ -30,7 +33,7 @@ final class ParameterArena {
         offsets = parameters.map { p in defer { running += p.tensor.count }; return running }
         guard let context = device.openCL else {
             values = nil
-            gradients = nil
+            gradientArena = nil
             return
         }
         let total = segments.totalCount
@@ -44,7 +47,7 @@ final class ParameterArena {
             p.rebind(try Tensor(shape: p.tensor.shape, view: slice, on: device))
         }
         values = try Tensor(shape: [total], view: valueView, on: device)
-        gradients = try Tensor(shape: [total], view: context.allocateView(count: total), on: device)
+        gradientArena = try GradientArena(binding: parameters.map(\.tensor))
     }
 
     /// A zero-initialised state arena (momentum, Adam moments).
@@ -53,19 +56,11 @@ final class ParameterArena {
         return try parameters.map { try Tensor.zeros($0.tensor.shape, on: device) }
     }
 
-    /// Copies every gradient into the gradient arena (device copies only; a
-    /// parameter without a gradient contributes zeros).
+    /// Makes the gradient arena complete before a step: backward already
+    /// wrote each gradient into its slice, so this only zeroes the slices of
+    /// parameters that got no gradient (and copies one assigned by hand).
     func gatherGradients() throws {
-        guard let context = device.openCL, let gradients else { return }
-        let arena = gradients.deviceView!
-        for (p, offset) in zip(parameters, offsets) {
-            let slice = arena.slice(offset: offset, count: p.tensor.count)
-            if let g = p.tensor.grad {
-                try context.copy(from: g.deviceView!, to: slice, count: p.tensor.count)
-            } else {
-                try context.copy(from: Tensor.zeros([p.tensor.count], on: device).deviceView!, to: slice, count: p.tensor.count)
-            }
-        }
+        try gradientArena?.collect(parameters.map(\.tensor))
     }
 }
 

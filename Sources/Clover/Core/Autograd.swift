@@ -72,7 +72,7 @@ extension Tensor {
             for node in topologicalOrder(from: root).reversed() {
                 guard let given = cotangents.removeValue(forKey: ObjectIdentifier(node)) else { continue }
                 let filled = try given.enumerated().map { i, c in
-                    try c ?? Tensor.full(node.outputs[i].shape, value: 0, on: node.outputs[i].device)
+                    try c ?? Tensor.zerosForReading(node.outputs[i].shape, on: node.outputs[i].device)
                 }
                 let grads = try node.primitive.vjp(inputs: node.inputs, outputs: node.outputs, cotangents: filled)
                 for (input, g) in zip(node.inputs, grads) {
@@ -90,13 +90,10 @@ extension Tensor {
         }
     }
 
-    /// Clears the accumulated gradient.
+    /// Clears the accumulated gradient. A gradient held in an arena (see
+    /// ``GradientArena``) is not zero-filled: its slice is marked stale, and
+    /// the next backward pass overwrites it.
     public func zeroGrad() { grad = nil }
-
-    private func accumulateGrad(_ g: Tensor) throws {
-        let g = g.shape == shape ? g : try g.reshaped(shape)
-        grad = try grad.map { try add($0, g) } ?? g
-    }
 }
 
 /// Nodes reachable from `root`, each after all nodes it depends on.

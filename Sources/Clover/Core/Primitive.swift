@@ -41,6 +41,14 @@ extension Primitive {
 /// Checks what every op shares (one device, no empty tensors), applies the
 /// shape rule, then dispatches to the CPU reference or the OpenCL path.
 public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor] {
+    try apply(primitive, inputs, into: [])
+}
+
+/// ``apply(_:_:)`` writing output `k` into `destinations[k]` where one is
+/// given (an existing tensor of the output's element count, e.g. a slice of
+/// a gradient arena) instead of a fresh allocation; the returned output
+/// shares that tensor's data. Missing or nil entries allocate as usual.
+func apply(_ primitive: Primitive, _ inputs: [Tensor], into destinations: [Tensor?]) throws -> [Tensor] {
     guard let device = inputs.first?.device else {
         throw CloverError.invalidArgument(op: primitive.name, reason: "no inputs")
     }
@@ -55,6 +63,14 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
     for shape in outShapes where shape.contains(where: { $0 <= 0 }) {
         throw CloverError.emptyTensor(op: primitive.name, shape: shape)
     }
+    let targets = try outShapes.indices.map { k -> Tensor? in
+        guard k < destinations.count, let target = destinations[k] else { return nil }
+        guard target.device === device, target.count == outShapes[k].reduce(1, *) else {
+            throw CloverError.shapeMismatch(op: primitive.name, shapes: [outShapes[k], target.shape],
+                                            reason: "output \(k) does not fit its destination")
+        }
+        return target
+    }
     let outputs: [Tensor]
     switch device.backend {
     case .meta:
@@ -62,13 +78,19 @@ public func apply(_ primitive: Primitive, _ inputs: [Tensor]) throws -> [Tensor]
     case .reference:
         let values = try primitive.evalReference(inputs.map(\.hostValues), shapes: shapes)
         precondition(values.count == outShapes.count, "\(primitive.name): reference returned \(values.count) outputs")
-        outputs = zip(outShapes, values).map { shape, data in
+        outputs = zip(outShapes, values).enumerated().map { k, pair in
+            let (shape, data) = pair
             precondition(data.count == shape.reduce(1, *), "\(primitive.name): reference output size")
+            if let target = targets[k] {
+                target.hostValues = data
+                return Tensor(shape: shape, device: device, storage: target.storage)
+            }
             return Tensor(shape: shape, device: device, storage: .host(Tensor.HostStorage(data)))
         }
     case let .openCL(ctx):
-        outputs = try outShapes.map { shape in
-            Tensor(shape: shape, device: device, storage: .buffer(try ctx.allocateView(count: shape.reduce(1, *))))
+        outputs = try outShapes.enumerated().map { k, shape in
+            if let target = targets[k] { return Tensor(shape: shape, device: device, storage: .buffer(target.view)) }
+            return Tensor(shape: shape, device: device, storage: .buffer(try ctx.allocateView(count: shape.reduce(1, *))))
         }
         try primitive.evalOpenCL(inputs, outputs: outputs, on: ctx)
     }

@@ -17,6 +17,11 @@ public final class Tensor: CustomStringConvertible {
     /// The accumulated gradient of a leaf; accumulates over backward passes
     /// until ``zeroGrad()``.
     public var grad: Tensor?
+    /// Where this leaf's gradient lives when an optimiser's arena holds it
+    /// (see ``GradientArena``): backward writes the first gradient after
+    /// ``zeroGrad()`` here and adds later ones in place, so ``grad`` is this
+    /// tensor instead of a fresh one.
+    var gradientDestination: Tensor?
     /// The recorded op that produced this tensor, and which of its outputs
     /// this is (nil for leaves and for results computed without recording).
     var gradNode: GradNode?

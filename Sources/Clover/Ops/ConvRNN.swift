@@ -36,8 +36,10 @@ private func sigmoid(_ x: Double) -> Double { 1 / (1 + _exp(-x)) }
 
 private func launchStateKernel(_ context: OpenCLContext, _ name: String, total: Int, channels: Int?, hw: Int?,
                                _ tensors: [BufferView]) throws {
+    // Gate indices reach 4 · total (an LSTM's pre-activations).
+    try checkInt32Extents(op: name, [4, total])
     let kernel = try context.kernel(family: "convrnn", name)
-    var args: [KernelArgument] = [UInt64(total)]
+    var args: [KernelArgument] = [Int32(total)]
     if let channels, let hw { args += [Int32(channels), Int32(hw)] }
     for t in tensors { args += [t.buffer, t.kernelOffset] }
     try context.launch(kernel, global: [total], local: [pointwiseGroupSize], arguments: args)

@@ -267,10 +267,14 @@ public struct Conv2D: Primitive {
         let x = inputs[0], weight = inputs[1], dy = cotangents[0]
         let dx = try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
                                                columnBufferLimitBytes: columnBufferLimitBytes), [dy, weight])
-        let dw = try apply1(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
-                                                 columnBufferLimitBytes: columnBufferLimitBytes), [dy, x])
+        // Parameter gradients go straight into an optimiser's arena when it holds them.
+        let dw = try apply(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
+                                                columnBufferLimitBytes: columnBufferLimitBytes), [dy, x],
+                           into: [weight.claimGradientDestination()])[0]
         var grads: [Tensor?] = [dx, dw]
-        if inputs.count == 3 { grads.append(try apply1(Conv2DBackwardBias(), [dy])) }
+        if inputs.count == 3 {
+            grads.append(try apply(Conv2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0])
+        }
         return grads
     }
 }

@@ -124,15 +124,17 @@ public struct EmbeddingLookup: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let table = inputs[0].view, y = outputs[0].view, idView = try ids.view(on: context)
+        try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
         let kernel = try context.kernel(family: "embedding", "embedding_forward")
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), Int32(inputs[0].shape[1]), table.buffer, table.kernelOffset,
+            Int32(y.count), Int32(inputs[0].shape[1]), table.buffer, table.kernelOffset,
             idView.buffer, idView.kernelOffset, y.buffer, y.kernelOffset,
         ])
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(EmbeddingBackward(ids: ids, vocabulary: inputs[0].shape[0]), [cotangents[0]])]
+        [try apply(EmbeddingBackward(ids: ids, vocabulary: inputs[0].shape[0]), [cotangents[0]],
+                   into: [inputs[0].claimGradientDestination()])[0]]
     }
 }
 
@@ -174,9 +176,10 @@ public struct EmbeddingBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let dy = inputs[0].view, dtable = outputs[0].view
         let index = try ids.inverseIndex(vocabulary: vocabulary, on: context)
+        try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
         let kernel = try context.kernel(family: "embedding", "embedding_backward")
         try context.launch(kernel, global: [dtable.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dtable.count), Int32(inputs[0].shape.last!), dy.buffer, dy.kernelOffset,
+            Int32(dtable.count), Int32(inputs[0].shape.last!), dy.buffer, dy.kernelOffset,
             index.starts.buffer, index.starts.kernelOffset, index.positions.buffer, index.positions.kernelOffset,
             dtable.buffer, dtable.kernelOffset,
         ])

@@ -42,12 +42,14 @@ private func splitAround(_ shape: [Int], axis: Int) -> (outer: Int, inner: Int) 
 private func copyBlocks(_ context: OpenCLContext, rows: Int, length: Int,
                         from source: BufferView, sourceOffset: Int, sourceStride: Int,
                         to destination: BufferView, destinationOffset: Int, destinationStride: Int) throws {
+    // Every index the kernel forms is below rows · stride (stride ≥ length).
+    try checkInt32Extents(op: "copy_blocks", [rows, max(length, sourceStride)], [rows, max(length, destinationStride)])
     let kernel = try context.kernel(family: "layout", "copy_blocks")
     let n = rows * length
     try context.launch(kernel, global: [n], local: [pointwiseGroupSize], arguments: [
-        UInt64(n), UInt64(length),
-        source.buffer, source.kernelOffset + UInt64(sourceOffset), UInt64(sourceStride),
-        destination.buffer, destination.kernelOffset + UInt64(destinationOffset), UInt64(destinationStride),
+        Int32(n), Int32(length),
+        source.buffer, source.kernelOffset + UInt64(sourceOffset), Int32(sourceStride),
+        destination.buffer, destination.kernelOffset + UInt64(destinationOffset), Int32(destinationStride),
     ])
 }
 

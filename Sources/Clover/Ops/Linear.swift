@@ -56,9 +56,13 @@ public struct LinearMap: Primitive {
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
         let g = try cotangents[0].reshaped([rows, fanOut])
         let dx = try matmul(g, w).reshaped(x.shape)
-        let dw = try matmul(g, x.reshaped([rows, fanIn]), transposeA: true)
+        // Parameter gradients go straight into an optimiser's arena when it holds them.
+        let dw = try apply(MatMul(transposeA: true), [g, x.reshaped([rows, fanIn])],
+                           into: [w.claimGradientDestination()])[0]
         var grads: [Tensor?] = [dx, dw]
-        if inputs.count == 3 { grads.append(try apply1(BiasGradient(), [g])) }
+        if inputs.count == 3 {
+            grads.append(try apply(BiasGradient(), [g], into: [inputs[2].claimGradientDestination()])[0])
+        }
         return grads
     }
 }
@@ -89,7 +93,7 @@ public struct BiasAdd: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [cotangents[0], try apply1(BiasGradient(), [cotangents[0]])]
+        [cotangents[0], try apply(BiasGradient(), [cotangents[0]], into: [inputs[1].claimGradientDestination()])[0]]
     }
 }
 
@@ -113,6 +117,7 @@ public struct BiasGradient: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
+        try checkInt32Extents(op: name, inputs[0].shape)
         let cols = inputs[0].shape.last!, rows = inputs[0].count / cols
         let dy = inputs[0].view, db = outputs[0].view
         let kernel = try context.kernel(family: "linear", "bias_grad_rows")
@@ -124,10 +129,22 @@ public struct BiasGradient: Primitive {
 
 private func launchBiasAdd(_ x: BufferView, bias: BufferView, columns: Int, into y: BufferView,
                            on context: OpenCLContext) throws {
+    try checkInt32Extents(op: "bias_add", [y.count / columns, columns])
     let kernel = try context.kernel(family: "linear", "bias_add_rows")
     try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-        UInt64(y.count), Int32(columns), x.buffer, x.kernelOffset, bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
+        Int32(y.count), Int32(columns), x.buffer, x.kernelOffset, bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
     ])
+}
+
+/// Throws unless every shape has fewer than 2^31 elements: the pointwise
+/// kernels (bias, embedding, layout, ConvRNN gates) index with 32-bit
+/// `int`s, because a 64-bit division per element costs several times a
+/// 32-bit one on GPUs.
+func checkInt32Extents(op: String, _ shapes: [Int]...) throws {
+    guard shapes.allSatisfy({ $0.reduce(1, *) <= Int(Int32.max) }) else {
+        throw CloverError.unsupported(op: op, shapes: shapes, device: "OpenCL",
+                                      reason: "the kernels index with 32-bit integers (at most 2^31-1 elements per tensor)")
+    }
 }
 
 /// `x·Wᵀ + b` for `x` `[..., in]`, `weight` `[out, in]`, `bias` `[out]`; see ``LinearMap``.

@@ -240,7 +240,8 @@ public struct BatchNormTraining: Primitive {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(BatchNormTraining(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
-        return try apply(BatchNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]])
+        return try apply(BatchNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
+                         into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
     }
 }
 
@@ -360,7 +361,8 @@ public struct BatchNormInference: Primitive {
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         let g = try apply(BatchNormInferenceBackward(epsilon: epsilon),
-                          [cotangents[0], inputs[0], inputs[1], inputs[3], inputs[4]])
+                          [cotangents[0], inputs[0], inputs[1], inputs[3], inputs[4]],
+                          into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
         return [g[0], g[1], g[2], nil, nil]
     }
 }
@@ -571,7 +573,8 @@ public struct LayerNorm: Primitive {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(LayerNorm(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
-        return try apply(LayerNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]])
+        return try apply(LayerNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
+                         into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
     }
 }
 

@@ -63,23 +63,24 @@ public struct PoolWindow: Equatable, Sendable, CustomStringConvertible {
         return [input[0], input[1], h / strideHeight + 1, w / strideWidth + 1]
     }
 
-    /// The int geometry arguments of the pooling kernels after `n`:
-    /// H, W, OH, OW, KH, KW, SH, SW, PH, PW.
+    /// The int arguments of the pooling kernels: the item count `n` (the
+    /// elements of `output` for forward kernels, of `input` for backward
+    /// ones), then H, W, OH, OW, KH, KW, SH, SW, PH, PW.
     ///
-    /// - Throws: when a plane is too large for the kernels' `int` indexing.
-    func kernelArguments(op: String, input: [Int], output: [Int]) throws -> [KernelArgument] {
-        try checkPlaneSize(op: op, input)
-        return [input[2], input[3], output[2], output[3], kernelHeight, kernelWidth, strideHeight, strideWidth,
+    /// - Throws: when a tensor is too large for the kernels' `int` indexing.
+    func kernelArguments(op: String, items: Int, input: [Int], output: [Int]) throws -> [KernelArgument] {
+        try checkPlaneSize(op: op, input, output)
+        return [items, input[2], input[3], output[2], output[3], kernelHeight, kernelWidth, strideHeight, strideWidth,
                 paddingHeight, paddingWidth].map { Int32($0) }
     }
 }
 
-/// Throws unless an NCHW shape's plane size (H·W) and plane count (N·C)
-/// fit the kernels' `int` arguments.
-func checkPlaneSize(op: String, _ shape: [Int]) throws {
-    guard shape[2] * shape[3] <= Int(Int32.max), shape[0] * shape[1] <= Int(Int32.max) else {
-        throw CloverError.unsupported(op: op, shapes: [shape], device: "OpenCL",
-                                      reason: "planes and plane counts above \(Int32.max) do not fit the kernels' int arguments")
+/// Throws unless every NCHW shape has fewer than 2^31 elements: the pooling
+/// kernels index with 32-bit `int`s, so no work item divides in 64 bits.
+func checkPlaneSize(op: String, _ shapes: [Int]...) throws {
+    guard shapes.allSatisfy({ $0.reduce(1, *) <= Int(Int32.max) }) else {
+        throw CloverError.unsupported(op: op, shapes: shapes, device: "OpenCL",
+                                      reason: "the pooling kernels index with 32-bit integers (at most 2^31-1 elements per tensor)")
     }
 }
 
@@ -124,7 +125,7 @@ public struct MaxPool2d: Primitive {
         let kernel = try context.kernel(family: "pooling", "maxpool2d_forward")
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(y.count)] + window.kernelArguments(op: name, input: inputs[0].shape, output: outputs[0].shape)
+            window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
             + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
     }
 
@@ -195,7 +196,7 @@ public struct MaxPool2dBackward: Primitive {
         let kernel = try context.kernel(family: "pooling", "maxpool2d_backward")
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(dx.count)] + window.kernelArguments(op: name, input: inputs[1].shape, output: inputs[0].shape)
+            window.kernelArguments(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)
             + [dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset])
     }
 }
@@ -247,7 +248,7 @@ public struct AvgPool2d: Primitive {
         let kernel = try context.kernel(family: "pooling", "avgpool2d_forward")
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(y.count)] + window.kernelArguments(op: name, input: inputs[0].shape, output: outputs[0].shape)
+            window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
             + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
     }
 
@@ -301,7 +302,7 @@ public struct AvgPool2dBackward: Primitive {
         let kernel = try context.kernel(family: "pooling", "avgpool2d_backward")
         let dy = inputs[0].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(dx.count)] + window.kernelArguments(op: name, input: inputShape, output: inputs[0].shape)
+            window.kernelArguments(op: name, items: dx.count, input: inputShape, output: inputs[0].shape)
             + [dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset])
     }
 
@@ -384,7 +385,7 @@ public struct GlobalAvgPool2dBackward: Primitive {
         let kernel = try context.kernel(family: "pooling", "global_avgpool_backward")
         let dy = inputs[0].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dx.count), Int32(hw), dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset,
+            Int32(dx.count), Int32(hw), dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset,
         ])
     }
 
@@ -422,7 +423,7 @@ public struct ChannelScale: Primitive {
         let kernel = try context.kernel(family: "pooling", "channel_scale_forward")
         let x = inputs[0].view, s = inputs[1].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), Int32(hw), x.buffer, x.kernelOffset, s.buffer, s.kernelOffset, y.buffer, y.kernelOffset,
+            Int32(y.count), Int32(hw), x.buffer, x.kernelOffset, s.buffer, s.kernelOffset, y.buffer, y.kernelOffset,
         ])
     }
 
