@@ -4,11 +4,12 @@
 // Kernels:
 //   im2col              col[b, c, kh, kw, oh, ow] = x[b, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 //                       (0 where the tap falls in the padding)
-//                       (2-D range: output pixels, or output rows with ROW_LOOP, x (b, c, kh, kw)
-//                       planes)
+//                       (2-D range: output pixels, or output rows with ROW_LOOP, x up to 32,768
+//                       items that stride over the (b, c, kh, kw) planes)
 //   col2im              dx[b, c, ih, iw] = sum of col[b, c, kh, kw, oh, ow] over the taps that read
 //                       (ih, iw); gather form, no atomics; writes every dx entry
-//                       (2-D range: input pixels, or input rows with ROW_LOOP, x (b, c) planes)
+//                       (2-D range: input pixels, or input rows with ROW_LOOP, x up to 32,768
+//                       items that stride over the (b, c) planes)
 //   conv_bias_forward   y[n, o, p] += bias[o]                       (1-D range, one item per y entry)
 //   conv_bias_backward  db[o] = sum over n, p of dy[n, o, p]        (one work-group of WG per channel,
 //                                                                    global size O * WG)
@@ -49,17 +50,18 @@ __kernel void im2col(const int planes,
     // CPU devices: dim 0 is an output row oh, dim 1 a (b, c, kh, kw) plane; each item writes
     // the OW contiguous entries of its row with a plain loop (no per-element division).
     const int oh = get_global_id(0);
-    const int q = get_global_id(1);
-    if (oh >= OH || q >= planes) return;
+    if (oh >= OH) return;
 #else
     // GPU devices: dim 0 is an output pixel p = oh*OW + ow, dim 1 a plane, so neighbouring
     // work items write neighbouring entries. 32-bit index math: 64-bit division per element
     // made this kernel as slow as the GEMM.
     const int p = get_global_id(0);
-    const int q = get_global_id(1);
-    if (p >= OH * OW || q >= planes) return;
+    if (p >= OH * OW) return;
     const int oh = p / OW;
 #endif
+    // Dimension 1 may be smaller than the plane count (GPU grids allow 65,535 groups there):
+    // each item strides over the planes.
+    for (int q = get_global_id(1); q < planes; q += get_global_size(1)) {
     int t = q;
     const int kw = t % KW; t /= KW;
     const int kh = t % KH; t /= KH;
@@ -82,6 +84,7 @@ __kernel void im2col(const int planes,
     const int iw = ow * stride_w - pad_w + kw * dil_w;
     out[ow] = (row_inside && iw >= 0 && iw < W) ? in[iw] : 0.0f;
 #endif
+    }
 }
 
 __kernel void col2im(const int planes,
@@ -96,15 +99,15 @@ __kernel void col2im(const int planes,
 #if ROW_LOOP
     // CPU devices: dim 0 is an input row ih, dim 1 a (b, c) plane; the item loops over the row.
     const int ih = get_global_id(0);
-    const int plane = get_global_id(1);            // b * C + c
-    if (ih >= H || plane >= planes) return;
+    if (ih >= H) return;
 #else
     // GPU devices: dim 0 is an input pixel ih*W + iw, dim 1 a (b, c) plane.
     const int pix = get_global_id(0);
-    const int plane = get_global_id(1);            // b * C + c
-    if (pix >= H * W || plane >= planes) return;
+    if (pix >= H * W) return;
     const int ih = pix / W;
 #endif
+    // Dimension 1 strides over the (b, c) planes, as in im2col.
+    for (int plane = get_global_id(1); plane < planes; plane += get_global_size(1)) {
     const int b = plane / C;
     const int c = plane - b * C;
     __global const float* base = col + col_off + (ulong)b * sample_stride + (ulong)c * (ulong)(KH * KW) * row_stride;
@@ -132,6 +135,7 @@ __kernel void col2im(const int planes,
         }
         // Every input pixel is written, including those no tap reads (they get 0).
         out[iw] = acc;
+    }
     }
 }
 

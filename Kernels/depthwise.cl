@@ -8,12 +8,13 @@
 //                                       w[c, kh, kw] * x[n, c, oh*SH - PH + kh, ow*SW - PW + kw]
 //                                     (2-D work-groups of TW x TH outputs of one (n, c) plane; the
 //                                     tile's input patch is staged in local memory, padding as 0;
-//                                     global size [OW, OH, N*C] rounded up to the tile)
+//                                     global size [ceil(OW/TW)*TW * N*C, OH]: the planes ride in
+//                                     dimension 0 beside the row tiles, within GPU grid limits)
 //   depthwise_backward_data           dx[n, c, ih, iw] = sum of dy[n, c, oh, ow] * w[c, kh, kw] over
 //                                     the taps with oh*SH - PH + kh = ih and ow*SW - PW + kw = iw
 //                                     (gather form, no atomics; TW x TH dx tiles with the dy patch
 //                                     they read in local memory; writes every dx entry;
-//                                     global size [W, H, N*C] rounded up to the tile)
+//                                     global size [ceil(W/TW)*TW * N*C, H], planes folded as above)
 //   depthwise_backward_weight         partial[c, s, kh, kw] = sum over the positions (n, oh, ow)
 //                                     given to split s of dy[n, c, oh, ow] * x[n, c, ih, iw]
 //                                     (one work-group of WG items per (split, channel): global size
@@ -95,9 +96,14 @@ void depthwise_forward(const int C, const int H, const int W, const int OH, cons
                        __global float* y, const ulong y_off) {
     __local float patch[IN_TH][IN_TW];
     const int lx = get_local_id(0), ly = get_local_id(1);
-    const int ow0 = get_group_id(0) * TW, oh0 = get_group_id(1) * TH;
-    const ulong plane = get_group_id(2);                     // n * C + c
-    const int c = (int)(plane % (ulong)C);
+    // Dimension 0 holds the (n, c) planes times the tiles of a row: GPU grids allow only
+    // 65,535 groups in dimensions 1 and 2, and N*C reaches 147,456 (EfficientNet-B0, batch 128).
+    const int tiles_w = (OW + TW - 1) / TW;
+    const uint g0 = (uint)get_group_id(0);
+    const uint plane_index = g0 / (uint)tiles_w;             // n * C + c
+    const int ow0 = (int)(g0 - plane_index * (uint)tiles_w) * TW, oh0 = get_group_id(1) * TH;
+    const ulong plane = plane_index;
+    const int c = (int)(plane_index % (uint)C);
     const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
     __global const float* xp = x + x_off + plane * (ulong)H * (ulong)W;
     for (int i = ly * TW + lx; i < IN_TH * IN_TW; i += TH * TW) {
@@ -129,9 +135,13 @@ void depthwise_backward_data(const int C, const int H, const int W, const int OH
                              __global float* dx, const ulong dx_off) {
     __local float patch[DY_TH][DY_TW];
     const int lx = get_local_id(0), ly = get_local_id(1);
-    const int iw0 = get_group_id(0) * TW, ih0 = get_group_id(1) * TH;
-    const ulong plane = get_group_id(2);                     // n * C + c
-    const int c = (int)(plane % (ulong)C);
+    // Planes folded into dimension 0, as in depthwise_forward.
+    const int tiles_w = (W + TW - 1) / TW;
+    const uint g0 = (uint)get_group_id(0);
+    const uint plane_index = g0 / (uint)tiles_w;             // n * C + c
+    const int iw0 = (int)(g0 - plane_index * (uint)tiles_w) * TW, ih0 = get_group_id(1) * TH;
+    const ulong plane = plane_index;
+    const int c = (int)(plane_index % (uint)C);
     // The first dy row and column any pixel of this tile reads (see DY_TH).
     const int oh_lo = ceil_div_signed(ih0 + PH - KH + 1, SH);
     const int ow_lo = ceil_div_signed(iw0 + PW - KW + 1, SW);

@@ -11,14 +11,15 @@
 //                                   for OB output channels of one group of one sample (each item one
 //                                   pixel, OB accumulators), staging CT input channels' patches and
 //                                   their weights in local memory per pass.
-//                                   Global size [OW, OH, N*G*ceil(OG/OB)], tile-rounded.
+//                                   Global size [ceil(OW/TW)*TW * N*G*ceil(OG/OB), OH]: the
+//                                   (n, g, block) index rides in dimension 0 beside the row tiles.
 //   grouped_backward_data           dx[n, g*CG + ci, ih, iw] = sum over o < OG and the taps with
 //                                     oh*SH - PH + kh = ih, ow*SW - PW + kw = iw of
 //                                     dy[n, g*OG + o, oh, ow] * w[g*OG + o, ci, kh, kw]
 //                                   (gather form, no atomics). One work-group computes a TW x TH dx
 //                                   tile for CB input channels of one group of one sample, staging
 //                                   CT output channels' dy patches and weights per pass; writes every
-//                                   dx entry. Global size [W, H, N*G*ceil(CG/CB)], tile-rounded.
+//                                   dx entry. Global size [ceil(W/TW)*TW * N*G*ceil(CG/CB), H].
 //   grouped_backward_weight         partial[o, ci, s, kh, kw] = sum over the positions (n, oh, ow)
 //                                     given to split s of dy[n, o, oh, ow] * x[n, g*CG + ci, ih, iw]
 //                                   One work-group of WG items per (split, output channel, block of
@@ -112,12 +113,16 @@ void grouped_forward(const int C, const int H, const int W, const int O, const i
     __local float patch[CT][IN_TH][IN_TW];
     __local float wl[CT][OB][KK];
     const int lx = get_local_id(0), ly = get_local_id(1), lid = ly * TW + lx;
-    const int ow0 = get_group_id(0) * TW, oh0 = get_group_id(1) * TH;
-    ulong z = get_group_id(2);                               // (n * G + g) * oblocks + block
-    const int o0 = (int)(z % (ulong)oblocks) * OB;           // first output channel within the group
-    z /= (ulong)oblocks;
-    const int g = (int)(z % (ulong)G);
-    const ulong n = z / (ulong)G;
+    // Dimension 0 holds z = (n * G + g) * oblocks + block times the tiles of a row: GPU grids
+    // allow only 65,535 groups in dimensions 1 and 2, and z reaches 65,536 (RegNet-50, batch 128).
+    const uint tiles_w = (uint)((OW + TW - 1) / TW);
+    const uint g0 = (uint)get_group_id(0);
+    uint z = g0 / tiles_w;
+    const int ow0 = (int)(g0 - z * tiles_w) * TW, oh0 = get_group_id(1) * TH;
+    const int o0 = (int)(z % (uint)oblocks) * OB;            // first output channel within the group
+    z /= (uint)oblocks;
+    const int g = (int)(z % (uint)G);
+    const ulong n = z / (uint)G;
     const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
     float acc[OB];
     #pragma unroll
@@ -179,12 +184,15 @@ void grouped_backward_data(const int C, const int H, const int W, const int O, c
     __local float patch[CT][DY_TH][DY_TW];
     __local float wl[CT][CB][KK];
     const int lx = get_local_id(0), ly = get_local_id(1), lid = ly * TW + lx;
-    const int iw0 = get_group_id(0) * TW, ih0 = get_group_id(1) * TH;
-    ulong z = get_group_id(2);                               // (n * G + g) * cblocks + block
-    const int c0 = (int)(z % (ulong)cblocks) * CB;           // first input channel within the group
-    z /= (ulong)cblocks;
-    const int g = (int)(z % (ulong)G);
-    const ulong n = z / (ulong)G;
+    // z = (n * G + g) * cblocks + block folded into dimension 0, as in grouped_forward.
+    const uint tiles_w = (uint)((W + TW - 1) / TW);
+    const uint g0 = (uint)get_group_id(0);
+    uint z = g0 / tiles_w;
+    const int iw0 = (int)(g0 - z * tiles_w) * TW, ih0 = get_group_id(1) * TH;
+    const int c0 = (int)(z % (uint)cblocks) * CB;            // first input channel within the group
+    z /= (uint)cblocks;
+    const int g = (int)(z % (uint)G);
+    const ulong n = z / (uint)G;
     // The first dy row and column any pixel of this tile reads (see DY_TH).
     const int oh_lo = ceil_div_signed(ih0 + PH - KH + 1, SH);
     const int ow_lo = ceil_div_signed(iw0 + PW - KW + 1, SW);

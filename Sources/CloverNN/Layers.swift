@@ -13,13 +13,15 @@ public final class Initializer {
 
     /// Uniform in `[-bound, bound)`.
     public func uniform(_ shape: [Int], bound: Float) throws -> Tensor {
-        if device.isMeta { return try Tensor.zeros(shape, on: device) }
+        // Shape-only and planning devices hold no values: skip drawing them.
+        if device.isMeta || device.isPlanning { return try Tensor.zeros(shape, on: device) }
         return try Tensor(shape: shape, values: rng.uniformArray(count: shape.reduce(1, *), bound: bound), on: device)
     }
 
     /// Normal with standard deviation `std`.
     public func normal(_ shape: [Int], std: Float) throws -> Tensor {
-        if device.isMeta { return try Tensor.zeros(shape, on: device) }
+        // Shape-only and planning devices hold no values: skip drawing them.
+        if device.isMeta || device.isPlanning { return try Tensor.zeros(shape, on: device) }
         return try Tensor(shape: shape, values: rng.normalArray(count: shape.reduce(1, *), std: std), on: device)
     }
 

@@ -11,15 +11,20 @@ public final class DeviceBuffer: KernelArgument {
     /// The bytes that were asked for.
     public let requestedBytes: Int
     private weak var pool: BufferPool?
+    /// Runs when the buffer goes away (a planning context's bookkeeping).
+    private let onRelease: (() -> Void)?
 
-    init(handle: cl_mem, capacityBytes: Int, requestedBytes: Int, pool: BufferPool?) {
+    init(handle: cl_mem, capacityBytes: Int, requestedBytes: Int, pool: BufferPool?,
+         onRelease: (() -> Void)? = nil) {
         self.handle = handle
         self.capacityBytes = capacityBytes
         self.requestedBytes = requestedBytes
         self.pool = pool
+        self.onRelease = onRelease
     }
 
     deinit {
+        onRelease?()
         if let pool {
             pool.recycle(handle, capacityBytes: capacityBytes)
         } else {

@@ -26,15 +26,37 @@ public final class OpenCLContext {
     }
     private var profiledEvents: [(String, Event)] = []
 
+    /// The limits every launch is checked against before it is enqueued,
+    /// whatever the device itself would accept (see ``LaunchProfile``).
+    public var launchProfile = LaunchProfile.portable
+
+    /// Whether this context only plans: launches are checked against the
+    /// profile and counted but not enqueued, buffers are placeholders that
+    /// hold no memory, uploads and copies do nothing and downloads read
+    /// zeros. A model's whole training step at full size and batch can
+    /// then be checked against a GPU's launch limits on any machine.
+    public let isPlanning: Bool
+    /// The one small real buffer every planned allocation stands for (a
+    /// retained reference each), so kernel arguments can still be set.
+    private let planningBuffer: cl_mem?
+    /// Bytes of the planned allocations that are alive, and their peak.
+    public private(set) var plannedLiveBytes = 0
+    public private(set) var plannedPeakBytes = 0
+
+    /// Starts a new high-water mark of planned memory at what is alive now.
+    public func resetPlannedPeak() { plannedPeakBytes = plannedLiveBytes }
+
     /// Creates a context on `device`.
     ///
     /// - Parameters:
     ///   - cacheDirectory: where program binaries are cached; defaults to
     ///     ``ProgramCache/defaultDirectory``. Pass `.some(nil)` to disable.
+    ///   - planning: create a planning context (see ``isPlanning``).
     public init(device: OpenCLDevice, cacheDirectory: String?? = .none,
-                logger: Logger = Logger(label: "clover.runtime")) throws {
+                logger: Logger = Logger(label: "clover.runtime"), planning: Bool = false) throws {
         self.device = device
         self.logger = logger
+        self.isPlanning = planning
         var status: cl_int = 0
         var deviceID: cl_device_id? = device.id
         var properties: [cl_context_properties] = [
@@ -54,6 +76,17 @@ public final class OpenCLContext {
             throw OpenCLError(call: "clCreateCommandQueue", code: status, detail: device.description)
         }
         queue = q
+        if planning {
+            guard let mem = clCreateBuffer(ctx, cl_mem_flags(CL_MEM_READ_WRITE), 256, nil, &status),
+                  status == CL_SUCCESS else {
+                clReleaseCommandQueue(q)
+                clReleaseContext(ctx)
+                throw OpenCLError(call: "clCreateBuffer", code: status, detail: "the planning placeholder buffer")
+            }
+            planningBuffer = mem
+        } else {
+            planningBuffer = nil
+        }
         let directory: String? = cacheDirectory ?? ProgramCache.defaultDirectory
         programs = ProgramCache(context: ctx, device: device, directory: directory, logger: logger)
         // Keep at most a quarter of device memory idle in the pool.
@@ -64,6 +97,7 @@ public final class OpenCLContext {
         clFinish(queue)
         releaseCompletedUploads(all: true)
         pool.trim()
+        if let planningBuffer { clReleaseMemObject(planningBuffer) }
         clReleaseCommandQueue(queue)
         clReleaseContext(handle)
     }
@@ -78,11 +112,20 @@ public final class OpenCLContext {
     public func allocate(bytes: Int) throws -> DeviceBuffer {
         precondition(bytes >= 0)
         let capacity = BufferPool.bucket(for: max(bytes, 4))
-        guard capacity <= device.maxAllocationBytes || bytes <= device.maxAllocationBytes else {
-            throw RuntimeError.allocationTooLarge(bytes: bytes, maxAllocation: device.maxAllocationBytes,
-                                                  device: device.description)
+        // A planning context stands for a GPU: the profile's limit, not the planning device's.
+        let maxAllocation = isPlanning ? launchProfile.maxPlannedAllocationBytes : device.maxAllocationBytes
+        guard capacity <= maxAllocation || bytes <= maxAllocation else {
+            throw RuntimeError.allocationTooLarge(bytes: bytes, maxAllocation: maxAllocation,
+                                                  device: isPlanning ? "\(device.description) (planning)" : device.description)
         }
-        let size = min(capacity, device.maxAllocationBytes)
+        let size = min(capacity, maxAllocation)
+        if let planningBuffer {
+            clRetainMemObject(planningBuffer)
+            plannedLiveBytes += size
+            plannedPeakBytes = max(plannedPeakBytes, plannedLiveBytes)
+            return DeviceBuffer(handle: planningBuffer, capacityBytes: size, requestedBytes: bytes, pool: nil,
+                                onRelease: { [weak self] in self?.plannedLiveBytes -= size })
+        }
         if let mem = pool.take(capacity: size) {
             return DeviceBuffer(handle: mem, capacityBytes: size, requestedBytes: bytes, pool: pool)
         }
@@ -117,7 +160,7 @@ public final class OpenCLContext {
     public func upload<T: BitwiseCopyable>(_ values: [T], to view: BufferView) throws {
         precondition(MemoryLayout<T>.stride == 4, "Clover buffers hold 32-bit elements")
         precondition(values.count <= view.count, "upload of \(values.count) elements into a view of \(view.count)")
-        guard !values.isEmpty else { return }
+        guard !values.isEmpty, !isPlanning else { return }
         releaseCompletedUploads()
         let bytes = values.count * 4
         let staging = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -161,6 +204,12 @@ public final class OpenCLContext {
     public func download<T: BitwiseCopyable>(_ view: BufferView, as type: T.Type = T.self) throws -> [T] {
         precondition(MemoryLayout<T>.stride == 4, "Clover buffers hold 32-bit elements")
         guard view.count > 0 else { return [] }
+        if isPlanning {
+            return [T](unsafeUninitializedCapacity: view.count) { buffer, initialized in
+                UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, repeating: 0)
+                initialized = view.count
+            }
+        }
         var result = [T](unsafeUninitializedCapacity: view.count) { _, initialized in initialized = view.count }
         try result.withUnsafeMutableBytes { raw in
             try checkCL(clEnqueueReadBuffer(queue, view.buffer.handle, cl_bool(CL_TRUE), view.offset * 4, raw.count,
@@ -174,7 +223,7 @@ public final class OpenCLContext {
 
     /// Device-side copy of `count` elements between views.
     public func copy(from source: BufferView, to destination: BufferView, count: Int) throws {
-        guard count > 0 else { return }
+        guard count > 0, !isPlanning else { return }
         try checkCL(clEnqueueCopyBuffer(queue, source.buffer.handle, destination.buffer.handle, source.offset * 4,
                                         destination.offset * 4, count * 4, 0, nil, nil), "clEnqueueCopyBuffer")
     }
@@ -191,10 +240,17 @@ public final class OpenCLContext {
     /// size `local`. Each global dimension is rounded up to a multiple of the
     /// local size, so kernels must bounds-check their indices.
     ///
+    /// Every launch is first checked against ``launchProfile``; with
+    /// `tunedWorkGroupLimit`, a kernel whose tuned parameters ask for larger
+    /// work-groups may use up to that many items (at most the device's limit).
+    ///
+    /// - Throws: ``RuntimeError/launchOutsideProfile(kernel:global:local:profile:reason:)``
+    ///   naming the kernel, its sizes and the broken limit.
     /// - Returns: the command's event when `timed` is true (for profiling).
     @discardableResult
     public func launch(_ kernel: Kernel, global: [Int], local: [Int]? = nil,
-                       arguments: [KernelArgument], timed: Bool = false) throws -> Event? {
+                       arguments: [KernelArgument], timed: Bool = false,
+                       tunedWorkGroupLimit: Int? = nil) throws -> Event? {
         guard (1...3).contains(global.count), local == nil || local!.count == global.count else {
             throw RuntimeError.invalidLaunch(kernel: kernel.name, reason: "global \(global) and local \(local ?? []) ranks differ or exceed 3")
         }
@@ -202,7 +258,18 @@ public final class OpenCLContext {
             // Empty launches are legal no-ops for callers; OpenCL rejects them.
             return nil
         }
+        let localBytes = kernel.staticLocalMemoryBytes
+            + arguments.reduce(0) { $0 + (($1 as? LocalMemory)?.bytes ?? 0) }
+        if let reason = launchProfile.violation(global: global, local: local, localMemoryBytes: localBytes,
+                                                tunedWorkGroupLimit: tunedWorkGroupLimit.map { min($0, device.maxWorkGroupSize) }) {
+            throw RuntimeError.launchOutsideProfile(kernel: kernel.name, global: global, local: local,
+                                                    profile: launchProfile.name, reason: reason)
+        }
         try kernel.setArguments(arguments)
+        if isPlanning {
+            launchCounts[kernel.name, default: 0] += 1
+            return nil
+        }
         var globalSize = global
         if let local {
             for i in global.indices { globalSize[i] = (global[i] + local[i] - 1) / local[i] * local[i] }
@@ -230,6 +297,8 @@ public final class OpenCLContext {
     /// with its event when profiling.
     public func noteLaunch(_ name: String, event: cl_event? = nil) {
         launchCounts[name, default: 0] += 1
+        // A planning context enqueues nothing, so no library call happened.
+        if !isPlanning { DeviceCounters.noteLibraryCall() }
         if let event {
             let wrapped = Event(handle: event)
             if isProfiling { profiledEvents.append((name, wrapped)) }
@@ -252,6 +321,7 @@ public final class OpenCLContext {
 
     /// Blocks until every enqueued command has finished.
     public func finish() throws {
+        guard !isPlanning else { return }
         try checkCL(clFinish(queue), "clFinish")
         releaseCompletedUploads(all: true)
     }

@@ -45,6 +45,9 @@ public final class Kernel {
     public let programName: String
     /// How many arguments the kernel declares.
     public let argumentCount: Int
+    /// Bytes of `__local` memory the kernel declares itself (static
+    /// `__local` arrays), before any `__local` argument is set.
+    public let staticLocalMemoryBytes: Int
 
     init(program: cl_program, programName: String, name: String) throws {
         var status: cl_int = 0
@@ -59,6 +62,11 @@ public final class Kernel {
         try checkCL(clGetKernelInfo(handle, cl_kernel_info(CL_KERNEL_NUM_ARGS), MemoryLayout<cl_uint>.size, &count, nil),
                     "clGetKernelInfo", detail: name)
         argumentCount = Int(count)
+        var local: cl_ulong = 0
+        try checkCL(clGetKernelWorkGroupInfo(handle, nil, cl_kernel_work_group_info(CL_KERNEL_LOCAL_MEM_SIZE),
+                                             MemoryLayout<cl_ulong>.size, &local, nil),
+                    "clGetKernelWorkGroupInfo", detail: "CL_KERNEL_LOCAL_MEM_SIZE of \(name)")
+        staticLocalMemoryBytes = Int(local)
     }
 
     deinit { clReleaseKernel(handle) }

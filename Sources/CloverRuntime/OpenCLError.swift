@@ -122,6 +122,9 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
     case allocationFailed(bytes: Int, device: String, status: String)
     /// A kernel argument or launch was malformed before reaching OpenCL.
     case invalidLaunch(kernel: String, reason: String)
+    /// A launch breaks the launch profile every launch is checked against
+    /// (see ``LaunchProfile``), whatever the device would accept.
+    case launchOutsideProfile(kernel: String, global: [Int], local: [Int]?, profile: String, reason: String)
 
     public var description: String {
         switch self {
@@ -135,6 +138,9 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
             return "allocating \(bytes) bytes on \(device) failed: \(status)"
         case let .invalidLaunch(kernel, reason):
             return "cannot launch kernel \(kernel): \(reason)"
+        case let .launchOutsideProfile(kernel, global, local, profile, reason):
+            return "kernel \(kernel) with global size \(global) and local size \(local.map { "\($0)" } ?? "auto") "
+                + "breaks the \(profile) launch profile: \(reason)"
         }
     }
 }

@@ -34,6 +34,10 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
                  alpha: Float, a: BufferView, lda: Int, strideA: Int,
                  b: BufferView, ldb: Int, strideB: Int,
                  beta: Float, c: BufferView, ldc: Int, strideC: Int, batch: Int = 1) throws {
+    if context.isPlanning {
+        try planGemm(context, m: m, n: n, k: k, batch: batch)
+        return
+    }
     // Tuned parameters must be in force before CLBlast builds its kernels;
     // Device.select applies them already, this covers contexts made directly.
     try GemmTuning.applyPersistedOnce(context)
@@ -45,12 +49,29 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
     // otherwise noteLaunch just releases it.
     var event: cl_event?
     if batch == 1 {
-        try checkCLBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
-                                      a.buffer.handle, a.offset, lda, b.buffer.handle, b.offset, ldb,
-                                      beta, c.buffer.handle, c.offset, ldc, &queue, &event), "CLBlastSgemm",
+        // CLBlast's indirect path pads and transposes A, B and C into a
+        // temporary buffer; left to itself it creates (and frees) one on
+        // every call. Taken from the context's pool instead, a training step
+        // in steady state reuses the same buffers and allocates nothing. The
+        // queue is in order, so the buffer may go back to the pool as soon as
+        // the GEMM is enqueued.
+        var tempBytes = 0
+        try checkCLBlast(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, ta, tb, m, n, k, a.offset, lda,
+                                                    b.offset, ldb, c.offset, ldc, &queue, &tempBytes),
+                         "CLBlastSGemmTempBufferSize", detail: gemmFailureDetail(context, shape))
+        let temp = tempBytes > 0 ? try context.allocate(bytes: tempBytes) : nil
+        try checkCLBlast(CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
+                                                    a.buffer.handle, a.offset, lda, b.buffer.handle, b.offset, ldb,
+                                                    beta, c.buffer.handle, c.offset, ldc, &queue, &event,
+                                                    temp?.handle), "CLBlastSgemmWithTempBuffer",
                          detail: gemmFailureDetail(context, shape))
+        withExtendedLifetime(temp) {}
         context.noteLaunch("CLBlastSgemm", event: event)
     } else {
+        // No temp-buffer variant exists for the strided-batched GEMM: on its
+        // indirect path CLBlast creates padded copies of A, B and C (a whole
+        // batch of them) on every call. Hot paths that would take it use
+        // `clblastBatchedGemmAllocates` to pick a route through plain GEMMs.
         try checkCLBlast(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
                                                     a.buffer.handle, a.offset, lda, strideA,
                                                     b.buffer.handle, b.offset, ldb, strideB,
@@ -61,6 +82,28 @@ func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m
     }
 }
 
+/// Whether a strided-batched GEMM of these sizes would make CLBlast create
+/// temporary buffers on the call: true when one of its matrices takes
+/// CLBlast's indirect kernel and needs padding or transposing (the
+/// batched routine then allocates a padded copy per matrix of the batch;
+/// with a weight at stride 0, `batch` copies of it). The direct kernel,
+/// which small products take, reads the operands in place.
+///
+/// Answered from `CLBlastSGemmTempBufferSize`, which applies the same
+/// direct/indirect rule and padding checks (offsets are taken as 0: the
+/// batched routine ignores them in that check).
+func clblastBatchedGemmAllocates(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool,
+                                 m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int) throws -> Bool {
+    try GemmTuning.applyPersistedOnce(context)
+    var queue: cl_command_queue? = context.queue
+    var bytes = 0
+    try checkCLBlast(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, transposeA ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                                transposeB ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k,
+                                                0, lda, 0, ldb, 0, ldc, &queue, &bytes),
+                     "CLBlastSGemmTempBufferSize", detail: "m \(m) n \(n) k \(k)")
+    return bytes > 0
+}
+
 /// The detail of a failed GEMM: its shape, and the tuned parameters when a
 /// persisted set is in force, since they are then the likely culprit.
 private func gemmFailureDetail(_ context: OpenCLContext, _ shape: String) -> String {
@@ -69,4 +112,30 @@ private func gemmFailureDetail(_ context: OpenCLContext, _ shape: String) -> Str
         ?? "the program cache"
     return shape + "; tuned CLBlast parameters from \(file) are applied "
         + "(\(GemmTuning.environmentVariable)=0 disables them)"
+}
+
+/// A planning context's stand-in for a CLBlast GEMM: checks what would stop
+/// CLBlast's kernels on a GPU and counts the call, enqueueing nothing.
+///
+/// CLBlast solves a row-major GEMM as the column-major one of its
+/// transpose, so either of `m` and `n` may end up in grid dimension 1, in
+/// tiles of at least 32 (its smallest `WGD`/`NWG` defaults), and the batch
+/// of a strided-batched GEMM is grid dimension 2.
+private func planGemm(_ context: OpenCLContext, m: Int, n: Int, k: Int, batch: Int) throws {
+    let shape = "m \(m) n \(n) k \(k) batch \(batch)"
+    let limit = context.launchProfile.maxGroups[1]
+    let name = batch == 1 ? "CLBlastSgemm" : "CLBlastSgemmStridedBatched"
+    var reason: String?
+    if [m, n, k].contains(where: { $0 > Int(Int32.max) }) {
+        reason = "a dimension exceeds 32-bit indices"
+    } else if max(m, n) > limit * 32 {
+        reason = "\(max(m, n)) rows or columns need more than \(limit) work-groups of 32 in grid dimension 1"
+    } else if batch > context.launchProfile.maxGroups[2] {
+        reason = "a batch of \(batch) exceeds \(context.launchProfile.maxGroups[2]) work-groups in grid dimension 2"
+    }
+    if let reason {
+        throw RuntimeError.launchOutsideProfile(kernel: "\(name) (\(shape))", global: [m, n, batch], local: nil,
+                                                profile: context.launchProfile.name, reason: reason)
+    }
+    context.noteLaunch(name)
 }

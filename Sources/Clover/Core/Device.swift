@@ -57,6 +57,20 @@ public final class Device: CustomStringConvertible {
         return Device(openCL: context)
     }
 
+    /// A planning device over an OpenCL device (default: as ``select(_:cacheDirectory:)``
+    /// picks one): ops compile and check every launch they would make
+    /// against `profile` and count it, but nothing runs and no device memory
+    /// is used, so a full-size training step can be checked on any machine
+    /// (see ``OpenCLContext/isPlanning``). Tensor values read back as zeros.
+    public static func planning(_ spec: String? = nil, profile: LaunchProfile = .portable,
+                                cacheDirectory: String?? = .none) throws -> Device {
+        let env = spec ?? DeviceDiscovery.environmentValue
+        let device = try DeviceDiscovery.select(env.flatMap { referenceNames.contains($0.lowercased()) ? nil : $0 })
+        let context = try OpenCLContext(device: device, cacheDirectory: cacheDirectory, planning: true)
+        context.launchProfile = profile
+        return Device(openCL: context)
+    }
+
     /// The OpenCL context, or nil for the reference device.
     public var openCL: OpenCLContext? {
         if case let .openCL(ctx) = backend { return ctx }
@@ -67,6 +81,9 @@ public final class Device: CustomStringConvertible {
         if case .reference = backend { return true }
         return false
     }
+
+    /// Whether this is a planning device (launches checked, nothing run).
+    public var isPlanning: Bool { openCL?.isPlanning ?? false }
 
     public var isMeta: Bool {
         if case .meta = backend { return true }

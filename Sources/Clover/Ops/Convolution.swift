@@ -7,7 +7,7 @@ import CloverRuntime
 // Each OpenCL pass picks one of four paths by shape (`Conv2DGeometry.algorithm`, documented on
 // `Conv2DParameters.algorithm(input:weight:)`; the paths other than im2col live in
 // ConvolutionKernels.swift): pointwiseGEMM (1x1 stride 1 padding 0, GEMM on the tensors
-// themselves), depthwise, groupedDirect (few channels per group) and the general im2col path below.
+// or their [C, N·P] relayout, a fixed number of launches per pass), depthwise, groupedDirect (few channels per group) and the general im2col path below.
 //
 // The general path lowers each convolution to GEMMs over column matrices:
 //   forward          Y[n, g]    = W_g (O/G × K)  ·  col[n, g] (K × P)
@@ -264,16 +264,26 @@ public struct Conv2D: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    /// Runs only the gradient primitives whose inputs need one: a network's
+    /// first convolution, whose input is data, skips its data gradient.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let x = inputs[0], weight = inputs[1], dy = cotangents[0]
-        let dx = try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
-                                               columnBufferLimitBytes: columnBufferLimitBytes), [dy, weight])
-        // Parameter gradients go straight into an optimiser's arena when it holds them.
-        let dw = try apply(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
-                                                columnBufferLimitBytes: columnBufferLimitBytes), [dy, x],
-                           into: [weight.claimGradientDestination()])[0]
+        let dx = needsGradient.needs(0)
+            ? try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
+                                            columnBufferLimitBytes: columnBufferLimitBytes), [dy, weight])
+            : nil
+        let dw = needsGradient.needs(1)
+            ? try apply(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
+                                             columnBufferLimitBytes: columnBufferLimitBytes), [dy, x],
+                        into: [weight.claimGradientDestination()])[0]
+            : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
-            grads.append(try apply(Conv2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0])
+            grads.append(needsGradient.needs(2)
+                ? try apply(Conv2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0] : nil)
         }
         return grads
     }
@@ -570,8 +580,14 @@ extension Conv2DGeometry {
     /// Samples per chunk so that the chunk's column matrix fits in
     /// `limitBytes` (at least one, whatever its size).
     func samplesPerChunk(limitBytes: Int) -> Int {
-        max(1, min(n, limitBytes / max(1, columnPerSample * MemoryLayout<Float>.stride)))
+        // CLBlast puts a GEMM's columns (the chunk's nb·P pixels) in grid
+        // dimension 1 in tiles of 32 or more: keep them within 65,535 groups.
+        let byColumns = maxGemmColumns / max(1, p)
+        return max(1, min(n, byColumns, limitBytes / max(1, columnPerSample * MemoryLayout<Float>.stride)))
     }
+
+    /// The most GEMM columns a chunk may have: 65,535 tiles of 32.
+    var maxGemmColumns: Int { 65_535 * 32 }
 
     /// The kernels take sizes as `int` and compute tap coordinates in `int`
     /// (linear indices are `ulong`); refuse shapes where either overflows
@@ -601,12 +617,16 @@ extension Conv2DGeometry {
     }
 }
 
+/// The most work-items im2col and col2im put in dimension 1, which GPU grids
+/// limit to 65,535 groups; the kernels stride over the remaining planes.
+let maxStridedPlanes = 32_768
+
 /// Fills `col` with the column matrices of `samples` samples starting at `x`.
 func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
     let planes = samples * g.c * g.kh * g.kw
     let kernel = try convKernel(context, "im2col")
     let first = im2colRowLoop(context) ? g.oh : g.p
-    try context.launch(kernel, global: [first, planes], local: [min(first, 64), 1],
+    try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
                        ])
@@ -617,7 +637,7 @@ func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, 
     let planes = samples * g.c
     let kernel = try convKernel(context, "col2im")
     let first = im2colRowLoop(context) ? g.h : g.h * g.w
-    try context.launch(kernel, global: [first, planes], local: [min(first, 64), 1],
+    try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
                            col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
                        ])

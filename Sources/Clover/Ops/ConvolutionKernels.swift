@@ -7,10 +7,10 @@ import CloverRuntime
 //
 //   pointwiseGEMM  1x1 kernel, stride 1, padding 0 (any dilation, which a 1x1 kernel ignores),
 //                  unless its groups are thin (below). The NCHW input of one sample already is the
-//                  [C, H·W] column matrix, so every pass is CLBlast GEMM on the tensors themselves, no
-//                  im2col / col2im copy: groups == 1 batches over the samples in one strided-batched
-//                  call (the weight at stride 0); groups > 1 makes one call per sample,
-//                  strided-batched over the groups.
+//                  [C, H·W] column matrix, so every pass is CLBlast GEMM with no im2col / col2im
+//                  copy, a fixed number of launches whatever the batch (see the MARK below): one
+//                  GEMM over the batch, or a transpose to the wide [C, N·P] layout, one GEMM and a
+//                  transpose back.
 //                  1x1 with stride 2 (ResNet projection shortcuts) stays on im2colGEMM, whose im2col
 //                  of a 1x1 kernel is exactly the strided gather such a shortcut needs.
 //   depthwise      groups == C == O (channel multiplier 1), square 3x3 or 5x5 kernel, stride 1 or 2
@@ -104,66 +104,161 @@ extension Conv2DGeometry {
 
 // MARK: pointwiseGEMM
 
+// Every pass below makes a fixed number of launches whatever the batch size:
+//   P = 1 (squeeze-and-excitation on [N, C, 1, 1], a linear layer in
+//         disguise): the tensors are the [N, C] and [N, O] matrices, so each
+//         pass is one GEMM over the batch (strided-batched over the groups).
+//   N = 1: the sample's [C, P] is the column matrix, one GEMM (per group).
+//   otherwise forward and data gradient, groups 1: one GEMM strided-batched
+//         over the samples with the weight at stride 0, unless CLBlast would
+//         take its allocating indirect batched path for the shape; then, and
+//         for groups > 1, the samples are relaid out as the wide [C, N·P]
+//         (one transpose launch), one GEMM per pass, and the result is
+//         transposed back. A wide matrix too wide for a GPU grid (N·P beyond
+//         65,535 tiles of 32) falls back to one strided-batched call per group.
+//   weight gradient: dW = dY' · X'ᵀ over the wide [O, N·P] and [C, N·P]
+//         relayouts: one GEMM summing over all samples and pixels (a
+//         strided-batched GEMM cannot reduce over its batch, and a batch of
+//         per-sample products plus a reduction would need an [N, O, C]
+//         scratch). The relayouts cost one launch each and no atomics, so
+//         results are deterministic.
+
+/// The `[N, R, P]` tensor `v` as the wide `[R, N·P]` matrix (row `r` holds
+/// the samples' rows `r` one after another): one transpose launch into a
+/// new buffer.
+private func wideRelayout(_ context: OpenCLContext, _ v: BufferView, samples: Int, rows: Int, pixels: Int) throws -> BufferView {
+    let wide = try context.allocateView(count: samples * rows * pixels)
+    try transposeMiddleAxes(v, dims: [1, samples, rows, pixels], into: wide, on: context)
+    return wide
+}
+
+/// Forces the route of the forward and data gradient with several samples:
+/// true, one GEMM per group strided-batched over the samples; false, the
+/// wide relayout; nil, the shape rule decides (tests check both routes on
+/// whatever device CI has).
+nonisolated(unsafe) var pointwiseSampleBatchOverride: Bool?
+
+/// The most columns a wide [R, N·P] GEMM may have: CLBlast puts a GEMM's
+/// columns in grid dimension 1 in tiles of 32 or more, and GPU grids allow
+/// 65,535 groups there.
+private let widestRelayoutColumns = 65_535 * 32
+
+/// Whether a pass with several samples runs strided-batched over them (per
+/// group) instead of through the wide relayout: where CLBlast would not
+/// allocate temporaries on the call (see ``clblastBatchedGemmAllocates``)
+/// and groups == 1, or where the wide matrix would be too wide for a GPU grid.
+private func batchesOverSamples(_ context: OpenCLContext, _ g: Conv2DGeometry, transposeA: Bool,
+                                m: Int, n: Int, k: Int, lda: Int) throws -> Bool {
+    if g.n * g.p > widestRelayoutColumns { return true }
+    if let forced = pointwiseSampleBatchOverride { return forced }
+    return try g.groups == 1 && !clblastBatchedGemmAllocates(context, transposeA: transposeA, transposeB: false,
+                                                             m: m, n: n, k: k, lda: lda, ldb: n, ldc: n)
+}
+
 /// `y = W · x` for a 1x1, stride-1, padding-0 convolution (bias not included).
 func pointwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
                       x: BufferView, w: BufferView, y: BufferView) throws {
-    if g.groups == 1 {
-        // Y[n] (O × P) = W (O × C) · X[n] (C × P) for every sample in one call.
-        try clblastGemm(context, transposeA: false, transposeB: false, m: g.o, n: g.p, k: g.c, alpha: 1,
-                        a: w, lda: g.c, strideA: 0,
-                        b: x, ldb: g.p, strideB: g.inputPerSample,
-                        beta: 0, c: y, ldc: g.p, strideC: g.outputPerSample, batch: g.n)
+    if g.p == 1 {
+        // Y[:, g] (N × O/G) = X[:, g] (N × C/G) · W_gᵀ (C/G × O/G).
+        return try clblastGemm(context, transposeA: false, transposeB: true, m: g.n, n: g.og, k: g.cg, alpha: 1,
+                               a: x, lda: g.c, strideA: g.cg,
+                               b: w, ldb: g.cg, strideB: g.og * g.cg,
+                               beta: 0, c: y, ldc: g.o, strideC: g.og, batch: g.groups)
+    }
+    if g.n == 1 {
+        // Y_g (O/G × P) = W_g (O/G × C/G) · X_g (C/G × P), batched over the groups.
+        return try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.cg, alpha: 1,
+                               a: w, lda: g.cg, strideA: g.og * g.cg,
+                               b: x, ldb: g.p, strideB: g.cg * g.p,
+                               beta: 0, c: y, ldc: g.p, strideC: g.og * g.p, batch: g.groups)
+    }
+    if try batchesOverSamples(context, g, transposeA: false, m: g.og, n: g.p, k: g.cg, lda: g.cg) {
+        // Y[n, g] (O/G × P) = W_g (O/G × C/G) · X[n, g] (C/G × P) for every
+        // sample in one call per group (the weight at stride 0).
+        for group in 0..<g.groups {
+            try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.cg, alpha: 1,
+                            a: w.slice(offset: group * g.og * g.cg, count: g.og * g.cg), lda: g.cg, strideA: 0,
+                            b: x.slice(offset: group * g.cg * g.p, count: x.count - group * g.cg * g.p), ldb: g.p,
+                            strideB: g.inputPerSample,
+                            beta: 0, c: y.slice(offset: group * g.og * g.p, count: y.count - group * g.og * g.p),
+                            ldc: g.p, strideC: g.outputPerSample, batch: g.n)
+        }
         return
     }
-    for n in 0..<g.n {
-        // Y[n, g] (O/G × P) = W_g (O/G × C/G) · X[n, g] (C/G × P), batched over the groups.
-        try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.cg, alpha: 1,
-                        a: w, lda: g.cg, strideA: g.og * g.cg,
-                        b: x.slice(offset: n * g.inputPerSample, count: g.inputPerSample), ldb: g.p, strideB: g.cg * g.p,
-                        beta: 0,
-                        c: y.slice(offset: n * g.outputPerSample, count: g.outputPerSample), ldc: g.p,
-                        strideC: g.og * g.p, batch: g.groups)
-    }
+    // Y' (O × N·P) = W · X' (C × N·P), per group, then [O, N, P] → [N, O, P].
+    let cols = g.n * g.p
+    let wideX = try wideRelayout(context, x, samples: g.n, rows: g.c, pixels: g.p)
+    let wideY = try context.allocateView(count: g.o * cols)
+    try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: cols, k: g.cg, alpha: 1,
+                    a: w, lda: g.cg, strideA: g.og * g.cg,
+                    b: wideX, ldb: cols, strideB: g.cg * cols,
+                    beta: 0, c: wideY, ldc: cols, strideC: g.og * cols, batch: g.groups)
+    try transposeMiddleAxes(wideY, dims: [1, g.o, g.n, g.p], into: y, on: context)
 }
 
 /// `dx = Wᵀ · dy` for a 1x1, stride-1, padding-0 convolution. Every input
 /// pixel is read by exactly one output pixel, so the GEMM writes all of dx.
 func pointwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
-    if g.groups == 1 {
-        // dX[n] (C × P) = Wᵀ (C × O) · dY[n] (O × P) for every sample in one call.
-        try clblastGemm(context, transposeA: true, transposeB: false, m: g.c, n: g.p, k: g.o, alpha: 1,
-                        a: w, lda: g.c, strideA: 0,
-                        b: dy, ldb: g.p, strideB: g.outputPerSample,
-                        beta: 0, c: dx, ldc: g.p, strideC: g.inputPerSample, batch: g.n)
+    if g.p == 1 {
+        // dX[:, g] (N × C/G) = dY[:, g] (N × O/G) · W_g (O/G × C/G).
+        return try clblastGemm(context, transposeA: false, transposeB: false, m: g.n, n: g.cg, k: g.og, alpha: 1,
+                               a: dy, lda: g.o, strideA: g.og,
+                               b: w, ldb: g.cg, strideB: g.og * g.cg,
+                               beta: 0, c: dx, ldc: g.c, strideC: g.cg, batch: g.groups)
+    }
+    if g.n == 1 {
+        return try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: g.p, k: g.og, alpha: 1,
+                               a: w, lda: g.cg, strideA: g.og * g.cg,
+                               b: dy, ldb: g.p, strideB: g.og * g.p,
+                               beta: 0, c: dx, ldc: g.p, strideC: g.cg * g.p, batch: g.groups)
+    }
+    if try batchesOverSamples(context, g, transposeA: true, m: g.cg, n: g.p, k: g.og, lda: g.cg) {
+        // dX[n, g] (C/G × P) = W_gᵀ (C/G × O/G) · dY[n, g] (O/G × P) for every
+        // sample in one call per group.
+        for group in 0..<g.groups {
+            try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: g.p, k: g.og, alpha: 1,
+                            a: w.slice(offset: group * g.og * g.cg, count: g.og * g.cg), lda: g.cg, strideA: 0,
+                            b: dy.slice(offset: group * g.og * g.p, count: dy.count - group * g.og * g.p), ldb: g.p,
+                            strideB: g.outputPerSample,
+                            beta: 0, c: dx.slice(offset: group * g.cg * g.p, count: dx.count - group * g.cg * g.p),
+                            ldc: g.p, strideC: g.inputPerSample, batch: g.n)
+        }
         return
     }
-    for n in 0..<g.n {
-        try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: g.p, k: g.og, alpha: 1,
-                        a: w, lda: g.cg, strideA: g.og * g.cg,
-                        b: dy.slice(offset: n * g.outputPerSample, count: g.outputPerSample), ldb: g.p,
-                        strideB: g.og * g.p,
-                        beta: 0,
-                        c: dx.slice(offset: n * g.inputPerSample, count: g.inputPerSample), ldc: g.p,
-                        strideC: g.cg * g.p, batch: g.groups)
-    }
+    // dX' (C × N·P) = Wᵀ · dY' (O × N·P), per group, then [C, N, P] → [N, C, P].
+    let cols = g.n * g.p
+    let wideDY = try wideRelayout(context, dy, samples: g.n, rows: g.o, pixels: g.p)
+    let wideDX = try context.allocateView(count: g.c * cols)
+    try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: cols, k: g.og, alpha: 1,
+                    a: w, lda: g.cg, strideA: g.og * g.cg,
+                    b: wideDY, ldb: cols, strideB: g.og * cols,
+                    beta: 0, c: wideDX, ldc: cols, strideC: g.cg * cols, batch: g.groups)
+    try transposeMiddleAxes(wideDX, dims: [1, g.c, g.n, g.p], into: dx, on: context)
 }
 
-/// `dW = Σₙ dy[n] · x[n]ᵀ` for a 1x1, stride-1, padding-0 convolution.
+/// `dW = Σₙ dy[n] · x[n]ᵀ` for a 1x1, stride-1, padding-0 convolution: one
+/// GEMM whose inner dimension runs over every sample and pixel.
 func pointwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
                              dy: BufferView, x: BufferView, dw: BufferView) throws {
-    // The sum over samples is a sequence of calls accumulating into dW
-    // (strided-batched GEMM cannot reduce over its batch); the first
-    // overwrites (beta = 0, so a recycled buffer's garbage never leaks in).
-    for n in 0..<g.n {
-        try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.cg, k: g.p, alpha: 1,
-                        a: dy.slice(offset: n * g.outputPerSample, count: g.outputPerSample), lda: g.p,
-                        strideA: g.og * g.p,
-                        b: x.slice(offset: n * g.inputPerSample, count: g.inputPerSample), ldb: g.p,
-                        strideB: g.cg * g.p,
-                        beta: n == 0 ? 0 : 1,
-                        c: dw, ldc: g.cg, strideC: g.og * g.cg, batch: g.groups)
+    // beta = 0 throughout: CLBlast never reads dW, so a recycled buffer's
+    // garbage cannot leak in.
+    if g.p == 1 {
+        // dW_g (O/G × C/G) = dY[:, g]ᵀ (O/G × N) · X[:, g] (N × C/G).
+        return try clblastGemm(context, transposeA: true, transposeB: false, m: g.og, n: g.cg, k: g.n, alpha: 1,
+                               a: dy, lda: g.o, strideA: g.og,
+                               b: x, ldb: g.c, strideB: g.cg,
+                               beta: 0, c: dw, ldc: g.cg, strideC: g.og * g.cg, batch: g.groups)
     }
+    // dW_g (O/G × C/G) = dY'_g (O/G × N·P) · X'_gᵀ (N·P × C/G); with one
+    // sample the tensors already are the wide matrices.
+    let cols = g.n * g.p
+    let wideDY = g.n == 1 ? dy : try wideRelayout(context, dy, samples: g.n, rows: g.o, pixels: g.p)
+    let wideX = g.n == 1 ? x : try wideRelayout(context, x, samples: g.n, rows: g.c, pixels: g.p)
+    try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.cg, k: cols, alpha: 1,
+                    a: wideDY, lda: cols, strideA: g.og * cols,
+                    b: wideX, ldb: cols, strideB: g.cg * cols,
+                    beta: 0, c: dw, ldc: g.cg, strideC: g.og * g.cg, batch: g.groups)
 }
 
 // MARK: depthwise and groupedDirect
@@ -210,7 +305,9 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferVi
     let kernel = try DirectConv.kernel(context, family: "depthwise", "depthwise_forward", g)
     // Without a bias the weight stands in as a never-read pointer (has_bias = 0).
     let b = bias ?? w
-    try context.launch(kernel, global: [g.ow, g.oh, g.n * g.c], local: [DirectConv.tile, DirectConv.tile, 1], arguments: [
+    // The (n, c) planes ride in dimension 0 beside the row tiles (see depthwise.cl).
+    let t = DirectConv.tile
+    try context.launch(kernel, global: [(g.ow + t - 1) / t * t * g.n * g.c, g.oh], local: [t, t], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
         x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
         y.buffer, y.kernelOffset,
@@ -220,7 +317,8 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferVi
 func depthwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
     let kernel = try DirectConv.kernel(context, family: "depthwise", "depthwise_backward_data", g)
-    try context.launch(kernel, global: [g.w, g.h, g.n * g.c], local: [DirectConv.tile, DirectConv.tile, 1], arguments: [
+    let t = DirectConv.tile
+    try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.c, g.h], local: [t, t], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
         dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
     ])
@@ -251,8 +349,10 @@ func groupedForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView
     let blocks = (g.og + DirectConv.channelBlock - 1) / DirectConv.channelBlock
     let kernel = try DirectConv.kernel(context, family: "grouped", "grouped_forward", g)
     let b = bias ?? w
-    try context.launch(kernel, global: [g.ow, g.oh, g.n * g.groups * blocks],
-                       local: [DirectConv.tile, DirectConv.tile, 1], arguments: [
+    // (n, group, block) rides in dimension 0 beside the row tiles (see grouped.cl).
+    let t = DirectConv.tile
+    try context.launch(kernel, global: [(g.ow + t - 1) / t * t * g.n * g.groups * blocks, g.oh],
+                       local: [t, t], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
         Int32(g.groups), Int32(g.cg), Int32(g.og), Int32(blocks),
         x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
@@ -264,8 +364,9 @@ func groupedBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
                          dy: BufferView, w: BufferView, dx: BufferView) throws {
     let blocks = (g.cg + DirectConv.channelBlock - 1) / DirectConv.channelBlock
     let kernel = try DirectConv.kernel(context, family: "grouped", "grouped_backward_data", g)
-    try context.launch(kernel, global: [g.w, g.h, g.n * g.groups * blocks],
-                       local: [DirectConv.tile, DirectConv.tile, 1], arguments: [
+    let t = DirectConv.tile
+    try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.groups * blocks, g.h],
+                       local: [t, t], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
         Int32(g.groups), Int32(g.cg), Int32(g.og), Int32(blocks),
         dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,

@@ -45,6 +45,10 @@ extension ConformanceSuite {
                    bias: false, offset: true),
             Config(label: "1x1 on 1x1 image", input: [3, 5, 1, 1], outChannels: 3, kernel: (1, 1), parameters: p(),
                    finiteDifference: true),
+            // More planes than im2col (302,400) and col2im (33,600) put in grid dimension 1
+            // (32,768): their items stride over the rest.
+            Config(label: "3x3 p1 with 302,400 im2col planes", input: [8, 4200, 4, 4], outChannels: 4, kernel: (3, 3),
+                   parameters: p(1, 1), bias: false),
             // 3x3.
             Config(label: "3x3 valid to 1x1 output", input: [1, 1, 3, 3], outChannels: 1, kernel: (3, 3),
                    parameters: p(), finiteDifference: true),
@@ -133,11 +137,21 @@ extension ConformanceSuite {
             Config(label: "pointwise 1x1 batch 3 13x13", input: [3, 7, 13, 13], outChannels: 3, kernel: (1, 1),
                    parameters: p(), offset: true),
             // Grouped 1x1 with thick groups (ShuffleNet-style, > 16 channels per
-            // group): one call per sample, batched over groups.
+            // group): the wide relayout, one GEMM batched over groups.
             Config(label: "pointwise 1x1 groups 2 of 20->18", input: [3, 40, 5, 3], outChannels: 36, kernel: (1, 1),
                    parameters: p(1, 0, groups: 2), offset: true),
             Config(label: "pointwise 1x1 groups 3 of 17->5 dilation 2", input: [2, 51, 3, 2], outChannels: 15,
                    kernel: (1, 1), parameters: p(1, 0, dilation: 2, groups: 3), bias: false),
+            Config(label: "pointwise 1x1 groups 2 of 20->18 batch 1", input: [1, 40, 4, 5], outChannels: 36,
+                   kernel: (1, 1), parameters: p(1, 0, groups: 2), bias: false, offset: true),
+            // Squeeze-and-excitation on [N, C, 1, 1]: one GEMM over the batch
+            // per pass (strided-batched over thick groups).
+            Config(label: "pointwise SE squeeze 1x1 image 48->12", input: [5, 48, 1, 1], outChannels: 12,
+                   kernel: (1, 1), parameters: p(), offset: true),
+            Config(label: "pointwise SE expand 1x1 image 12->48 batch 1", input: [1, 12, 1, 1], outChannels: 48,
+                   kernel: (1, 1), parameters: p()),
+            Config(label: "pointwise 1x1 image groups 2 of 20->18", input: [4, 40, 1, 1], outChannels: 36,
+                   kernel: (1, 1), parameters: p(1, 0, groups: 2), bias: false, offset: true),
             // ResNet-50 projection shortcut, 1x1 stride 2: im2colGEMM (its
             // im2col of a 1x1 kernel is the strided gather).
             Config(label: "im2col resnet50 1x1 s2 projection 256->128", input: [2, 256, 7, 7], outChannels: 128,
