@@ -4,6 +4,7 @@
 // Targets, one job each:
 //   COpenCL, CCLBlast      system modules over the OpenCL ICD loader and CLBlast
 //   CCLBlastParameters     a C wrapper over CLBlast's C++-only RetrieveParameters
+//   CCLCounters            counts the process's OpenCL calls by interposition
 //   CloverRuntime          devices, buffers, programs, kernels, events (knows no ops)
 //   CloverKernels          the Kernels/*.cl sources, embedded at build time
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
@@ -55,10 +56,18 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Counts the OpenCL calls of the whole process, CLBlast's included, by
+        // defining the counted entry points in every executable (see
+        // Sources/CCLCounters/CLCounters.c); the runtime reads it.
+        .target(
+            name: "CCLCounters",
+            linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
+        ),
         .target(
             name: "CloverRuntime",
             dependencies: [
                 "COpenCL",
+                "CCLCounters",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -173,6 +173,8 @@ struct BenchRecord: Codable {
     /// Model parameters (models only).
     var parameters: Int?
     var reference: ReferenceComparison?
+    /// The OpenCL calls of the model's training steps (models only).
+    var stepCounters: StepCounters?
     var error: String?
 
     enum CodingKeys: String, CodingKey {
@@ -180,6 +182,7 @@ struct BenchRecord: Codable {
         case minSeconds = "min_seconds"
         case imagesPerSecond = "images_per_second"
         case peakBytes = "peak_bytes"
+        case stepCounters = "step_counters"
     }
 
     /// Fills seconds and the rates derived from them.
@@ -214,5 +217,78 @@ struct BenchReport: Codable {
         case platformVersion = "platform_version"
         case driverVersion = "driver_version"
         case repeatCount = "repeat"
+    }
+}
+
+/// The OpenCL calls of a model's training steps, counted where they enter
+/// OpenCL (``DeviceCounters``), so CLBlast's own kernels and temporary
+/// buffers are in them: the first step on its own (it builds programs, fills
+/// the buffer pool and creates the optimiser state), then the mean of the
+/// steps after it, which is what every further step costs.
+struct StepCounters: Codable {
+    /// Counts of one step; means are fractional.
+    struct Counts: Codable {
+        var kernelLaunches: Double
+        var clblastCalls: Double
+        var hostBlockingCalls: Double
+        var blockingReads: Double
+        var finishes: Double
+        var eventWaits: Double
+        var bufferCopies: Double
+        var bufferCreations: Double
+        var bytesAllocated: Double
+        var kernelCreations: Double
+
+        init(_ c: DeviceCounters, steps: Int = 1) {
+            let n = Double(max(steps, 1))
+            kernelLaunches = Double(c.kernelLaunches) / n
+            clblastCalls = Double(c.libraryCalls) / n
+            hostBlockingCalls = Double(c.hostBlockingCalls) / n
+            blockingReads = Double(c.blockingReads) / n
+            finishes = Double(c.finishes) / n
+            eventWaits = Double(c.eventWaits) / n
+            bufferCopies = Double(c.bufferCopies) / n
+            bufferCreations = Double(c.bufferCreations) / n
+            bytesAllocated = Double(c.bytesAllocated) / n
+            kernelCreations = Double(c.kernelCreations) / n
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case finishes
+            case kernelLaunches = "kernel_launches"
+            case clblastCalls = "clblast_calls"
+            case hostBlockingCalls = "host_blocking_calls"
+            case blockingReads = "blocking_reads"
+            case eventWaits = "event_waits"
+            case bufferCopies = "buffer_copies"
+            case bufferCreations = "buffer_creations"
+            case bytesAllocated = "bytes_allocated"
+            case kernelCreations = "kernel_creations"
+        }
+    }
+
+    var firstStep: Counts
+    /// The mean of the steps after the first; nil when only one ran.
+    var perStep: Counts?
+    /// How many steps the mean covers.
+    var laterSteps: Int
+    /// Whether CLBlast's calls were visible (``DeviceCounters/seesLibraryCalls``).
+    var includesCLBlastInternals: Bool
+
+    /// The record of `steps` in order; nil when there are none.
+    init?(_ steps: [DeviceCounters]) {
+        guard let first = steps.first else { return nil }
+        let later = steps.dropFirst()
+        firstStep = Counts(first)
+        perStep = later.isEmpty ? nil : Counts(later.reduce(DeviceCounters(), +), steps: later.count)
+        laterSteps = later.count
+        includesCLBlastInternals = DeviceCounters.seesLibraryCalls
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case firstStep = "first_step"
+        case perStep = "per_step"
+        case laterSteps = "later_steps"
+        case includesCLBlastInternals = "includes_clblast_internals"
     }
 }

@@ -91,13 +91,19 @@ struct ModelBenchmark {
     static func timeSteps(_ record: inout BenchRecord, model: Module, optimizer: Optimizer, samples: Int,
                           on device: Device, warmup: Int, repetitions: Int, loss: () throws -> Tensor) throws {
         model.train()
+        // Each step's OpenCL calls, CLBlast's included; the queue drain that
+        // `measure` adds after each step is the harness's, not the step's.
+        var counts: [DeviceCounters] = []
         // At least one warm-up step: the first compiles every kernel the model uses.
         let timing = try measure(on: device, warmup: max(1, warmup), repetitions: repetitions) {
+            let before = DeviceCounters.current
             model.zeroGrad()
             try loss().backward()
             try optimizer.step()
+            counts.append(DeviceCounters.current - before)
         }
         record.record(timing)
+        record.stepCounters = StepCounters(counts)
         record.imagesPerSecond = Double(samples) / timing.median
         record.peakBytes = device.openCL?.pool.statistics.peakLiveBytes
         record.parameters = model.parameterCount

@@ -111,18 +111,31 @@ extension BenchReport {
         }
         let models = results.filter { $0.op == "train_step" }
         if !models.isEmpty {
+            // Per-step OpenCL calls after the first step (CLBlast's internal
+            // kernels and buffers included); the first step's launches beside.
             var table = MarkdownTable(
-                headers: ["Model", "Input", "Parameters", "Step ms", "Images (sequences)/s", "≈ GFLOP/s", "Peak device memory"],
-                numeric: [2, 3, 4, 5, 6])
+                headers: ["Model", "Input", "Parameters", "Step ms", "Images (sequences)/s", "≈ GFLOP/s", "Peak device memory",
+                          "Launches/step (first)", "CLBlast calls/step", "Host waits/step", "Copies/step",
+                          "Allocations/step (bytes)"],
+                numeric: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
             for r in models {
+                let counts = r.stepCounters
+                let later = counts?.perStep
+                func count(_ value: Double?) -> String { value.map { BenchFormat.fixed($0, decimals: $0.rounded() == $0 ? 0 : 1) } ?? "—" }
                 table.rows.append([
                     r.model ?? r.name, r.shape, r.parameters.map(String.init) ?? "—",
                     r.error == nil ? BenchFormat.milliseconds(r.seconds) : "error",
                     BenchFormat.significant(r.imagesPerSecond), BenchFormat.significant(r.gflops),
                     BenchFormat.bytes(r.peakBytes),
+                    counts.map { count(later?.kernelLaunches) + " (" + count($0.firstStep.kernelLaunches) + ")" } ?? "—",
+                    count(later?.clblastCalls), count(later?.hostBlockingCalls), count(later?.bufferCopies),
+                    later.map { count($0.bufferCreations) + " (" + BenchFormat.bytes(Int($0.bytesAllocated)) + ")" } ?? "—",
                 ])
             }
-            out += ["### Models: one training step (forward, backward, SGD update; AdamW for OSCAR)", "", table.render(), ""]
+            out += ["### Models: one training step (forward, backward, SGD update; AdamW for OSCAR)", "",
+                    "OpenCL calls per step are counted where they enter OpenCL, CLBlast's own kernels and buffers "
+                        + "included, as the mean of the steps after the first (the first step's launches in brackets).",
+                    "", table.render(), ""]
         }
         let failed = results.filter { $0.error != nil || $0.reference?.error != nil }
         if !failed.isEmpty {

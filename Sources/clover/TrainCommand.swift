@@ -3,6 +3,7 @@ import Clover
 import CloverData
 import CloverModels
 import CloverNN
+import CloverRuntime
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -152,7 +153,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Print the progress line every N steps (each print waits for the device).")
     var logEvery: Int = 10
 
-    @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch.")
+    @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch, and the OpenCL calls per training step (kernel launches, CLBlast calls, host waits, copies, allocations).")
     var profile = false
 
     func run() throws {
@@ -202,12 +203,15 @@ struct TrainCommand: ParsableCommand {
               + "and testing on \(testSet.count), device \(device), batch \(data.batchSize), \(optimizer) lr \(lr) \(schedule)")
         Console.flush()
         var globalStep = firstEpoch * loader.batchCount
+        var stepCounts = StepCounterLog()
         for epoch in firstEpoch..<epochs {
             model.train()
             let clock = ContinuousClock()
             let start = clock.now
             var seen = 0, correct = 0, lossSum = 0.0, lossCount = 0
             for (i, batch) in loader.epoch(epoch).enumerated() {
+                // The whole iteration counts: upload, step and the progress line's reads.
+                let countsBefore = profile ? DeviceCounters.current : nil
                 opt.learningRate = rate.learningRate(epoch: epoch, progress: Double(i) / Double(loader.batchCount))
                 let x = try Tensor(shape: batch.shape, values: batch.images, on: device)
                 let labels = ClassLabels(batch.labels)
@@ -238,6 +242,7 @@ struct TrainCommand: ParsableCommand {
                           terminator: "")
                     Console.flush()
                 }
+                if let countsBefore { stepCounts.record(DeviceCounters.current - countsBefore) }
             }
             let trainSeconds = seconds(clock.now - start)
             if profile, let context = device.openCL {
@@ -246,6 +251,7 @@ struct TrainCommand: ParsableCommand {
                 for entry in try context.profile().prefix(20) {
                     print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
                 }
+                for line in stepCounts.report() { print(line) }
             }
             let (testLoss, testAccuracy) = try evaluate(model, testLoader, device: device)
             let metrics = EpochMetrics(epoch: epoch + 1, trainLoss: lossSum / Double(max(lossCount, 1)),
