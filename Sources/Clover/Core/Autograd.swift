@@ -74,7 +74,12 @@ extension Tensor {
                 let filled = try given.enumerated().map { i, c in
                     try c ?? Tensor.zerosForReading(node.outputs[i].shape, on: node.outputs[i].device)
                 }
-                let grads = try node.primitive.vjp(inputs: node.inputs, outputs: node.outputs, cotangents: filled)
+                // Inputs that are neither leaves needing a gradient nor results
+                // of recorded ops (data, labels) get none: their gradient
+                // kernels are never launched.
+                let needed = node.inputs.map { $0.requiresGrad || $0.gradNode != nil }
+                let grads = try node.primitive.vjp(inputs: node.inputs, outputs: node.outputs, cotangents: filled,
+                                                   needsGradient: needed)
                 for (input, g) in zip(node.inputs, grads) {
                     guard let g else { continue }
                     if let parent = input.gradNode {

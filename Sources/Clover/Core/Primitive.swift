@@ -28,12 +28,36 @@ public protocol Primitive {
     /// runs on whichever device the tensors live on. `nil` marks an input
     /// that has no gradient.
     func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?]
+
+    /// The vector-Jacobian product for only the inputs whose
+    /// `needsGradient` entry is true (one entry per input); the others may
+    /// come back `nil`, and their gradient kernels are then not launched
+    /// (the first convolution's input gradient, gradients towards data,
+    /// labels and targets). Autograd calls this form. The default computes
+    /// every gradient with ``vjp(inputs:outputs:cotangents:)`` and drops the
+    /// unneeded ones; primitives with expensive gradients implement it.
+    func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?]
 }
 
 extension Primitive {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         throw CloverError.notDifferentiable(op: name)
     }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+        let grads = try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents)
+        return grads.enumerated().map { i, g in i < needsGradient.count && !needsGradient[i] ? nil : g }
+    }
+}
+
+extension Array where Element == Bool {
+    /// Every one of `count` inputs needs a gradient: what the plain
+    /// ``Primitive/vjp(inputs:outputs:cotangents:)`` of a primitive that
+    /// implements the selective form asks for.
+    static func all(_ count: Int) -> [Bool] { [Bool](repeating: true, count: count) }
+
+    /// Whether input `i` needs a gradient (inputs beyond the flags do).
+    func needs(_ i: Int) -> Bool { i >= count || self[i] }
 }
 
 /// Runs a primitive on its inputs' device and returns its outputs.

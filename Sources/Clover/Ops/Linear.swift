@@ -52,16 +52,23 @@ public struct LinearMap: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    /// Computes only the needed gradients (a first layer on data skips dx).
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let x = inputs[0], w = inputs[1]
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
         let g = try cotangents[0].reshaped([rows, fanOut])
-        let dx = try matmul(g, w).reshaped(x.shape)
+        let dx = needsGradient.needs(0) ? try matmul(g, w).reshaped(x.shape) : nil
         // Parameter gradients go straight into an optimiser's arena when it holds them.
-        let dw = try apply(MatMul(transposeA: true), [g, x.reshaped([rows, fanIn])],
-                           into: [w.claimGradientDestination()])[0]
+        let dw = needsGradient.needs(1)
+            ? try apply(MatMul(transposeA: true), [g, x.reshaped([rows, fanIn])], into: [w.claimGradientDestination()])[0]
+            : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
-            grads.append(try apply(BiasGradient(), [g], into: [inputs[2].claimGradientDestination()])[0])
+            grads.append(needsGradient.needs(2)
+                ? try apply(BiasGradient(), [g], into: [inputs[2].claimGradientDestination()])[0] : nil)
         }
         return grads
     }
@@ -93,7 +100,13 @@ public struct BiasAdd: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [cotangents[0], try apply(BiasGradient(), [cotangents[0]], into: [inputs[1].claimGradientDestination()])[0]]
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+        [needsGradient.needs(0) ? cotangents[0] : nil,
+         needsGradient.needs(1)
+            ? try apply(BiasGradient(), [cotangents[0]], into: [inputs[1].claimGradientDestination()])[0] : nil]
     }
 }
 

@@ -159,7 +159,13 @@ public struct SoftmaxCrossEntropy: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(SoftmaxCrossEntropyBackward(labels: labels, labelSmoothing: labelSmoothing), [cotangents[0], inputs[0]])]
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+        guard needsGradient.needs(0) else { return [nil] }
+        return [try apply1(SoftmaxCrossEntropyBackward(labels: labels, labelSmoothing: labelSmoothing),
+                           [cotangents[0], inputs[0]])]
     }
 }
 
@@ -264,7 +270,12 @@ public struct MaskedTokenCrossEntropy: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(MaskedTokenCrossEntropyBackward(of: self), [cotangents[0], inputs[0]])]
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+        guard needsGradient.needs(0) else { return [nil] }
+        return [try apply1(MaskedTokenCrossEntropyBackward(of: self), [cotangents[0], inputs[0]])]
     }
 }
 
@@ -349,7 +360,13 @@ public struct BinaryCrossEntropyWithLogits: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(BinaryCrossEntropyWithLogitsBackward(), [cotangents[0], inputs[0], inputs[1]]), nil]
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    /// The targets never get a gradient; the logits only when they need one.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+        guard needsGradient.needs(0) else { return [nil, nil] }
+        return [try apply1(BinaryCrossEntropyWithLogitsBackward(), [cotangents[0], inputs[0], inputs[1]]), nil]
     }
 }
 

@@ -98,15 +98,20 @@ public struct MatMul: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    /// Runs only the GEMMs whose operand needs a gradient.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let g = cotangents[0], a = inputs[0], b = inputs[1]
-        let da = transposeA
+        let da: Tensor? = !needsGradient.needs(0) ? nil : transposeA
             ? try apply1(MatMul(transposeA: transposeB, transposeB: true, alpha: alpha), [b, g])
             : try apply1(MatMul(transposeA: false, transposeB: !transposeB, alpha: alpha), [g, b])
-        let db = transposeB
+        let db: Tensor? = !needsGradient.needs(1) ? nil : transposeB
             ? try apply1(MatMul(transposeA: true, transposeB: transposeA, alpha: alpha), [g, a])
             : try apply1(MatMul(transposeA: !transposeA, transposeB: false, alpha: alpha), [a, g])
         var grads: [Tensor?] = [da, db]
-        if inputs.count == 3 { grads.append(try scale(g, by: beta)) }
+        if inputs.count == 3 { grads.append(needsGradient.needs(2) ? try scale(g, by: beta) : nil) }
         return grads
     }
 }

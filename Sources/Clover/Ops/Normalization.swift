@@ -237,11 +237,22 @@ public struct BatchNormTraining: Primitive {
 
     /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+    }
+
+    /// As the plain vjp, but without the dx kernel when x needs no gradient
+    /// (dgamma and dbeta are its ingredients, so they are always computed).
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(BatchNormTraining(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
-        return try apply(BatchNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
-                         into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
+        let parameterDestinations = [inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()]
+        let inputGradient = needsGradient.needs(0)
+        let grads = try apply(BatchNormBackward(computesInputGradient: inputGradient),
+                              [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
+                              into: (inputGradient ? [nil] : []) + parameterDestinations)
+        let all: [Tensor?] = inputGradient ? grads : [nil] + grads
+        return all.enumerated().map { i, g in needsGradient.needs(i) ? g : nil }
     }
 }
 
@@ -252,7 +263,12 @@ public struct BatchNormTraining: Primitive {
 /// - `dx = gamma·invstd·(dy − (dbeta + x̂·dgamma)/M)`,
 /// the gradient through the batch statistics included.
 public struct BatchNormBackward: Primitive {
-    public init() {}
+    /// Whether `dx` is computed and is the first output; when false the
+    /// outputs are `[dgamma, dbeta]` and the dx kernel never runs (a batch
+    /// norm straight on data).
+    public let computesInputGradient: Bool
+
+    public init(computesInputGradient: Bool = true) { self.computesInputGradient = computesInputGradient }
     public var name: String { "batchnorm_backward" }
     private static let names = ["dy", "x", "gamma", "mean", "invstd"]
 
@@ -262,7 +278,7 @@ public struct BatchNormBackward: Primitive {
                                             reason: "expects dy and x of the same shape, then gamma, mean, invstd")
         }
         let l = try batchNormLayout(name, Array(inputs.dropFirst()), names: Array(Self.names.dropFirst()))
-        return [inputs[1], [l.c], [l.c]]
+        return computesInputGradient ? [inputs[1], [l.c], [l.c]] : [[l.c], [l.c]]
     }
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
@@ -291,7 +307,7 @@ public struct BatchNormBackward: Primitive {
             dgamma[c] = Float(sumDyXhat)
             dbeta[c] = Float(sumDy)
         }
-        return [dx, dgamma, dbeta]
+        return computesInputGradient ? [dx, dgamma, dbeta] : [dgamma, dbeta]
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
@@ -299,9 +315,12 @@ public struct BatchNormBackward: Primitive {
         try requireInt32(name, [inputs[0].shape], context)
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
         let mean = inputs[3].view, invstd = inputs[4].view
-        let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view
+        let first = computesInputGradient ? 1 : 0
+        let dgamma = outputs[first].view, dbeta = outputs[first + 1].view
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: mean,
                                               invstd: invstd, dgamma: dgamma, dbeta: dbeta)
+        guard computesInputGradient else { return }
+        let dx = outputs[0].view
         let kernel = try context.kernel(family: "normalization", "bn_backward_dx")
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
