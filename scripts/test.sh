@@ -14,5 +14,8 @@ source scripts/setup.sh
 # The benchmark merge script's tests (the peer's torch-free helpers), first,
 # so that swift test's summary closes the log.
 python3 -m unittest discover -s Benchmarks/tests
+# The safetensors parser under libFuzzer for a bounded time (CLOVER_FUZZ_SECONDS, default 60):
+# any crash fails the run.
+bash scripts/fuzz_safetensors.sh "${CLOVER_FUZZ_SECONDS:-60}"
 swift build --build-tests
 swift test "$@"

@@ -8,7 +8,8 @@ public struct LaunchCheck: Sendable {
     public let model: String
     /// The input the step was planned at, e.g. `128x3x224x224`.
     public let input: String
-    /// Kernel launches and CLBlast calls the step would make.
+    /// Kernel launches and CLBlast calls (one each) the step would make,
+    /// after the model is built (its initial fills are not counted).
     public let launches: Int
     /// The peak of planned device memory, in bytes.
     public let peakBytes: Int
@@ -29,14 +30,16 @@ public struct LaunchCheck: Sendable {
         guard let context = device.openCL, context.isPlanning else {
             throw CloverError.invalidArgument(op: "launch check", reason: "\(device) is not a planning device")
         }
-        let before = context.launchCounts.values.reduce(0, +)
         let liveBefore = context.plannedLiveBytes
         context.resetPlannedPeak()
+        var before = 0
         try {
             let model = try spec.make(spec.classes, spec.inputShape[0], Initializer(device: device))
             model.train()
             let optimizer = try SGD(model.namedParameters(),
                                     configuration: SGDConfiguration(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4))
+            // Count the step only, not the parameters' initial fills.
+            before = context.launchCounts.values.reduce(0, +)
             let images = try Tensor.zeros([batch] + spec.inputShape, on: device)
             let labels = ClassLabels((0..<batch).map { Int32($0 % spec.classes) })
             model.zeroGrad()
@@ -58,13 +61,14 @@ public struct LaunchCheck: Sendable {
         }
         let c = try OSCAR.configuration(named: preset)
         let (words, tags, regions) = (48, 30, 50)
-        let before = context.launchCounts.values.reduce(0, +)
         let liveBefore = context.plannedLiveBytes
         context.resetPlannedPeak()
+        var before = 0
         try {
             let model = try OSCAR(c, initializer: Initializer(device: device))
             let pretraining = OSCARPretraining(model: model)
             let optimizer = try AdamW(model.namedParameters(), configuration: AdamWConfiguration(learningRate: 1e-4))
+            before = context.launchCounts.values.reduce(0, +)
             // Ordinary ids just above the special tokens: only shapes matter here.
             let ordinary = c.specialTokens.all.max()! + 1
             var wordIDs: [Int32] = [], tagIDs: [Int32] = []

@@ -1,4 +1,5 @@
-import Clover
+// The format alone, with no Clover dependency, so that scripts/fuzz_safetensors.sh can
+// compile this file by itself under libFuzzer; Module's state-dict methods are in StateDict.swift.
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -83,41 +84,134 @@ public struct SafeTensors {
         return try parse(data, path: path)
     }
 
+    /// The largest header accepted, as the safetensors reference (100 MB).
+    public static let maxHeaderBytes = 100_000_000
+
     /// Parses bytes in the safetensors format; `path` names the source in errors.
+    ///
+    /// Validated as the safetensors reference does, with checked arithmetic
+    /// throughout: a sane header length; a JSON object without duplicate
+    /// names; for each tensor a known dtype, non-negative dimensions whose
+    /// element count and byte size do not overflow, and a data range equal
+    /// to that size; the ranges, sorted, contiguous from 0 and covering the
+    /// data section exactly (so none overlap or leave bytes unread).
     public static func parse(_ data: Data, path: String) throws -> SafeTensors {
         let bytes = [UInt8](data)
-        guard bytes.count >= 8 else { throw SafeTensorsError(path: path, reason: "truncated: \(bytes.count) bytes, no header length") }
-        var headerLength = 0
-        for i in 0..<8 { headerLength |= Int(bytes[i]) << (8 * i) }
-        guard headerLength > 0, headerLength <= bytes.count - 8 else {
-            throw SafeTensorsError(path: path, reason: "header length \(headerLength) exceeds the file (\(bytes.count) bytes)")
+        func fail(_ reason: String) -> SafeTensorsError { SafeTensorsError(path: path, reason: reason) }
+        guard bytes.count >= 8 else { throw fail("truncated: \(bytes.count) bytes, no header length") }
+        var rawLength: UInt64 = 0
+        for i in 0..<8 { rawLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard rawLength > 0, rawLength <= UInt64(bytes.count - 8) else {
+            throw fail("header length \(rawLength) exceeds the file (\(bytes.count) bytes)")
+        }
+        guard rawLength <= UInt64(maxHeaderBytes) else {
+            throw fail("header length \(rawLength) exceeds the \(maxHeaderBytes)-byte limit")
+        }
+        let headerLength = Int(rawLength)
+        let headerBytes = bytes[8..<(8 + headerLength)]
+        guard headerBytes.first == UInt8(ascii: "{") else {
+            throw fail("the header does not start with '{'")
+        }
+        if let duplicate = try duplicateTopLevelKey(headerBytes) {
+            throw fail("tensor name \(duplicate) appears twice in the header")
         }
         let header: Header
         do {
-            header = try JSONDecoder().decode(Header.self, from: Data(bytes[8..<(8 + headerLength)]))
+            header = try JSONDecoder().decode(Header.self, from: Data(headerBytes))
         } catch {
-            throw SafeTensorsError(path: path, reason: "malformed JSON header: \(error)")
+            throw fail("malformed JSON header: \(error)")
         }
         let dataStart = 8 + headerLength
-        var file = SafeTensors()
-        file.metadata = header.metadata
-        for (name, info) in header.infos.sorted(by: { $0.1.data_offsets.first ?? 0 < $1.1.data_offsets.first ?? 0 }) {
-            guard info.data_offsets.count == 2, info.shape.allSatisfy({ $0 >= 0 }) else {
-                throw SafeTensorsError(path: path, reason: "tensor \(name): bad shape or offsets")
+        let dataBytes = bytes.count - dataStart
+        struct Placed { var name: String; var info: TensorInfo; var begin: Int; var end: Int; var count: Int; var width: Int }
+        var placed: [Placed] = []
+        for (name, info) in header.infos {
+            guard let width = elementWidth(info.dtype) else {
+                throw fail("tensor \(name): unsupported dtype \(info.dtype)")
+            }
+            guard info.shape.allSatisfy({ $0 >= 0 }) else {
+                throw fail("tensor \(name): negative dimension in shape \(info.shape)")
+            }
+            var count = 1
+            for d in info.shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow else { throw fail("tensor \(name): the element count of shape \(info.shape) overflows") }
+                count = product
+            }
+            let (size, overflow) = count.multipliedReportingOverflow(by: width)
+            guard !overflow else { throw fail("tensor \(name): \(count) elements of \(info.dtype) overflow a byte size") }
+            guard info.data_offsets.count == 2 else {
+                throw fail("tensor \(name): data_offsets must be [begin, end], got \(info.data_offsets)")
             }
             let (begin, end) = (info.data_offsets[0], info.data_offsets[1])
-            let count = info.shape.reduce(1, *)
-            guard let width = elementWidth(info.dtype) else {
-                throw SafeTensorsError(path: path, reason: "tensor \(name): unsupported dtype \(info.dtype)")
+            guard begin >= 0, end >= begin, end <= dataBytes else {
+                throw fail("tensor \(name): data \(begin)..<\(end) lies outside the \(dataBytes)-byte data section")
             }
-            guard begin >= 0, end >= begin, end - begin == count * width, dataStart + end <= bytes.count else {
-                throw SafeTensorsError(path: path, reason: "tensor \(name): data \(begin)..<\(end) does not fit \(info.dtype) \(info.shape) in a \(bytes.count)-byte file")
+            guard end - begin == size else {
+                throw fail("tensor \(name): data \(begin)..<\(end) holds \(end - begin) bytes, \(info.dtype) \(info.shape) needs \(size)")
             }
-            let base = dataStart + begin
-            let values = (0..<count).map { decode(bytes, at: base + $0 * width, dtype: info.dtype) }
-            file.append(name, shape: info.shape, values: values)
+            placed.append(Placed(name: name, info: info, begin: begin, end: end, count: count, width: width))
+        }
+        placed.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        var cursor = 0
+        for p in placed {
+            guard p.begin == cursor else {
+                throw fail(p.begin < cursor
+                    ? "tensor \(p.name): data \(p.begin)..<\(p.end) overlaps the tensor before it (which ends at \(cursor))"
+                    : "tensor \(p.name): data starts at \(p.begin), leaving bytes \(cursor)..<\(p.begin) unused")
+            }
+            cursor = p.end
+        }
+        guard cursor == dataBytes else {
+            throw fail("the tensors cover \(cursor) bytes of a \(dataBytes)-byte data section")
+        }
+        var file = SafeTensors()
+        file.metadata = header.metadata
+        for p in placed {
+            let base = dataStart + p.begin
+            let values = (0..<p.count).map { decode(bytes, at: base + $0 * p.width, dtype: p.info.dtype) }
+            file.append(p.name, shape: p.info.shape, values: values)
         }
         return file
+    }
+
+    /// The first name that occurs twice among the header object's own keys
+    /// (JSON decoders keep one of them silently), or nil. A plain scan:
+    /// strings and nesting depth only; the decoder validates the rest.
+    static func duplicateTopLevelKey(_ header: ArraySlice<UInt8>) throws -> String? {
+        var seen = Set<[UInt8]>()
+        var depth = 0
+        var i = header.startIndex
+        var expectKey = false
+        while i < header.endIndex {
+            let b = header[i]
+            switch b {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = depth == 1 && b == UInt8(ascii: "{")
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectKey = depth == 1
+            case UInt8(ascii: "\""):
+                var j = i + 1
+                while j < header.endIndex, header[j] != UInt8(ascii: "\"") {
+                    j += header[j] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                if expectKey && j < header.endIndex {
+                    // Decode escapes so "a" and "\u0061" count as one name.
+                    let raw = Array(header[i...j])
+                    let key = (try? JSONDecoder().decode(String.self, from: Data(raw))).map { Array($0.utf8) } ?? raw
+                    if !seen.insert(key).inserted { return String(decoding: key, as: UTF8.self) }
+                    expectKey = false
+                }
+                i = j
+            default:
+                break
+            }
+            i += 1
+        }
+        return nil
     }
 
     private static func elementWidth(_ dtype: String) -> Int? {
@@ -174,16 +268,42 @@ public struct SafeTensors {
         return Data(out)
     }
 
-    /// Writes atomically: a temporary file in the same directory, then a
-    /// rename, so a killed run never leaves a half-written checkpoint.
+    /// Writes atomically: a temporary file in the same directory, flushed
+    /// to disk, then a rename, so a killed run never leaves a half-written
+    /// file. A failure names the file and the system's reason (e.g. "No
+    /// space left on device") and leaves any earlier file at `path` intact.
     public func write(path: String) throws {
         let tmp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: encoded()) else {
-            throw SafeTensorsError(path: path, reason: "cannot write \(tmp)")
+        let bytes = [UInt8](encoded())
+        func failure(_ what: String) -> SafeTensorsError {
+            let reason = String(cString: strerror(errno))
+            return SafeTensorsError(path: path, reason: "\(what): \(reason)")
         }
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw failure("cannot create \(tmp)") }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let error = failure("cannot write \(tmp)")
+                close(fd)
+                unlink(tmp)
+                throw error
+            }
+            written += n
+        }
+        guard fsync(fd) == 0 else {
+            let error = failure("cannot flush \(tmp)")
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        close(fd)
         guard rename(tmp, path) == 0 else {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw SafeTensorsError(path: path, reason: "cannot rename \(tmp) into place")
+            let error = failure("cannot rename \(tmp) into place")
+            unlink(tmp)
+            throw error
         }
     }
 
@@ -205,47 +325,5 @@ public struct SafeTensors {
             }
         }
         return out + "\""
-    }
-}
-
-extension Module {
-    /// Parameters and state tensors by state-dict name, downloaded to the host.
-    public func stateDict() throws -> SafeTensors {
-        for module in allModules() { try module.prepareStatesForSaving() }
-        var file = SafeTensors()
-        for (name, p) in namedParameters() { file.append(name, shape: p.shape, values: try p.tensor.toArray()) }
-        for (name, s) in namedStates() { file.append(name, shape: s.tensor.shape, values: try s.tensor.toArray()) }
-        return file
-    }
-
-    /// Loads parameters and state tensors by name onto each one's device.
-    ///
-    /// - Parameter strict: require exactly the module's names (as PyTorch's
-    ///   `load_state_dict(strict=True)`); otherwise missing and unexpected
-    ///   entries are skipped. Shapes must always match.
-    public func loadStateDict(_ file: SafeTensors, strict: Bool = true) throws {
-        let params = namedParameters(), states = namedStates()
-        let known = Set(params.map(\.0) + states.map(\.0))
-        if strict {
-            let missing = known.subtracting(file.names).sorted()
-            let unexpected = Set(file.names).subtracting(known).sorted()
-            if !missing.isEmpty || !unexpected.isEmpty {
-                throw CloverError.invalidArgument(op: "load_state_dict",
-                                                  reason: "missing keys \(missing), unexpected keys \(unexpected)")
-            }
-        }
-        // Values are written in place, so an optimiser arena that already
-        // holds the parameters keeps training the loaded values.
-        func load(_ name: String, _ current: Tensor) throws {
-            guard let e = file[name] else { return }
-            guard e.shape.reduce(1, *) == current.count, e.shape == current.shape || (e.shape.isEmpty && current.count == 1) else {
-                throw CloverError.shapeMismatch(op: "load_state_dict \(name)", shapes: [current.shape, e.shape],
-                                                reason: "checkpoint shape differs")
-            }
-            try current.copyValues(e.values)
-        }
-        for (name, p) in params { try load(name, p.tensor) }
-        for (name, s) in states { try load(name, s.tensor) }
-        for module in allModules() { try module.statesDidLoad() }
     }
 }
