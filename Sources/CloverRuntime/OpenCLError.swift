@@ -1,4 +1,7 @@
 import COpenCL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An OpenCL call that did not return `CL_SUCCESS`, or a runtime condition
 /// that makes a request impossible on the chosen device.
@@ -129,7 +132,7 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .noPlatform:
-            return "no OpenCL platform found (install an ICD such as pocl-opencl-icd)"
+            return "no OpenCL platform found (install an ICD such as pocl-opencl-icd)" + Self.cacheEnvironmentHint()
         case let .noMatchingDevice(spec, available):
             return "no OpenCL device matches '\(spec)'; available: " + available.joined(separator: "; ")
         case let .allocationTooLarge(bytes, maxAllocation, device):
@@ -142,5 +145,22 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
             return "kernel \(kernel) with global size \(global) and local size \(local.map { "\($0)" } ?? "auto") "
                 + "breaks the \(profile) launch profile: \(reason)"
         }
+    }
+}
+
+extension RuntimeError {
+    /// POCL keeps its kernel cache under `POCL_CACHE_DIR`, else
+    /// `XDG_CACHE_HOME/pocl`, else `~/.cache/pocl`, and fails to start (so
+    /// the ICD loader reports no platform at all) when that cannot be a
+    /// directory. Names the variable when that is the likely cause.
+    static func cacheEnvironmentHint() -> String {
+        for name in ["POCL_CACHE_DIR", "XDG_CACHE_HOME"] {
+            guard let value = getenv(name).map({ String(cString: $0) }), !value.isEmpty else { continue }
+            var info = stat()
+            if stat(value, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR {
+                return "; note: \(name)=\(value) is not a directory, and POCL keeps its kernel cache there"
+            }
+        }
+        return ""
     }
 }

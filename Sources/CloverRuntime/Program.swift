@@ -160,7 +160,15 @@ public final class ProgramCache {
     /// A program from a cached binary, or nil when there is none or it is
     /// unusable (then it is compiled afresh and the file replaced).
     private func loadBinary(path: String, options: String, label: String) -> Program? {
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return nil }
+        guard let file = FileManager.default.contents(atPath: path), !file.isEmpty else { return nil }
+        // A truncated or corrupted binary can crash the driver inside
+        // clCreateProgramWithBinary/clBuildProgram (POCL does), so nothing
+        // reaches it unless its recorded length and checksum match.
+        guard let data = Self.verifiedBinary([UInt8](file)) else {
+            logger.warning("program cache: \(path) is truncated or corrupt (length or checksum mismatch); recompiling \(label)")
+            unlink(path)
+            return nil
+        }
         var status: cl_int = 0
         var binaryStatus: cl_int = 0
         var deviceID: cl_device_id? = device.id
@@ -181,6 +189,42 @@ public final class ProgramCache {
         return Program(handle: program, name: label)
     }
 
+    /// The magic that opens every cached binary file.
+    static let binaryMagic = Array("CLVRBIN1".utf8)
+
+    /// A binary framed for the disk cache: magic, little-endian length and
+    /// FNV-1a checksum of the binary (8 bytes each), then the binary.
+    static func framedBinary(_ binary: [UInt8]) -> [UInt8] {
+        var out = binaryMagic
+        for value in [UInt64(binary.count), fnv1a64(bytes: binary)] {
+            for i in 0..<8 { out.append(UInt8((value >> (8 * UInt64(i))) & 0xff)) }
+        }
+        return out + binary
+    }
+
+    /// The binary inside a framed file, or nil unless magic, length and
+    /// checksum all match.
+    static func verifiedBinary(_ file: [UInt8]) -> [UInt8]? {
+        let headerSize = binaryMagic.count + 16
+        guard file.count > headerSize, Array(file[0..<binaryMagic.count]) == binaryMagic else { return nil }
+        func word(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(file[at + $1]) << (8 * UInt64($1)) } }
+        let binary = Array(file[headerSize...])
+        guard word(binaryMagic.count) == UInt64(binary.count), word(binaryMagic.count + 8) == fnv1a64(bytes: binary) else {
+            return nil
+        }
+        return binary
+    }
+
+    /// 64-bit FNV-1a over raw bytes.
+    static func fnv1a64(bytes: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+
     private func storeBinary(_ program: cl_program, directory: String, fileName: String) {
         var size = 0
         guard clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil) == CL_SUCCESS,
@@ -197,7 +241,7 @@ public final class ProgramCache {
             // Write to a temporary name and rename, so a concurrent reader never
             // sees a half-written binary.
             let tmp = directory + "/." + fileName + ".\(getpid()).tmp"
-            guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+            guard FileManager.default.createFile(atPath: tmp, contents: Data(Self.framedBinary(bytes))) else {
                 logger.warning("program cache: cannot write \(tmp)")
                 return
             }
