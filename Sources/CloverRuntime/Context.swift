@@ -26,6 +26,10 @@ public final class OpenCLContext {
     }
     private var profiledEvents: [(String, Event)] = []
 
+    /// The most bytes of Clover buffers alive at once: the device's global
+    /// memory unless set lower (tests; sharing a device).
+    public var memoryLimitBytes: Int
+
     /// The limits every launch is checked against before it is enqueued,
     /// whatever the device itself would accept (see ``LaunchProfile``).
     public var launchProfile = LaunchProfile.portable
@@ -57,6 +61,7 @@ public final class OpenCLContext {
         self.device = device
         self.logger = logger
         self.isPlanning = planning
+        self.memoryLimitBytes = device.globalMemoryBytes
         var status: cl_int = 0
         var deviceID: cl_device_id? = device.id
         var properties: [cl_context_properties] = [
@@ -128,6 +133,16 @@ public final class OpenCLContext {
         }
         if let mem = pool.take(capacity: size) {
             return DeviceBuffer(handle: mem, capacityBytes: size, requestedBytes: bytes, pool: pool)
+        }
+        // Drivers that back buffers with host memory (POCL) never refuse:
+        // keep what is in use within the device's reported memory, so a run
+        // that cannot fit fails here, naming the allocation, instead of
+        // swapping the host.
+        if pool.statistics.liveBytes + pool.statistics.cachedBytes + size > memoryLimitBytes { pool.trim() }
+        let inUse = pool.statistics.liveBytes
+        guard inUse + size <= memoryLimitBytes else {
+            throw RuntimeError.outOfDeviceMemory(bytes: bytes, inUse: inUse, limit: memoryLimitBytes,
+                                                 device: device.description)
         }
         var status: cl_int = 0
         var mem = clCreateBuffer(handle, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &status)

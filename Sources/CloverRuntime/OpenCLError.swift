@@ -121,6 +121,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
     case noMatchingDevice(spec: String, available: [String])
     /// A buffer larger than the device allows was requested.
     case allocationTooLarge(bytes: Int, maxAllocation: Int, device: String)
+    /// An allocation would take the buffers in use past the device's memory.
+    case outOfDeviceMemory(bytes: Int, inUse: Int, limit: Int, device: String)
     /// The device ran out of memory while allocating.
     case allocationFailed(bytes: Int, device: String, status: String)
     /// A kernel argument or launch was malformed before reaching OpenCL.
@@ -137,6 +139,9 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
             return "no OpenCL device matches '\(spec)'; available: " + available.joined(separator: "; ")
         case let .allocationTooLarge(bytes, maxAllocation, device):
             return "cannot allocate \(bytes) bytes on \(device): the device's largest single allocation is \(maxAllocation) bytes"
+        case let .outOfDeviceMemory(bytes, inUse, limit, device):
+            return "cannot allocate \(bytes) bytes on \(device): \(inUse) bytes are in use and the device has "
+                + "\(limit) bytes of memory (try a smaller batch size)"
         case let .allocationFailed(bytes, device, status):
             return "allocating \(bytes) bytes on \(device) failed: \(status)"
         case let .invalidLaunch(kernel, reason):

@@ -78,3 +78,30 @@ final class ProgramCacheIntegrityTests: XCTestCase {
         XCTAssertFalse("\(RuntimeError.noPlatform)".contains("XDG_CACHE_HOME"))
     }
 }
+
+/// Buffers in use stay within the device's memory even where the driver
+/// would hand out host memory without limit (POCL).
+final class DeviceMemoryLimitTests: XCTestCase {
+    func testAllocationPastTheDeviceMemoryIsAnErrorNamingIt() throws {
+        let ctx: OpenCLContext
+        do { ctx = try OpenCLContext(device: try DeviceDiscovery.select(), cacheDirectory: .some(nil)) }
+        catch RuntimeError.noPlatform { throw XCTSkip("no OpenCL platform is installed") }
+        XCTAssertEqual(ctx.memoryLimitBytes, ctx.device.globalMemoryBytes)
+        ctx.memoryLimitBytes = 64 << 20
+        let a = try ctx.allocate(bytes: 24 << 20)
+        let b = try ctx.allocate(bytes: 24 << 20)
+        XCTAssertThrowsError(try ctx.allocate(bytes: 24 << 20)) { error in
+            guard case let RuntimeError.outOfDeviceMemory(bytes, inUse, limit, _) = error else {
+                return XCTFail("unexpected \(error)")
+            }
+            XCTAssertEqual(bytes, 24 << 20)
+            XCTAssertGreaterThanOrEqual(inUse, 48 << 20)
+            XCTAssertEqual(limit, 64 << 20)
+            XCTAssertTrue("\(error)".contains("smaller batch"), "\(error)")
+        }
+        // Idle pooled buffers do not count: freeing one makes room again.
+        _ = consume a
+        XCTAssertNoThrow(try ctx.allocate(bytes: 24 << 20))
+        withExtendedLifetime(b) {}
+    }
+}
