@@ -58,6 +58,13 @@ public struct IDXArray: Sendable {
             }
             valueCount = product
         }
+        // A file that declares no items would train or test on nothing and
+        // report success: refuse it by name.
+        if let empty = dimensions.firstIndex(of: 0) {
+            throw DataError(source, empty == 0
+                ? "the file declares 0 items (dimensions \(dimensions)): there is nothing to load"
+                : "dimension \(empty) of \(dimensions) is 0: the items hold no values")
+        }
         let available = bytes.count - headerSize
         guard available >= valueCount else {
             throw DataError(source, "truncated IDX data: dimensions \(dimensions) need \(valueCount) "

@@ -89,6 +89,19 @@ final class IDXTests: XCTestCase {
         return directory
     }
 
+    /// Files that declare no items would train on nothing and exit 0.
+    func testFilesDeclaringZeroItemsAreErrorsNamingThem() throws {
+        let directory = try fakeFashionMNIST(labels: [])
+        let names = FashionMNIST.fileNames(.train)
+        assertDataError(naming: names.images, containing: "0 items") {
+            try FashionMNIST.load(.train, directory: directory)
+        }
+        assertDataError(naming: "zero-rows", containing: "is 0") {
+            try IDXArray(bytes: idxBytes(magic: 0x803, dimensions: [2, 0, 4], values: []),
+                         expectedMagic: IDXArray.imagesMagic, source: "zero-rows")
+        }
+    }
+
     func testFashionMNISTFromAnotherDirectory() throws {
         let directory = try fakeFashionMNIST(labels: [9, 0, 3])
         let test = try FashionMNIST.load(.test, directory: directory)
