@@ -2,6 +2,11 @@ import ArgumentParser
 import Clover
 import CloverModels
 import CloverNN
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `clover predict`: runs a model in evaluation mode on a batch stored in a
 /// safetensors file and writes the logits to another one.
@@ -48,6 +53,29 @@ struct PredictCommand: ParsableCommand {
 
     @Option(name: .long, help: "OpenCL device (index or name substring) or cpu-reference; default CLOVER_DEVICE, else the first GPU, else the first CPU.")
     var device: String?
+
+    func validate() throws {
+        if let classes, classes < 1 { throw ValidationError("--classes must be at least 1 (got \(classes))") }
+        // Writing over an input would destroy it before (or while) it is read.
+        let inputs = [("--input", input)] + (checkpoint.map { [("--checkpoint", RunDirectory.modelFile($0))] } ?? [])
+        let outputs = [("--output", output)] + (saveWeights.map { [("--save-weights", $0)] } ?? [])
+        for (outputOption, outputPath) in outputs {
+            for (inputOption, inputPath) in inputs where Self.sameFile(outputPath, inputPath) {
+                throw ValidationError("\(outputOption) \(outputPath) is the \(inputOption) file; write the result elsewhere")
+            }
+        }
+        if let saveWeights, Self.sameFile(saveWeights, output) || saveWeights == output {
+            throw ValidationError("--save-weights \(saveWeights) is the --output file; write them elsewhere")
+        }
+    }
+
+    /// Whether both paths exist and name the same file (through links or
+    /// different spellings).
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        guard stat(a, &x) == 0, stat(b, &y) == 0 else { return false }
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
 
     func run() throws {
         try Console.reportingFailures(predict)

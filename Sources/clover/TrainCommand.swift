@@ -41,6 +41,22 @@ struct DataOptions: ParsableArguments {
     @Flag(name: .long, help: "Train without random crops and flips (normalisation only): a schedule that sees each image about once gains nothing from them.")
     var noAugment = false
 
+    /// The largest batch accepted: far beyond any device's memory for an
+    /// image model, and small enough that no size computed from it overflows.
+    static let maxBatchSize = 65_536
+
+    func validate() throws {
+        guard (1...Self.maxBatchSize).contains(batchSize) else {
+            throw ValidationError("--batch-size must be between 1 and \(Self.maxBatchSize) (got \(batchSize))")
+        }
+        if let trainSubset, trainSubset < 1 {
+            throw ValidationError("--train-subset must be at least 1 (got \(trainSubset))")
+        }
+        if let testSubset, testSubset < 1 {
+            throw ValidationError("--test-subset must be at least 1 (got \(testSubset))")
+        }
+    }
+
     /// Loads (train, test) for the chosen data set.
     func loadData() throws -> (train: Dataset, test: Dataset) {
         var (train, test): (Dataset, Dataset)
@@ -59,6 +75,8 @@ struct DataOptions: ParsableArguments {
             // on it at full size (a 224² ImageNet model, a 600² EfficientNet-B7); only as many
             // samples as the subsets ask for are made.
             let spec = try ModelZoo.spec(named: model)
+            try requireHostMemory(for: trainSubset ?? 512, option: "--train-subset", sampleShape: spec.inputShape)
+            try requireHostMemory(for: testSubset ?? 128, option: "--test-subset", sampleShape: spec.inputShape)
             (train, test) = (try Dataset.synthetic(count: trainSubset ?? 512, sampleShape: spec.inputShape,
                                                    classCount: spec.classes, seed: seed),
                              try Dataset.synthetic(count: testSubset ?? 128, sampleShape: spec.inputShape,
@@ -66,9 +84,37 @@ struct DataOptions: ParsableArguments {
         default:
             throw ValidationError("unknown dataset '\(dataset)': use fashion-mnist, cifar10, cifar100 or synthetic")
         }
-        if let n = trainSubset { train = train.prefix(n) }
-        if let n = testSubset { test = test.prefix(n) }
+        // A subset larger than the set is an error rather than a silent
+        // clamp: the run would not be the one asked for.
+        if let n = trainSubset {
+            guard n <= train.count else {
+                throw ValidationError("--train-subset \(n) is larger than the \(train.count) training images of \(train.name)")
+            }
+            train = train.prefix(n)
+        }
+        if let n = testSubset {
+            guard n <= test.count else {
+                throw ValidationError("--test-subset \(n) is larger than the \(test.count) test images of \(test.name)")
+            }
+            test = test.prefix(n)
+        }
         return (train, test)
+    }
+
+    /// Throws unless `count` synthetic samples of `sampleShape` fit in the
+    /// host's memory, instead of letting the allocation abort the process.
+    private func requireHostMemory(for count: Int, option: String, sampleShape: [Int]) throws {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        let available = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize)
+                                                  : (partialValue: Int.max, overflow: true)
+        let limit = available.overflow ? Int.max : available.partialValue
+        let (elements, o1) = sampleShape.reduce(1, *).multipliedReportingOverflow(by: count)
+        let (bytes, o2) = elements.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        if o1 || o2 || bytes > limit {
+            let needed = o1 || o2 ? "more than \(Int.max) bytes" : "\(Format.fixed(Double(bytes) / 1e9, decimals: 1)) GB"
+            throw ValidationError("\(option) \(count) asks for \(count) synthetic images of shape \(sampleShape), "
+                                  + "\(needed); this machine has \(Format.fixed(Double(limit) / 1e9, decimals: 1)) GB of memory")
+        }
     }
 
     /// The augmentation for training (random) and evaluation (normalisation only).
@@ -103,12 +149,15 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a model; checkpoints and metrics go to --out.",
         discussion: """
-            Checkpoints are safetensors files written atomically (a temporary file, then \
-            a rename): model.safetensors holds parameters and BatchNorm buffers under \
-            torchvision's names, optimizer.safetensors the optimiser state, and \
-            progress.json the epoch reached. --resume continues from them. A NaN or \
-            infinite loss stops training, naming the step, and leaves the last good \
-            checkpoint in place.
+            Each checkpoint is one unit: model.safetensors (parameters and BatchNorm \
+            buffers under torchvision's names), optimizer.safetensors (the optimiser \
+            state), progress.json (the epoch reached) and the metrics are written into a \
+            new checkpoint-N directory, flushed, and then the link "current" switches to \
+            it in one rename; the files in --out are links into "current". A run killed \
+            at any moment or stopped by a full disk keeps the previous checkpoint, and \
+            --resume continues from it. A NaN or infinite loss (checked at every step) \
+            stops training, and a model, BatchNorm statistic or optimiser state that is \
+            not finite is never saved: the last good checkpoint stays in place.
             """
     )
 
@@ -156,11 +205,47 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch, and the OpenCL calls per training step (kernel launches, CLBlast calls, host waits, copies, allocations).")
     var profile = false
 
+    /// The most epochs a run may ask for: far beyond any schedule, and small
+    /// enough that step counts computed from it cannot overflow.
+    static let maxEpochs = 1_000_000
+
+    func validate() throws {
+        guard (1...Self.maxEpochs).contains(epochs) else {
+            throw ValidationError("--epochs must be between 1 and \(Self.maxEpochs) (got \(epochs))")
+        }
+        guard lr.isFinite && lr > 0 else { throw ValidationError("--lr must be a finite number above 0 (got \(lr))") }
+        guard momentum.isFinite && momentum >= 0 && momentum < 1 else {
+            throw ValidationError("--momentum must be at least 0 and below 1 (got \(momentum))")
+        }
+        guard weightDecay.isFinite && weightDecay >= 0 else {
+            throw ValidationError("--weight-decay must be a finite number of at least 0 (got \(weightDecay))")
+        }
+        guard gamma.isFinite && gamma > 0 else {
+            throw ValidationError("--gamma must be a finite number above 0 (got \(gamma))")
+        }
+        guard warmup.isFinite && warmup >= 0 && warmup <= Double(epochs) else {
+            throw ValidationError("--warmup must be between 0 and --epochs (\(epochs)) epochs (got \(warmup))")
+        }
+        if let bad = milestones.first(where: { !(1...Self.maxEpochs).contains($0) }) {
+            throw ValidationError("--milestones must be epochs between 1 and \(Self.maxEpochs) (got \(bad))")
+        }
+        guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1 (got \(logEvery))") }
+        guard ["sgd", "adamw"].contains(optimizer.lowercased()) else {
+            throw ValidationError("--optimizer must be sgd or adamw (got '\(optimizer)')")
+        }
+        guard ["constant", "step", "cosine"].contains(schedule.lowercased()) else {
+            throw ValidationError("--schedule must be constant, step or cosine (got '\(schedule)')")
+        }
+        guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
+    }
+
     func run() throws {
         try Console.reportingFailures(train)
     }
 
     private func train() throws {
+        // First, so that an --out that cannot hold a run fails before any work.
+        let run = try RunDirectory(path: out)
         let device = try Device.select(data.device)
         device.openCL?.isProfiling = profile
         let (trainSet, testSet) = try data.loadData()
@@ -186,14 +271,18 @@ struct TrainCommand: ParsableCommand {
         case "cosine": rate = CosineSchedule(base: lr, epochs: epochs, warmupEpochs: warmup)
         default: throw ValidationError("unknown schedule '\(schedule)': use constant, step or cosine")
         }
-        let run = try RunDirectory(path: out)
         var firstEpoch = 0
         var history: [EpochMetrics] = []
         if resume {
-            let progress = try run.loadCheckpoint(model: model, optimizer: opt)
+            let progress = try run.loadCheckpoint(model: model, optimizer: opt, epochLimit: epochs)
             firstEpoch = progress.epochsDone
             history = progress.history
             print("resumed from \(out): \(firstEpoch) epoch(s) done")
+        }
+        guard trainSet.count >= data.batchSize else {
+            // Training keeps whole batches only: an epoch would have no step.
+            throw ValidationError("--batch-size \(data.batchSize) is larger than the \(trainSet.count) training images; "
+                                  + "use at most \(trainSet.count)")
         }
         let loader = try BatchLoader(dataset: trainSet, batchSize: data.batchSize, shuffle: true, dropLast: true,
                                      augmentation: aug.train, seed: data.seed)
@@ -204,8 +293,10 @@ struct TrainCommand: ParsableCommand {
         Console.flush()
         var globalStep = firstEpoch * loader.batchCount
         var stepCounts = StepCounterLog()
+        var lossGuard = LossGuard()
         for epoch in firstEpoch..<epochs {
             model.train()
+            lossGuard.startEpoch()
             let clock = ContinuousClock()
             let start = clock.now
             var seen = 0, correct = 0, lossSum = 0.0, lossCount = 0
@@ -220,16 +311,20 @@ struct TrainCommand: ParsableCommand {
                 let loss = try softmaxCrossEntropy(logits, labels: labels)
                 try loss.backward()
                 try opt.step()
+                try lossGuard.record(loss)
                 globalStep += 1
                 seen += batch.count
                 if (i + 1) % logEvery == 0 || i + 1 == loader.batchCount {
                     // Reading the loss waits for the device; done only every few steps.
-                    let value = try loss.toArray()[0]
-                    guard value.isFinite else {
-                        Console.error("\nerror: loss is \(value) at epoch \(epoch + 1) step \(i + 1) (global step \(globalStep)); "
-                                      + "stopping. The last good checkpoint in \(out) is kept.")
+                    // The guard's flag covers every step since the last read.
+                    let from = lossGuard.firstUnchecked
+                    guard try lossGuard.allFinite(throughStep: i + 1) else {
+                        let steps = from == i + 1 ? "at step \(i + 1)" : "between steps \(from) and \(i + 1)"
+                        Console.error("\nerror: the loss became NaN or infinite in epoch \(epoch + 1) \(steps) (global step "
+                                      + "\(globalStep)); stopping. The last good checkpoint in \(out) is kept.")
                         throw ExitCode.failure
                     }
+                    let value = try loss.toArray()[0]
                     lossSum += Double(value)
                     lossCount += 1
                     correct += try countCorrect(logits, batch.labels)
