@@ -37,7 +37,7 @@ final class ParameterArena {
             return
         }
         let total = segments.totalCount
-        let valueView = try context.allocateView(count: total)
+        let valueView = try context.allocateView(count: total, resident: true)
         for (p, offset) in zip(parameters, offsets) {
             guard let src = p.tensor.deviceView, p.tensor.device === device else {
                 throw CloverError.deviceMismatch(op: "optimizer", devices: [device.description, p.tensor.device.description])
@@ -52,8 +52,10 @@ final class ParameterArena {
 
     /// A zero-initialised state arena (momentum, Adam moments).
     func makeState() throws -> [Tensor] {
-        if values != nil { return [try Tensor.zeros([segments.totalCount], on: device)] }
-        return try parameters.map { try Tensor.zeros($0.tensor.shape, on: device) }
+        // Resident: state lives for the whole run, so it must not take the
+        // pooled buffers that each step's temporaries reuse.
+        if values != nil { return [try Tensor.zeros([segments.totalCount], on: device, resident: true)] }
+        return try parameters.map { try Tensor.zeros($0.tensor.shape, on: device, resident: true) }
     }
 
     /// Makes the gradient arena complete before a step: backward already

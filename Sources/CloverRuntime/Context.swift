@@ -114,7 +114,11 @@ public final class OpenCLContext {
     /// - Throws: ``RuntimeError/allocationTooLarge(bytes:maxAllocation:device:)``
     ///   above the device's single-allocation limit, or
     ///   ``RuntimeError/allocationFailed(bytes:device:status:)``.
-    public func allocate(bytes: Int) throws -> DeviceBuffer {
+    /// - Parameter resident: the buffer will live across training steps (a
+    ///   cache, optimiser state): it is created afresh rather than taken from
+    ///   the pool, so the pool keeps the buffers that the next step's
+    ///   temporaries will ask for and a steady-state step allocates nothing.
+    public func allocate(bytes: Int, resident: Bool = false) throws -> DeviceBuffer {
         precondition(bytes >= 0)
         let capacity = BufferPool.bucket(for: max(bytes, 4))
         // A planning context stands for a GPU: the profile's limit, not the planning device's.
@@ -131,7 +135,7 @@ public final class OpenCLContext {
             return DeviceBuffer(handle: planningBuffer, capacityBytes: size, requestedBytes: bytes, pool: nil,
                                 onRelease: { [weak self] in self?.plannedLiveBytes -= size })
         }
-        if let mem = pool.take(capacity: size) {
+        if !resident, let mem = pool.take(capacity: size) {
             return DeviceBuffer(handle: mem, capacityBytes: size, requestedBytes: bytes, pool: pool)
         }
         // Drivers that back buffers with host memory (POCL) never refuse:
@@ -160,8 +164,8 @@ public final class OpenCLContext {
     }
 
     /// A view over a new buffer of `count` 32-bit elements.
-    public func allocateView(count: Int) throws -> BufferView {
-        BufferView(buffer: try allocate(bytes: count * 4), offset: 0, count: count)
+    public func allocateView(count: Int, resident: Bool = false) throws -> BufferView {
+        BufferView(buffer: try allocate(bytes: count * 4, resident: resident), offset: 0, count: count)
     }
 
     /// Copies host values into the device at a view, in queue order.

@@ -24,11 +24,11 @@ final class StepBudgetTests: XCTestCase {
     private let steps = 3
 
     func testCIFARResNet20StepBudget() throws {
-        try checkBudget(model: "cifar-resnet20", side: 16, batches: (2, 4))
+        try checkBudget(model: "cifar-resnet20", side: 16, batches: (2, 4), launchBudget: 400)
     }
 
     func testEfficientNetB0StepBudget() throws {
-        try checkBudget(model: "efficientnet-b0", side: 32, batches: (2, 4))
+        try checkBudget(model: "efficientnet-b0", side: 32, batches: (2, 4), launchBudget: 1_000)
     }
 
     // MARK: Helpers
@@ -87,7 +87,9 @@ final class StepBudgetTests: XCTestCase {
         var backwardAndUpdate: DeviceCounters
     }
 
-    private func checkBudget(model name: String, side: Int, batches: (Int, Int),
+    /// Checks the rules above, and that a steady-state step runs at most
+    /// `launchBudget` kernels (CLBlast's own included).
+    private func checkBudget(model name: String, side: Int, batches: (Int, Int), launchBudget: Int,
                              file: StaticString = #filePath, line: UInt = #line) throws {
         let device = try openCLDevice()
         XCTAssertTrue(DeviceCounters.seesLibraryCalls, "CLBlast's calls would not be counted", file: file, line: line)
@@ -115,6 +117,8 @@ final class StepBudgetTests: XCTestCase {
             for (i, step) in run.steps.enumerated().dropFirst() {
                 let c = step.total
                 let where_ = "\(name) batch \(batch) step \(i + 1)"
+                XCTAssertLessThanOrEqual(c.kernelLaunches, launchBudget, "\(where_): kernel launches over the budget",
+                                         file: file, line: line)
                 XCTAssertEqual(c.bufferCreations, 0, "\(where_): device buffers created (\(c.bytesAllocated) bytes)",
                                file: file, line: line)
                 // Gradients accumulate where the optimiser reads them: backward

@@ -38,7 +38,7 @@ public final class GradientArena {
         }
         var running = 0
         offsets = leaves.map { leaf in defer { running += leaf.count }; return running }
-        let arena = try context.allocateView(count: running)
+        let arena = try context.allocateView(count: running, resident: true)
         gradients = try Tensor(shape: [running], view: arena, on: device)
         destinations = try zip(leaves, offsets).map { leaf, offset in
             try Tensor(shape: leaf.shape, view: arena.slice(offset: offset, count: leaf.count), on: device)
@@ -175,7 +175,7 @@ private enum SharedZeros {
     }
 
     private static func zeroFilled(count: Int, _ context: OpenCLContext) throws -> BufferView {
-        let view = try context.allocateView(count: count)
+        let view = try context.allocateView(count: count, resident: true)
         try fill(view, with: 0, on: context)
         return view
     }

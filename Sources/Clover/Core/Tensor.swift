@@ -85,19 +85,24 @@ public final class Tensor: CustomStringConvertible {
     }
 
     /// A tensor of zeros.
-    public static func zeros(_ shape: [Int], on device: Device = .reference) throws -> Tensor {
-        try full(shape, value: 0, on: device)
+    ///
+    /// - Parameter resident: the tensor lives across training steps
+    ///   (optimiser state): its buffer is created afresh rather than taken
+    ///   from the pool (see ``OpenCLContext/allocate(bytes:resident:)``).
+    public static func zeros(_ shape: [Int], on device: Device = .reference, resident: Bool = false) throws -> Tensor {
+        try full(shape, value: 0, on: device, resident: resident)
     }
 
     /// A tensor filled with one value (filled on the device, no upload).
-    public static func full(_ shape: [Int], value: Float, on device: Device = .reference) throws -> Tensor {
+    public static func full(_ shape: [Int], value: Float, on device: Device = .reference,
+                            resident: Bool = false) throws -> Tensor {
         try validate(shape: shape, op: "full")
         let count = shape.reduce(1, *)
         if device.isMeta { return Tensor(shape: shape, device: device, storage: .none) }
         guard let context = device.openCL else {
             return try Tensor(shape: shape, values: [Float](repeating: value, count: count), on: device)
         }
-        let view = try context.allocateView(count: count)
+        let view = try context.allocateView(count: count, resident: resident)
         try fill(view, with: value, on: context)
         return Tensor(shape: shape, device: device, storage: .buffer(view))
     }

@@ -18,7 +18,7 @@ final class HostInts {
         if let v = uploaded[key] { return v }
         let host = values()
         // One spare element so that an empty array still gets a valid buffer.
-        let v = try context.allocateView(count: max(host.count, 1))
+        let v = try context.allocateView(count: max(host.count, 1), resident: true)
         try context.upload(host, to: v)
         uploaded[key] = v
         return v

@@ -45,9 +45,9 @@ public final class ParameterSegments {
     func views(on context: OpenCLContext) throws -> (ends: BufferView, decay: BufferView) {
         let key = ObjectIdentifier(context)
         if let v = uploaded[key] { return v }
-        let e = try context.allocateView(count: ends.count)
+        let e = try context.allocateView(count: ends.count, resident: true)
         try context.upload(ends, to: e)
-        let d = try context.allocateView(count: decay.count)
+        let d = try context.allocateView(count: decay.count, resident: true)
         try context.upload(decay, to: d)
         uploaded[key] = (e, d)
         return (e, d)
