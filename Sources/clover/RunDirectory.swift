@@ -166,6 +166,10 @@ struct RunDirectory {
         for old in try existingGenerations() where old != generation {
             Self.removeTree(path + "/" + Self.generationName(old))
         }
+        // Links a killed run was about to rename into place.
+        for entry in try entries() where (Self.files + ["current"]).contains(where: { entry.hasPrefix($0 + ".tmp-") }) {
+            unlink(path + "/" + entry)
+        }
     }
 
     /// Throws when any value in `file` is NaN or infinite, naming the tensor.
@@ -284,20 +288,25 @@ struct RunDirectory {
     /// The generation numbers of the checkpoint directories present,
     /// complete or not.
     private func existingGenerations() throws -> [Int] {
+        try entries().compactMap { name in
+            guard name.hasPrefix("checkpoint-") else { return nil }
+            let digits = name.dropFirst("checkpoint-".count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            return Int(digits)
+        }
+    }
+
+    /// The names in the run directory.
+    private func entries() throws -> [String] {
         guard let directory = opendir(path) else { throw CheckpointError.system("cannot list", path, errno) }
         defer { closedir(directory) }
-        var generations: [Int] = []
+        var names: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            names.append(withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard name.hasPrefix("checkpoint-") else { continue }
-            let digits = name.dropFirst("checkpoint-".count)
-            if !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let n = Int(digits) {
-                generations.append(n)
-            }
+            })
         }
-        return generations
+        return names
     }
 
     /// The target of the symbolic link at `path`, or nil if it is none.
