@@ -165,7 +165,7 @@ public final class ProgramCache {
         // clCreateProgramWithBinary/clBuildProgram (POCL does), so nothing
         // reaches it unless its recorded length and checksum match.
         guard let data = Self.verifiedBinary([UInt8](file)) else {
-            logger.warning("program cache: \(path) is truncated or corrupt (length or checksum mismatch); recompiling \(label)")
+            logger.warning("program cache: \(path) failed its length or checksum check (truncated, corrupt or from an older Clover); recompiling \(label)")
             unlink(path)
             return nil
         }

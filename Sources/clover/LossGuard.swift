@@ -18,9 +18,17 @@ struct LossGuard {
     mutating func record(_ loss: Tensor) throws {
         let loss = loss.detached()
         try withoutGradients {
-            let term = try scale(loss, by: 0)
-            flag = try flag.map { try add($0, term) } ?? term
+            // The flag starts as a zero created before the first step's
+            // temporaries, so every step, the first included, holds the same
+            // buffers at its peak and a later step allocates nothing new.
+            let current = try flag ?? Tensor.zeros(loss.shape, on: loss.device)
+            flag = try add(current, try scale(loss, by: 0))
         }
+    }
+
+    /// Creates the flag before the first step (see ``record(_:)``).
+    mutating func prepare(on device: Device) throws {
+        if flag == nil { flag = try Tensor.zeros([], on: device) }
     }
 
     /// Whether every loss recorded since the last check was finite (reads
@@ -30,6 +38,21 @@ struct LossGuard {
         defer { firstUnchecked = step + 1 }
         guard let flag else { return true }
         return try flag.toArray().allSatisfy(\.isFinite)
+    }
+
+    /// What the progress line shows, read from the device at once: whether
+    /// every loss since the last check was finite, the step's loss, and the
+    /// predicted class of each row of `logits`. One blocking read instead of
+    /// three (flag, loss, logits): the line costs one wait for the device.
+    mutating func progress(loss: Tensor, logits: Tensor,
+                           throughStep step: Int) throws -> (allFinite: Bool, loss: Float, predictions: [Int32]) {
+        defer { firstUnchecked = step + 1 }
+        let packed = try withoutGradients {
+            try concat([(flag ?? Tensor.zeros([], on: loss.device)).reshaped([1]), loss.detached().reshaped([1]),
+                        argmax(logits.detached())], axis: 0)
+        }
+        let values = try packed.toArray()
+        return (values[0].isFinite, values[1], values.dropFirst(2).map { Int32($0) })
     }
 
     /// Starts a new epoch's step numbering (the flag itself stays: once

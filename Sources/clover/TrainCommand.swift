@@ -294,6 +294,7 @@ struct TrainCommand: ParsableCommand {
         var globalStep = firstEpoch * loader.batchCount
         var stepCounts = StepCounterLog()
         var lossGuard = LossGuard()
+        try lossGuard.prepare(on: device)
         for epoch in firstEpoch..<epochs {
             model.train()
             lossGuard.startEpoch()
@@ -318,16 +319,17 @@ struct TrainCommand: ParsableCommand {
                     // Reading the loss waits for the device; done only every few steps.
                     // The guard's flag covers every step since the last read.
                     let from = lossGuard.firstUnchecked
-                    guard try lossGuard.allFinite(throughStep: i + 1) else {
+                    let shown = try lossGuard.progress(loss: loss, logits: logits, throughStep: i + 1)
+                    guard shown.allFinite else {
                         let steps = from == i + 1 ? "at step \(i + 1)" : "between steps \(from) and \(i + 1)"
                         Console.error("\nerror: the loss became NaN or infinite in epoch \(epoch + 1) \(steps) (global step "
                                       + "\(globalStep)); stopping. The last good checkpoint in \(out) is kept.")
                         throw ExitCode.failure
                     }
-                    let value = try loss.toArray()[0]
+                    let value = shown.loss
                     lossSum += Double(value)
                     lossCount += 1
-                    correct += try countCorrect(logits, batch.labels)
+                    correct += zip(shown.predictions, batch.labels).filter { $0.0 == $0.1 }.count
                     let elapsed = seconds(clock.now - start)
                     let rateImages = Double(seen) / max(elapsed, 1e-9)
                     let remaining = Double(loader.batchCount - i - 1) * Double(data.batchSize) / max(rateImages, 1e-9)

@@ -53,7 +53,7 @@ final class StepBudgetTests: XCTestCase {
         model.train()
         let optimizer = try SGD(model.namedParameters(),
                                 configuration: SGDConfiguration(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4))
-        let labels = ClassLabels((0..<batch).map { Int32($0 % classes) })
+        let labelValues = (0..<batch).map { Int32($0 % classes) }
         var rng = SplitMix64(seed: 3)
         let images = rng.uniformArray(count: batch * 3 * side * side, bound: 1)
         try device.synchronize()
@@ -61,6 +61,8 @@ final class StepBudgetTests: XCTestCase {
         for _ in 0..<steps {
             let start = DeviceCounters.current
             let x = try Tensor(shape: [batch, 3, side, side], values: images, on: device)
+            // A new batch's labels every step, as a data loader hands them over.
+            let labels = ClassLabels(labelValues)
             model.zeroGrad()
             let loss = try softmaxCrossEntropy(model(x), labels: labels)
             let forwardDone = DeviceCounters.current

@@ -16,7 +16,7 @@ public final class ClassLabels {
     func view(on context: OpenCLContext) throws -> BufferView {
         let key = ObjectIdentifier(context)
         if let v = uploaded[key] { return v }
-        let v = try context.allocateView(count: values.count, resident: true)
+        let v = try context.allocateView(count: values.count)
         try context.upload(values, to: v)
         uploaded[key] = v
         return v
