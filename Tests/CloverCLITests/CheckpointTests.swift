@@ -1,6 +1,7 @@
 @testable import clover
 import Clover
 import CloverNN
+import CloverRuntime
 import Foundation
 import XCTest
 
@@ -253,6 +254,22 @@ final class CheckpointTests: XCTestCase {
     }
 
     // MARK: Loss guard
+
+    /// A loss that turns non-finite between progress lines (here the only
+    /// line is the epoch's last) still stops the run before its checkpoint.
+    func testANonFiniteLossBetweenProgressLinesStopsTheRun() throws {
+        do { _ = try DeviceDiscovery.allDevices() } catch RuntimeError.noPlatform {
+            throw XCTSkip("no OpenCL platform is installed")
+        }
+        let out = tempDirectory()
+        let common = ["--model", "cifar-resnet20", "--dataset", "synthetic", "--train-subset", "64", "--test-subset", "16",
+                      "--batch-size", "16", "--log-every", "1000", "--out", out, "--schedule", "constant"]
+        try TrainCommand.parse(common + ["--epochs", "1", "--lr", "0.01"]).run()
+        let before = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
+        XCTAssertThrowsError(try TrainCommand.parse(common + ["--epochs", "2", "--lr", "1e30", "--resume"]).run())
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), before)
+        XCTAssertEqual(try RunDirectory(path: out).readProgress().epochsDone, 1)
+    }
 
     /// The device-side flag notices a non-finite loss at any step, read
     /// once afterwards.
