@@ -12,9 +12,18 @@
 //     The cell pairs each channel of I with its channel of H, merges each pair
 //     with a grouped 1x1 conv (N groups of 2 channels), adds local context
 //     with a depthwise 3x3 conv, then applies the RNN/GRU/LSTM gates.
-// (b) H is fused back: the block's second conv takes concat[I_t, H_t]
-//     (2N channels), 3x3 2N → N, then BN2, the residual add and ReLU:
+// (b) H is fused back in one of two ways (``RegNetConfiguration/Fusion``):
+//     `.conv3x3` (Clover's first reading, the default): the block's second
+//     conv takes concat[I_t, H_t] (2N channels), 3x3 2N → N, then BN2, the
+//     residual add and ReLU:
 //         out_t = ReLU(BN2(conv2(concat[I_t, H_t])) + shortcut(X_t))
+//     `.paper` (the paper's equations, X3 = ReLU(BN(W23 * Concat[X2, H])),
+//     X4 = BN(W34 * X3 + b34)): a 1x1 conv reduces concat[I_t, H_t] 2N → N,
+//     then its own BN and ReLU, before the block's unchanged second 3x3 conv:
+//         F_t   = ReLU(BN_f(fuse(concat[I_t, H_t])))              1x1, 2N → N
+//         out_t = ReLU(BN2(conv2(F_t)) + shortcut(X_t))
+//     2N² + 2N parameters per block instead of 9N²: this is what reproduces
+//     the paper's parameter budget (Table IV; the README has the arithmetic).
 // (c) The cell's weights belong to the stage (`stages.k.regulator.*`) and are
 //     shared by all its blocks: the cell is recurrent over the blocks.
 // (d) H and C start at zero in the first regulated stage. Each following
@@ -25,8 +34,13 @@
 //     them (e.g. stride 4, N/4 → N), so H always comes from the most recent
 //     regulated stage.
 // (e) Bottleneck blocks: conv1 1x1 → width, conv2 3x3 (stride s) → width gives
-//     I (after BN2 and ReLU); the cell runs on I; the fusion is the final 1x1
-//     conv3 over concat[I, H] (2·width → 4·width), then BN3, the add and ReLU.
+//     I (after BN2 and ReLU); the cell runs on I; with `.conv3x3` the fusion is
+//     the final 1x1 conv3 over concat[I, H] (2·width → 4·width), then BN3, the
+//     add and ReLU; with `.paper` a 1x1 conv 2·width → width + BN + ReLU comes
+//     first (the paper's W34) and conv3 stays width → 4·width (its W45). The
+//     paper runs the cell on the first 1x1's output, which a strided 3x3 then
+//     leaves at another resolution than the features it is fused with; the cell
+//     runs on the 3x3's output here so that both agree.
 // (f) SE-RegNet: a squeeze-and-excitation module (reduction 16, ReLU, at
 //     least one squeeze channel) on the residual branch, after the last BN and
 //     before the add.
@@ -62,6 +76,17 @@ public struct RegNetConfiguration: Equatable, Sendable {
         /// CIFAR ResNet's option A: subsample by s, pad channels with zeros on both sides.
         case zeroPadding
     }
+    /// How a regulated block fuses the cell's hidden state H with its own
+    /// features I (the first conv's activated output).
+    public enum Fusion: Sendable {
+        /// The block's second 3x3 conv reads concat[I, H], 2N → N (9N² more
+        /// weights per block than ResNet's: RegNet-20 +0.15M).
+        case conv3x3
+        /// The paper's equations: a 1x1 conv reduces concat[I, H] 2N → N, then
+        /// BN and ReLU, before the block's unchanged second conv (2N² + 2N more
+        /// per block: RegNet-20 +0.04M, as the paper's Table IV).
+        case paper
+    }
 
     public var block: Block
     public var stem: Stem
@@ -78,12 +103,14 @@ public struct RegNetConfiguration: Equatable, Sendable {
     /// SE-RegNet: squeeze-and-excitation on every residual branch.
     public var squeezeExcitation: Bool
     public var shortcut: Shortcut
+    /// How a regulated block takes H back into its residual branch.
+    public var fusion: Fusion
     /// The input resolution the network is defined at (32 for CIFAR, 224 for ImageNet).
     public var resolution: Int
 
     public init(block: Block, stem: Stem, stemChannels: Int, widths: [Int], depths: [Int], regulator: RegulatorKind?,
                 regulatedStages: Set<Int>? = nil, squeezeExcitation: Bool = false, shortcut: Shortcut = .projection,
-                resolution: Int) {
+                fusion: Fusion = .conv3x3, resolution: Int) {
         self.block = block
         self.stem = stem
         self.stemChannels = stemChannels
@@ -93,29 +120,32 @@ public struct RegNetConfiguration: Equatable, Sendable {
         self.regulatedStages = regulatedStages ?? Set(widths.indices)
         self.squeezeExcitation = squeezeExcitation
         self.shortcut = shortcut
+        self.fusion = fusion
         self.resolution = resolution
     }
 
     /// CIFAR RegNet-`depth` (depth = 6n + 2): three stages of n basic blocks,
     /// 16/32/64 channels, at 32x32.
     public static func cifar(depth: Int, regulator: RegulatorKind?, regulatedStages: Set<Int>? = nil,
-                             squeezeExcitation: Bool = false, shortcut: Shortcut = .projection) throws -> RegNetConfiguration {
+                             squeezeExcitation: Bool = false, shortcut: Shortcut = .projection,
+                             fusion: Fusion = .conv3x3) throws -> RegNetConfiguration {
         guard depth >= 8, (depth - 2) % 6 == 0 else {
             throw CloverError.invalidArgument(op: "RegNet", reason: "CIFAR depth \(depth) is not 6n + 2")
         }
         let n = (depth - 2) / 6
         return RegNetConfiguration(block: .basic, stem: .cifar, stemChannels: 16, widths: [16, 32, 64], depths: [n, n, n],
                                    regulator: regulator, regulatedStages: regulatedStages,
-                                   squeezeExcitation: squeezeExcitation, shortcut: shortcut, resolution: 32)
+                                   squeezeExcitation: squeezeExcitation, shortcut: shortcut, fusion: fusion,
+                                   resolution: 32)
     }
 
     /// ImageNet RegNet-50: ResNet-50's bottleneck layout (3, 4, 6, 3 blocks of
     /// width 64…512) at 224x224.
     public static func imagenet50(regulator: RegulatorKind?, regulatedStages: Set<Int>? = nil,
-                                  squeezeExcitation: Bool = false) -> RegNetConfiguration {
+                                  squeezeExcitation: Bool = false, fusion: Fusion = .conv3x3) -> RegNetConfiguration {
         RegNetConfiguration(block: .bottleneck, stem: .imagenet, stemChannels: 64, widths: [64, 128, 256, 512],
                             depths: [3, 4, 6, 3], regulator: regulator, regulatedStages: regulatedStages,
-                            squeezeExcitation: squeezeExcitation, resolution: 224)
+                            squeezeExcitation: squeezeExcitation, fusion: fusion, resolution: 224)
     }
 
     /// Compound scaling by φ (see ``CompoundScaling``): every width (and the
@@ -234,21 +264,30 @@ private func needsShortcut(_ inChannels: Int, _ outChannels: Int, stride: Int) -
     stride != 1 || inChannels != outChannels
 }
 
-/// Two 3x3 convs; when regulated the second one fuses concat[I, H] (2N → N).
+/// Two 3x3 convs; when regulated, H is fused either by the second conv over
+/// concat[I, H] (2N → N, `.conv3x3`) or by a 1x1 conv + BN + ReLU over
+/// concat[I, H] (2N → N, `.paper`) in front of it.
 public final class RegBasicBlock: Module, RegulatedBlock {
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
+    /// The paper fusion's 1x1 conv over concat[I, H], 2N → N (nil otherwise).
+    public let convFuse: Conv2d?
+    /// The BN after ``convFuse``.
+    public let bnFuse: BatchNorm2d?
     public let conv2: Conv2d
     public let bn2: BatchNorm2d
     public let se: SqueezeExcitation?
     public let downsample: Sequential?
     let stride: Int
 
-    public init(_ inChannels: Int, _ channels: Int, stride: Int, regulated: Bool, squeezeExcitation: Bool,
-                shortcut: RegNetConfiguration.Shortcut, initializer: Initializer) throws {
+    public init(_ inChannels: Int, _ channels: Int, stride: Int, regulated: Bool, fusion: RegNetConfiguration.Fusion = .conv3x3,
+                squeezeExcitation: Bool, shortcut: RegNetConfiguration.Shortcut, initializer: Initializer) throws {
         conv1 = try Conv2d(inChannels, channels, kernelSize: 3, stride: stride, padding: 1, bias: false, initializer: initializer)
         bn1 = try BatchNorm2d(channels, initializer: initializer)
-        conv2 = try Conv2d(regulated ? 2 * channels : channels, channels, kernelSize: 3, padding: 1, bias: false,
+        let pointwise = regulated && fusion == .paper
+        convFuse = pointwise ? try Conv2d(2 * channels, channels, kernelSize: 1, bias: false, initializer: initializer) : nil
+        bnFuse = pointwise ? try BatchNorm2d(channels, initializer: initializer) : nil
+        conv2 = try Conv2d(regulated && !pointwise ? 2 * channels : channels, channels, kernelSize: 3, padding: 1, bias: false,
                            initializer: initializer)
         bn2 = try BatchNorm2d(channels, initializer: initializer)
         se = squeezeExcitation ? try SqueezeExcitation(channels, squeezeChannels: max(1, channels / 16), activation: .relu,
@@ -265,6 +304,7 @@ public final class RegBasicBlock: Module, RegulatedBlock {
         if let regulator {
             next = try regulator(i, state: state)
             fused = try concat([i, next!.h])
+            if let convFuse, let bnFuse { fused = try relu(bnFuse(convFuse(fused))) }
         }
         var branch = try bn2(conv2(fused))
         if let se { branch = try se(branch) }
@@ -273,27 +313,37 @@ public final class RegBasicBlock: Module, RegulatedBlock {
     }
 }
 
-/// 1x1 → 3x3 → 1x1 (×4); when regulated the last 1x1 fuses concat[I, H]
-/// (2·width → 4·width), I being the 3x3 conv's activated output.
+/// 1x1 → 3x3 → 1x1 (×4); when regulated, H is fused either by the last 1x1
+/// over concat[I, H] (2·width → 4·width, `.conv3x3`) or by a 1x1 conv + BN +
+/// ReLU over concat[I, H] (2·width → width, `.paper`) in front of it, I being
+/// the 3x3 conv's activated output.
 public final class RegBottleneck: Module, RegulatedBlock {
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
     public let conv2: Conv2d
     public let bn2: BatchNorm2d
+    /// The paper fusion's 1x1 conv over concat[I, H], 2·width → width (nil otherwise).
+    public let convFuse: Conv2d?
+    /// The BN after ``convFuse``.
+    public let bnFuse: BatchNorm2d?
     public let conv3: Conv2d
     public let bn3: BatchNorm2d
     public let se: SqueezeExcitation?
     public let downsample: Sequential?
     let stride: Int
 
-    public init(_ inChannels: Int, width: Int, stride: Int, regulated: Bool, squeezeExcitation: Bool,
-                shortcut: RegNetConfiguration.Shortcut, initializer: Initializer) throws {
+    public init(_ inChannels: Int, width: Int, stride: Int, regulated: Bool, fusion: RegNetConfiguration.Fusion = .conv3x3,
+                squeezeExcitation: Bool, shortcut: RegNetConfiguration.Shortcut, initializer: Initializer) throws {
         let out = 4 * width
         conv1 = try Conv2d(inChannels, width, kernelSize: 1, bias: false, initializer: initializer)
         bn1 = try BatchNorm2d(width, initializer: initializer)
         conv2 = try Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, bias: false, initializer: initializer)
         bn2 = try BatchNorm2d(width, initializer: initializer)
-        conv3 = try Conv2d(regulated ? 2 * width : width, out, kernelSize: 1, bias: false, initializer: initializer)
+        let pointwise = regulated && fusion == .paper
+        convFuse = pointwise ? try Conv2d(2 * width, width, kernelSize: 1, bias: false, initializer: initializer) : nil
+        bnFuse = pointwise ? try BatchNorm2d(width, initializer: initializer) : nil
+        conv3 = try Conv2d(regulated && !pointwise ? 2 * width : width, out, kernelSize: 1, bias: false,
+                           initializer: initializer)
         bn3 = try BatchNorm2d(out, initializer: initializer)
         se = squeezeExcitation ? try SqueezeExcitation(out, squeezeChannels: max(1, out / 16), activation: .relu,
                                                        initializer: initializer) : nil
@@ -310,6 +360,7 @@ public final class RegBottleneck: Module, RegulatedBlock {
         if let regulator {
             next = try regulator(i, state: state)
             fused = try concat([i, next!.h])
+            if let convFuse, let bnFuse { fused = try relu(bnFuse(convFuse(fused))) }
         }
         var branch = try bn3(conv3(fused))
         if let se { branch = try se(branch) }
@@ -341,11 +392,11 @@ public final class RegNetStage: Module {
             let stride = b == 0 ? c.stride(k) : 1
             switch c.block {
             case .basic:
-                blocks.append(try RegBasicBlock(input, width, stride: stride, regulated: regulated,
+                blocks.append(try RegBasicBlock(input, width, stride: stride, regulated: regulated, fusion: c.fusion,
                                                 squeezeExcitation: c.squeezeExcitation, shortcut: c.shortcut,
                                                 initializer: initializer))
             case .bottleneck:
-                blocks.append(try RegBottleneck(input, width: width, stride: stride, regulated: regulated,
+                blocks.append(try RegBottleneck(input, width: width, stride: stride, regulated: regulated, fusion: c.fusion,
                                                 squeezeExcitation: c.squeezeExcitation, shortcut: c.shortcut,
                                                 initializer: initializer))
             }
@@ -437,20 +488,44 @@ public final class RegNet: Module, Layer {
         return try fc(pooled.reshaped([pooled.shape[0], pooled.shape[1]]))
     }
 
-    /// CIFAR RegNet-20/32/56 and SE-RegNet with each regulator, and the
-    /// bottleneck ImageNet RegNet-50 with ConvGRU and ConvLSTM.
+    /// CIFAR RegNet-20/32/56 and SE-RegNet with each regulator and both
+    /// fusions (`regnet20-gru` fuses by the 3x3 conv, `regnet20-gru-paper` by
+    /// the paper's 1x1), the paper's single-stage RegNet(i) placements with the
+    /// paper fusion (`regnet20-gru-stage1`…`stage3`, Table V), the unregulated
+    /// baselines of the same family (`regnet20-plain`, `se-regnet20-plain`:
+    /// ResNet-20 and SE-ResNet-20 with projection shortcuts, the paper's
+    /// 0.273M), and the bottleneck ImageNet RegNet-50 with ConvGRU and ConvLSTM.
     public static var zoo: [ModelSpec] {
         var specs: [ModelSpec] = []
+        func cifar(_ name: String, depth: Int, _ kind: RegulatorKind?, stages: Set<Int>? = nil, se: Bool = false,
+                   fusion: RegNetConfiguration.Fusion = .conv3x3) {
+            specs.append(ModelSpec(name: name, inputShape: [3, 32, 32], classes: 10) { classes, channels, initializer in
+                try RegNet(.cifar(depth: depth, regulator: kind, regulatedStages: stages, squeezeExcitation: se,
+                                  fusion: fusion),
+                           classes: classes, channels: channels, initializer: initializer)
+            })
+        }
         for se in [false, true] {
             for depth in [20, 32, 56] {
                 for kind in RegulatorKind.allCases {
-                    specs.append(ModelSpec(name: "\(se ? "se-" : "")regnet\(depth)-\(kind.rawValue)", inputShape: [3, 32, 32],
-                                           classes: 10) { classes, channels, initializer in
-                        try RegNet(.cifar(depth: depth, regulator: kind, squeezeExcitation: se), classes: classes,
-                                   channels: channels, initializer: initializer)
-                    })
+                    cifar("\(se ? "se-" : "")regnet\(depth)-\(kind.rawValue)", depth: depth, kind, se: se)
                 }
             }
+        }
+        for se in [false, true] {
+            for depth in [20, 32, 56] {
+                for kind in RegulatorKind.allCases {
+                    cifar("\(se ? "se-" : "")regnet\(depth)-\(kind.rawValue)-paper", depth: depth, kind, se: se, fusion: .paper)
+                }
+            }
+        }
+        for kind in [RegulatorKind.convGRU, .convLSTM] {
+            for stage in 1...3 {
+                cifar("regnet20-\(kind.rawValue)-stage\(stage)", depth: 20, kind, stages: [stage - 1], fusion: .paper)
+            }
+        }
+        for se in [false, true] {
+            cifar("\(se ? "se-" : "")regnet20-plain", depth: 20, nil, se: se)
         }
         for kind in [RegulatorKind.convGRU, .convLSTM] {
             specs.append(ModelSpec(name: "regnet50-\(kind.rawValue)", inputShape: [3, 224, 224], classes: 1000) { classes, channels, initializer in
