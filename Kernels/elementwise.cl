@@ -9,7 +9,8 @@
 //   fill_value           y[i] = value  (zero and one tensors without a host upload)
 //
 // Macros:
-//   OP   binary operation for binary_elementwise: OP_ADD (default) or OP_MUL.
+//   OP   binary operation for binary_elementwise: OP_ADD (default), OP_MUL or OP_ADD_RELU
+//        (max(a + b, 0): a residual sum and its ReLU in one pass).
 //
 // Layout: every buffer is passed as (pointer, ulong offset in elements); tensors are contiguous,
 // so an element index is the same in every operand. The global size may exceed n (rounded up to
@@ -18,6 +19,7 @@
 
 #define OP_ADD 0
 #define OP_MUL 1
+#define OP_ADD_RELU 2
 #ifndef OP
 #define OP OP_ADD
 #endif
@@ -30,6 +32,8 @@ __kernel void binary_elementwise(const ulong n,
     if (i >= n) return;
 #if OP == OP_MUL
     y[y_off + i] = a[a_off + i] * b[b_off + i];
+#elif OP == OP_ADD_RELU
+    y[y_off + i] = fmax(a[a_off + i] + b[b_off + i], 0.0f);
 #else
     y[y_off + i] = a[a_off + i] + b[b_off + i];
 #endif

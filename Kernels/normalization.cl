@@ -10,14 +10,15 @@
 //   bn_stats_finalize          mean[c] = shift_c + merged mean, invstd[c] = 1 / sqrt(M2 / (N*HW)
 //                              + eps) from the chunk partials                (1-D range over C)
 //   bn_invstd_from_var         invstd[c] = 1 / sqrt(var[c] + eps)           (1-D range over C)
-//   bn_normalize               y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
+//   bn_normalize               y = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c])
 //                                                                           (1-D range over y)
-//   bn_backward_partial        per (c, k): sum(dy) and sum(dy * (x - mean[c])) over chunk k
+//   bn_backward_partial        per (c, k): sum(g) and sum(g * (x - mean[c])) over chunk k, with
+//                              g = dy * act'(z) and z the pre-activation (recomputed from x)
 //                              (1-D range of C * chunks work-groups)
 //   bn_backward_finalize       dbeta[c] = sum(dy), dgamma[c] = invstd[c] * sum(dy * (x - mean[c]))
 //                                                                           (1-D range over C)
-//   bn_backward_dx             dx = gamma * invstd * (dy - (dbeta + xhat * dgamma) / (N*HW)),
-//                              xhat = (x - mean) * invstd                    (1-D range over dx)
+//   bn_backward_dx             dx = gamma * invstd * (g - (dbeta + xhat * dgamma) / (N*HW)),
+//                              xhat = (x - mean) * invstd, g as above        (1-D range over dx)
 //   bn_inference_backward_dx   dx = dy * gamma[c] * invstd[c]                (1-D range over dx)
 //   bn_running_update          new_mean = (1 - m) * mean + m * batch_mean,
 //                              new_var = (1 - m) * var + m * unbiased batch var (1-D range over C)
@@ -30,8 +31,13 @@
 //   layernorm_backward_params  dgamma[d] = sum_rows dy * xhat, dbeta[d] = sum_rows dy
 //                              (1-D range of work-groups, LX columns by LY rows each)
 //
-// Macros: none. Work-group sizes are launch-time choices (powers of two) read back with
-// get_local_size, and every __local scratch array is a kernel argument sized by the host.
+// Macros:
+//   ACT   the activation fused after batch norm's affine map (training kernels only):
+//         ACT_NONE (default), ACT_RELU or ACT_SILU. Fusing saves the activation's launch and
+//         its pass over memory forwards, and its gradient's backwards: the backward kernels
+//         recompute the pre-activation z = xhat * gamma + beta from x instead of reading y.
+// Work-group sizes are launch-time choices (powers of two) read back with get_local_size, and
+// every __local scratch array is a kernel argument sized by the host.
 //
 // Layout: batch-norm tensors are contiguous [N, C, HW] (HW the product of the spatial axes;
 // element (n, c, s) at (n * C + c) * HW + s); per-channel vectors are [C]; chunk partials are
@@ -48,6 +54,37 @@
 // float (rounded to half an ulp of |mean|), and bn_normalize and the backward kernels use that
 // saved value, as PyTorch does; layernorm_forward normalises with the shifted mean instead.
 // =================================================================================================
+
+#define ACT_NONE 0
+#define ACT_RELU 1
+#define ACT_SILU 2
+#ifndef ACT
+#define ACT ACT_NONE
+#endif
+
+// The fused activation of a pre-activation z.
+inline float bn_act(const float z) {
+#if ACT == ACT_RELU
+    return fmax(z, 0.0f);
+#elif ACT == ACT_SILU
+    return z / (1.0f + exp(-z));
+#else
+    return z;
+#endif
+}
+
+// dy * act'(z): the gradient reaching the affine map. ReLU passes it where z > 0 (PyTorch's
+// threshold_backward); SiLU's derivative is s * (1 + z * (1 - s)) with s = sigmoid(z).
+inline float bn_act_grad(const float dy, const float z) {
+#if ACT == ACT_RELU
+    return z > 0.0f ? dy : 0.0f;
+#elif ACT == ACT_SILU
+    const float s = 1.0f / (1.0f + exp(-z));
+    return dy * s * (1.0f + z * (1.0f - s));
+#else
+    return dy;
+#endif
+}
 
 // Chan et al.'s merge of (count, mean, M2) summaries: (n, m, m2) absorbs (nb, mb, m2b).
 inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
@@ -150,13 +187,16 @@ __kernel void bn_normalize(const int N, const int C, const int HW,
     if (i >= N * C * HW) return;
     const int c = (i / HW) % C;
     const float xhat = (x[x_off + i] - mean[mean_off + c]) * invstd[invstd_off + c];
-    y[y_off + i] = xhat * gamma[gamma_off + c] + beta[beta_off + c];
+    y[y_off + i] = bn_act(xhat * gamma[gamma_off + c] + beta[beta_off + c]);
 }
 
 __kernel void bn_backward_partial(const int N, const int C, const int HW, const int chunk_len, const int chunks,
                                   __global const float* dy, const ulong dy_off,
                                   __global const float* x, const ulong x_off,
                                   __global const float* mean, const ulong mean_off,
+                                  __global const float* invstd, const ulong invstd_off,
+                                  __global const float* gamma, const ulong gamma_off,
+                                  __global const float* beta, const ulong beta_off,
                                   __global float* partial, const ulong p_off,
                                   __local float* s_dy, __local float* s_dyx) {
     const int lid = get_local_id(0);
@@ -170,12 +210,20 @@ __kernel void bn_backward_partial(const int N, const int C, const int HW, const 
     float a = 0.0f, b = 0.0f;
     if (c < C) {
         const float mu = mean[mean_off + c];
+#if ACT != ACT_NONE
+        const float scale = invstd[invstd_off + c] * gamma[gamma_off + c], shift = beta[beta_off + c];
+#endif
         for (int j = j0 + lid; j < j1; j += lsize) {
             const int n = j / HW;
-            const ulong at = ((ulong)n * C + c) * HW + (j - n * HW);
+            const int at = (n * C + c) * HW + (j - n * HW);
+            const float d = x[x_off + at] - mu;
+#if ACT != ACT_NONE
+            const float g = bn_act_grad(dy[dy_off + at], d * scale + shift);
+#else
             const float g = dy[dy_off + at];
+#endif
             a += g;
-            b += g * (x[x_off + at] - mu);
+            b += g * d;
         }
     }
     s_dy[lid] = a;
@@ -217,6 +265,7 @@ __kernel void bn_backward_dx(const int N, const int C, const int HW,
                              __global const float* mean, const ulong mean_off,
                              __global const float* invstd, const ulong invstd_off,
                              __global const float* gamma, const ulong gamma_off,
+                             __global const float* beta, const ulong beta_off,
                              __global const float* dgamma, const ulong dgamma_off,
                              __global const float* dbeta, const ulong dbeta_off,
                              __global float* dx, const ulong dx_off) {
@@ -226,8 +275,9 @@ __kernel void bn_backward_dx(const int N, const int C, const int HW,
     const float inv = invstd[invstd_off + c];
     const float xhat = (x[x_off + i] - mean[mean_off + c]) * inv;
     const float count = (float)N * (float)HW;
+    const float g = bn_act_grad(dy[dy_off + i], xhat * gamma[gamma_off + c] + beta[beta_off + c]);
     dx[dx_off + i] = gamma[gamma_off + c] * inv
-        * (dy[dy_off + i] - (dbeta[dbeta_off + c] + xhat * dgamma[dgamma_off + c]) / count);
+        * (g - (dbeta[dbeta_off + c] + xhat * dgamma[dgamma_off + c]) / count);
 }
 
 __kernel void bn_inference_backward_dx(const int N, const int C, const int HW,

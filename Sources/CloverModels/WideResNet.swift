@@ -33,8 +33,8 @@ public final class PreActBlock: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let preActivated = try relu(bn1(x))
-        var out = try relu(bn2(conv1(preActivated)))
+        let preActivated = try bn1(x, activation: .relu)
+        var out = try bn2(conv1(preActivated), activation: .relu)
         out = try conv2(dropout(out))
         let shortcut = try convShortcut.map { try $0(preActivated) } ?? x
         return try add(out, shortcut)
@@ -134,7 +134,7 @@ public final class WideResNet: Module, Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         var x = try block3(block2(block1(conv1(x))))
-        x = try avgpool(relu(bn1(x)))
+        x = try avgpool(bn1(x, activation: .relu))
         return try fc(x.reshaped([x.shape[0], x.shape[1]]))
     }
 }
@@ -195,7 +195,7 @@ public final class PreActResNet: Module, Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         var x = try layer4(layer3(layer2(layer1(conv1(x)))))
-        x = try avgpool(relu(bn1(x)))
+        x = try avgpool(bn1(x, activation: .relu))
         return try fc(x.reshaped([x.shape[0], x.shape[1]]))
     }
 }

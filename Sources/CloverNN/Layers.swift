@@ -88,11 +88,23 @@ public final class BatchNorm2d: Module, Layer {
     public internal(set) var batchesTracked = 0
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try callAsFunction(x, activation: .none)
+    }
+
+    /// Batch norm followed by `activation` (`relu(bn(x))`, `silu(bn(x))`),
+    /// fused into batch norm's own kernels when training: one pass over the
+    /// activations forwards and one backwards instead of two each.
+    public func callAsFunction(_ x: Tensor, activation: BatchNormActivation) throws -> Tensor {
         guard isTraining else {
-            return try batchNormInference(x, gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean.tensor,
-                                          runningVariance: runningVar.tensor, epsilon: epsilon)
+            let y = try batchNormInference(x, gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean.tensor,
+                                           runningVariance: runningVar.tensor, epsilon: epsilon)
+            switch activation {
+            case .none: return y
+            case .relu: return try relu(y)
+            case .silu: return try silu(y)
+            }
         }
-        let out = try batchNorm(x, gamma: weight.tensor, beta: bias.tensor, epsilon: epsilon)
+        let out = try batchNorm(x, gamma: weight.tensor, beta: bias.tensor, epsilon: epsilon, activation: activation)
         try withoutGradients {
             let count = x.count / x.shape[1]
             let updated = try updateRunningStatistics(runningMean: runningMean.tensor, runningVariance: runningVar.tensor,
@@ -133,7 +145,18 @@ public final class LayerNormalization: Module, Layer {
 
 /// A parameter-free activation as a layer.
 public final class ActivationLayer: Module, Layer {
-    public enum Kind: Sendable { case relu, silu, sigmoid, tanh, gelu }
+    public enum Kind: Sendable {
+        case relu, silu, sigmoid, tanh, gelu
+
+        /// The activation batch norm's kernels can fuse, if this is one.
+        var batchNormActivation: BatchNormActivation? {
+            switch self {
+            case .relu: return .relu
+            case .silu: return .silu
+            default: return nil
+            }
+        }
+    }
     public let kind: Kind
     public init(_ kind: Kind) { self.kind = kind }
 

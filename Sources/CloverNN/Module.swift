@@ -164,8 +164,23 @@ public final class Sequential: Module, Layer {
         layers.enumerated().compactMap { i, l in (l as? Module).map { ("\(i)", $0) } }
     }
 
+    /// Runs the layers in order. A ``BatchNorm2d`` followed by a ReLU or
+    /// SiLU ``ActivationLayer`` runs as one fused batch norm (the layers and
+    /// their state-dict names stay as they are).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try layers.reduce(x) { try $1($0) }
+        var y = x
+        var i = layers.startIndex
+        while i < layers.endIndex {
+            if let bn = layers[i] as? BatchNorm2d, i + 1 < layers.endIndex,
+               let next = layers[i + 1] as? ActivationLayer, let fused = next.kind.batchNormActivation {
+                y = try bn(y, activation: fused)
+                i += 2
+            } else {
+                y = try layers[i](y)
+                i += 1
+            }
+        }
+        return y
     }
 }
 

@@ -5,9 +5,11 @@ import CloverRuntime
 /// The work-group size used for 1-D pointwise kernels.
 let pointwiseGroupSize = 256
 
-/// `a + b` or `a * b` over tensors of identical shape.
+/// `a + b`, `a * b` or `max(a + b, 0)` over tensors of identical shape.
 public struct BinaryElementwise: Primitive {
-    public enum Operation: String { case add, mul }
+    /// `addReLU` is a residual connection's sum and ReLU in one pass (and one
+    /// buffer): `relu(add(a, b))` without the intermediate.
+    public enum Operation: String { case add, mul, addReLU = "add_relu" }
     public let operation: Operation
 
     public init(_ operation: Operation) { self.operation = operation }
@@ -28,14 +30,20 @@ public struct BinaryElementwise: Primitive {
             switch operation {
             case .add: y[i] = Float(Double(a[i]) + Double(b[i]))
             case .mul: y[i] = Float(Double(a[i]) * Double(b[i]))
+            case .addReLU: y[i] = Float(max(Double(a[i]) + Double(b[i]), 0))
             }
         }
         return [y]
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "elementwise", "binary_elementwise",
-                                        defines: ["OP": operation == .add ? "OP_ADD" : "OP_MUL"])
+        let macro: String
+        switch operation {
+        case .add: macro = "OP_ADD"
+        case .mul: macro = "OP_MUL"
+        case .addReLU: macro = "OP_ADD_RELU"
+        }
+        let kernel = try context.kernel(family: "elementwise", "binary_elementwise", defines: ["OP": macro])
         let a = inputs[0].view, b = inputs[1].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), a.buffer, a.kernelOffset, b.buffer, b.kernelOffset, y.buffer, y.kernelOffset,
@@ -47,6 +55,10 @@ public struct BinaryElementwise: Primitive {
         switch operation {
         case .add: return [g, g]
         case .mul: return [try mul(g, inputs[1]), try mul(g, inputs[0])]
+        case .addReLU:
+            // y > 0 exactly where a + b > 0: the ReLU gradient from the output.
+            let masked = try apply1(ReLUBackward(), [g, outputs[0]])
+            return [masked, masked]
         }
     }
 }
@@ -171,6 +183,8 @@ func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) thro
 public func scale(_ x: Tensor, by factor: Float) throws -> Tensor { try apply1(Scale(factor), [x]) }
 /// Elementwise sum of two tensors of the same shape.
 public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try apply1(BinaryElementwise(.add), [a, b]) }
+/// `max(a + b, 0)`: a residual sum and its ReLU in one kernel; see ``BinaryElementwise``.
+public func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor { try apply1(BinaryElementwise(.addReLU), [a, b]) }
 /// Elementwise product of two tensors of the same shape.
 public func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try apply1(BinaryElementwise(.mul), [a, b]) }
 /// `max(x, 0)` elementwise.

@@ -96,18 +96,22 @@ private func channelChunks(_ perChannel: Int) -> (count: Int, length: Int) {
     return ((perChannel + length - 1) / length, length)
 }
 
-/// Launches `bn_backward_partial` and `bn_backward_finalize`: dbeta = Σ dy
-/// and dgamma = invstd · Σ dy · (x − mean) per channel.
+/// Launches `bn_backward_partial` and `bn_backward_finalize`: dbeta = Σ g
+/// and dgamma = invstd · Σ g · (x − mean) per channel, with g = dy · act'(z)
+/// for a fused `activation` (gamma and beta recompute z; unused without one).
 private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int, c: Int, hw: Int,
                                                dy: BufferView, x: BufferView, mean: BufferView, invstd: BufferView,
+                                               gamma: BufferView, beta: BufferView,
+                                               activation: BatchNormActivation = .none,
                                                dgamma: BufferView, dbeta: BufferView) throws {
     let chunks = channelChunks(n * hw)
     let partial = try context.allocateView(count: c * chunks.count * 2)
-    let reduce = try context.kernel(family: "normalization", "bn_backward_partial")
+    let reduce = try context.kernel(family: "normalization", "bn_backward_partial", defines: activation.defines)
     let local = try groupSize(reduce, context, work: chunks.length)
     try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
         Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
+        invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
         partial.buffer, partial.kernelOffset,
         LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
     ])
@@ -118,11 +122,11 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
     ])
 }
 
-/// Launches `bn_normalize`: y = (x − mean)·invstd·gamma + beta.
+/// Launches `bn_normalize`: y = act((x − mean)·invstd·gamma + beta).
 private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: Int, x: BufferView,
                                   mean: BufferView, invstd: BufferView, gamma: BufferView, beta: BufferView,
-                                  y: BufferView) throws {
-    let kernel = try context.kernel(family: "normalization", "bn_normalize")
+                                  activation: BatchNormActivation = .none, y: BufferView) throws {
+    let kernel = try context.kernel(family: "normalization", "bn_normalize", defines: activation.defines)
     try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
         Int32(n), Int32(c), Int32(hw), x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
         invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
@@ -141,6 +145,43 @@ private func encodeInverseStd(_ context: OpenCLContext, c: Int, variance: Buffer
 }
 
 // MARK: Batch normalisation, training
+
+/// An activation fused after training-mode batch norm's affine map (the
+/// `ACT` macro of `Kernels/normalization.cl`): `relu(bn(x))` and
+/// `silu(bn(x))` in one pass forwards and one backwards.
+public enum BatchNormActivation: String, CaseIterable, Sendable {
+    case none, relu, silu
+
+    /// The kernel specialisation; empty for `none`, so the plain kernels
+    /// share one program.
+    var defines: [String: String] {
+        switch self {
+        case .none: return [:]
+        case .relu: return ["ACT": "ACT_RELU"]
+        case .silu: return ["ACT": "ACT_SILU"]
+        }
+    }
+
+    /// The activation in Double (the CPU reference).
+    func referenceValue(_ z: Double) -> Double {
+        switch self {
+        case .none: return z
+        case .relu: return max(z, 0)
+        case .silu: return z / (1 + _exp(-z))
+        }
+    }
+
+    /// dy · act'(z) in Double; ReLU passes dy only where z > 0.
+    func referenceGradient(_ dy: Double, _ z: Double) -> Double {
+        switch self {
+        case .none: return dy
+        case .relu: return z > 0 ? dy : 0
+        case .silu:
+            let s = 1 / (1 + _exp(-z))
+            return dy * (s + z * s * (1 - s))
+        }
+    }
+}
 
 /// Training-mode batch normalisation of `x` `[N, C, spatial...]` (NCHW for
 /// images; rank 2 is BatchNorm1d) with per-channel `gamma` and `beta`.
@@ -162,13 +203,16 @@ public struct BatchNormTraining: Primitive {
     public let epsilon: Float
     /// Whether the batch mean and inverse std are outputs 1 and 2.
     public let outputsStatistics: Bool
+    /// The activation applied to `y` in the same pass (`none`: plain batch norm).
+    public let activation: BatchNormActivation
 
-    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true) {
+    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true, activation: BatchNormActivation = .none) {
         self.epsilon = epsilon
         self.outputsStatistics = outputsStatistics
+        self.activation = activation
     }
 
-    public var name: String { "batchnorm_train" }
+    public var name: String { activation == .none ? "batchnorm_train" : "batchnorm_train_" + activation.rawValue }
 
     public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
         let l = try batchNormLayout(name, inputs, names: ["x", "gamma", "beta"])
@@ -202,7 +246,8 @@ public struct BatchNormTraining: Primitive {
             for n in 0..<l.n {
                 for s in 0..<l.hw {
                     let i = (n * l.c + c) * l.hw + s
-                    y[i] = Float((Double(x[i]) - mean) * invstd * Double(gamma[c]) + Double(beta[c]))
+                    let z = (Double(x[i]) - mean) * invstd * Double(gamma[c]) + Double(beta[c])
+                    y[i] = Float(activation.referenceValue(z))
                 }
             }
             means[c] = Float(mean)
@@ -232,7 +277,8 @@ public struct BatchNormTraining: Primitive {
             partial.buffer, partial.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
         ])
         try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: x, mean: mean, invstd: invstd,
-                                 gamma: inputs[1].view, beta: inputs[2].view, y: outputs[0].view)
+                                 gamma: inputs[1].view, beta: inputs[2].view, activation: activation,
+                                 y: outputs[0].view)
     }
 
     /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
@@ -246,10 +292,13 @@ public struct BatchNormTraining: Primitive {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(BatchNormTraining(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
+        // A fused activation's gradient needs the pre-activation, which the
+        // backward recomputes from x, the statistics, gamma and beta.
+        let fused = activation == .none ? [] : [inputs[2]]
         let parameterDestinations = [inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()]
         let inputGradient = needsGradient.needs(0)
-        let grads = try apply(BatchNormBackward(computesInputGradient: inputGradient),
-                              [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
+        let grads = try apply(BatchNormBackward(computesInputGradient: inputGradient, activation: activation),
+                              [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]] + fused,
                               into: (inputGradient ? [nil] : []) + parameterDestinations)
         let all: [Tensor?] = inputGradient ? grads : [nil] + grads
         return all.enumerated().map { i, g in needsGradient.needs(i) ? g : nil }
@@ -267,24 +316,50 @@ public struct BatchNormBackward: Primitive {
     /// outputs are `[dgamma, dbeta]` and the dx kernel never runs (a batch
     /// norm straight on data).
     public let computesInputGradient: Bool
+    /// The activation fused into the forward pass: `dy` is then the
+    /// gradient of its output, and a sixth input `beta` lets the kernels
+    /// recompute the pre-activation `z = x̂·gamma + beta` for `act'(z)`.
+    public let activation: BatchNormActivation
 
-    public init(computesInputGradient: Bool = true) { self.computesInputGradient = computesInputGradient }
-    public var name: String { "batchnorm_backward" }
-    private static let names = ["dy", "x", "gamma", "mean", "invstd"]
+    public init(computesInputGradient: Bool = true, activation: BatchNormActivation = .none) {
+        self.computesInputGradient = computesInputGradient
+        self.activation = activation
+    }
+    public var name: String { activation == .none ? "batchnorm_backward" : "batchnorm_backward_" + activation.rawValue }
+    private static let names = ["dy", "x", "gamma", "mean", "invstd", "beta"]
 
     public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
-        guard inputs.count == 5, inputs[0] == inputs[1] else {
+        let expected = activation == .none ? 5 : 6
+        guard inputs.count == expected, inputs[0] == inputs[1] else {
             throw CloverError.shapeMismatch(op: name, shapes: inputs,
-                                            reason: "expects dy and x of the same shape, then gamma, mean, invstd")
+                                            reason: "expects dy and x of the same shape, then gamma, mean, invstd"
+                                                + (activation == .none ? "" : " and beta"))
         }
-        let l = try batchNormLayout(name, Array(inputs.dropFirst()), names: Array(Self.names.dropFirst()))
+        let l = try batchNormLayout(name, Array(inputs.dropFirst().prefix(4)), names: Array(Self.names[1...4]))
+        if expected == 6, inputs[5] != [l.c] {
+            throw CloverError.shapeMismatch(op: name, shapes: inputs, reason: "beta must have shape [\(l.c)]")
+        }
         return computesInputGradient ? [inputs[1], [l.c], [l.c]] : [[l.c], [l.c]]
     }
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
-        let l = try batchNormLayout(name, Array(shapes.dropFirst()), names: Array(Self.names.dropFirst()))
-        let dy = inputs[0], x = inputs[1], gamma = inputs[2], mean = inputs[3], invstd = inputs[4]
+        let l = try batchNormLayout(name, Array(shapes.dropFirst().prefix(4)), names: Array(Self.names[1...4]))
+        let x = inputs[1], gamma = inputs[2], mean = inputs[3], invstd = inputs[4]
         let count = Double(l.n * l.hw)
+        // The gradient reaching the affine map: dy through act'(z).
+        var dy = inputs[0]
+        if activation != .none {
+            let beta = inputs[5]
+            for c in 0..<l.c {
+                for n in 0..<l.n {
+                    for s in 0..<l.hw {
+                        let i = (n * l.c + c) * l.hw + s
+                        let z = (Double(x[i]) - Double(mean[c])) * Double(invstd[c]) * Double(gamma[c]) + Double(beta[c])
+                        dy[i] = Float(activation.referenceGradient(Double(inputs[0][i]), z))
+                    }
+                }
+            }
+        }
         var dx = [Float](repeating: 0, count: x.count)
         var dgamma = [Float](repeating: 0, count: l.c), dbeta = [Float](repeating: 0, count: l.c)
         for c in 0..<l.c {
@@ -311,20 +386,24 @@ public struct BatchNormBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let l = try batchNormLayout(name, Array(inputs.dropFirst().map(\.shape)), names: Array(Self.names.dropFirst()))
+        let l = try batchNormLayout(name, Array(inputs.dropFirst().prefix(4).map(\.shape)), names: Array(Self.names[1...4]))
         try requireInt32(name, [inputs[0].shape], context)
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
         let mean = inputs[3].view, invstd = inputs[4].view
+        // Without a fused activation the kernels never read beta: gamma stands in.
+        let beta = activation == .none ? gamma : inputs[5].view
         let first = computesInputGradient ? 1 : 0
         let dgamma = outputs[first].view, dbeta = outputs[first + 1].view
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: mean,
-                                              invstd: invstd, dgamma: dgamma, dbeta: dbeta)
+                                              invstd: invstd, gamma: gamma, beta: beta, activation: activation,
+                                              dgamma: dgamma, dbeta: dbeta)
         guard computesInputGradient else { return }
         let dx = outputs[0].view
-        let kernel = try context.kernel(family: "normalization", "bn_backward_dx")
+        let kernel = try context.kernel(family: "normalization", "bn_backward_dx", defines: activation.defines)
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
             mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset,
+            beta.buffer, beta.kernelOffset,
             dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset, dx.buffer, dx.kernelOffset,
         ])
     }
@@ -432,7 +511,8 @@ public struct BatchNormInferenceBackward: Primitive {
         let dx = outputs[0].view
         let invstd = try encodeInverseStd(context, c: l.c, variance: inputs[4].view, epsilon: epsilon)
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: rm,
-                                              invstd: invstd, dgamma: outputs[1].view, dbeta: outputs[2].view)
+                                              invstd: invstd, gamma: gamma, beta: gamma,
+                                              dgamma: outputs[1].view, dbeta: outputs[2].view)
         let kernel = try context.kernel(family: "normalization", "bn_inference_backward_dx")
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, gamma.buffer, gamma.kernelOffset,
@@ -667,10 +747,11 @@ public struct LayerNormBackward: Primitive {
 
 // MARK: Convenience
 
-/// Training-mode batch normalisation; see ``BatchNormTraining``.
-public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor,
-                      epsilon: Float = 1e-5) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
-    let out = try apply(BatchNormTraining(epsilon: epsilon), [x, gamma, beta])
+/// Training-mode batch normalisation, optionally followed by a fused
+/// `activation`; see ``BatchNormTraining``.
+public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float = 1e-5,
+                      activation: BatchNormActivation = .none) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
+    let out = try apply(BatchNormTraining(epsilon: epsilon, activation: activation), [x, gamma, beta])
     return (out[0], out[1], out[2])
 }
 

@@ -19,6 +19,11 @@ extension ConformanceSuite {
                 cases.append(ConformanceCase(op: "mul", label: label, primitive: BinaryElementwise(.mul),
                                              inputShapes: [shape, shape], offsetInputs: offset,
                                              forward: exact, backward: exact, finiteDifference: small))
+                // Residual sum and ReLU in one pass; inputs in [-1, 1] put about half the sums
+                // below 0. Finite differences would straddle the kink, so only the exact check.
+                cases.append(ConformanceCase(op: "add_relu", label: label, primitive: BinaryElementwise(.addReLU),
+                                             inputShapes: [shape, shape], offsetInputs: offset,
+                                             forward: exact, backward: exact))
                 cases.append(ConformanceCase(op: "scale", label: label, primitive: Scale(-0.75),
                                              inputShapes: [shape], offsetInputs: offset,
                                              forward: exact, backward: exact, finiteDifference: small))

@@ -75,6 +75,26 @@ extension ConformanceSuite {
                 offsetInputs: offset, forward: bnForward, backward: bnBackward, finiteDifference: true))
         }
 
+        // Batch norm with a fused ReLU or SiLU (forward and the gradient through the activation
+        // recomputed from x): ResNet and EfficientNet widths, an offset case, and finite
+        // differences of the y-only form. Inputs centred on 0 so ReLU cuts about half.
+        for activation in [BatchNormActivation.relu, .silu] {
+            for (shape, offset) in [([2, 64, 6, 6], false), ([3, 16, 7, 7], true), ([2, 13, 33, 1], false),
+                                    ([8, 4, 32, 32], false)] {
+                cases.append(ConformanceCase(
+                    op: "batchnorm_train_" + activation.rawValue,
+                    label: "\(formatShape(shape))\(offset ? " offset" : "")",
+                    primitive: BatchNormTraining(epsilon: 1e-5, activation: activation),
+                    inputShapes: [shape, [shape[1]], [shape[1]]], distributions: [.uniform(-2, 2), gammaDist, betaDist],
+                    offsetInputs: offset, forward: bnForward, backward: bnBackward))
+            }
+            cases.append(ConformanceCase(
+                op: "batchnorm_train_" + activation.rawValue, label: "2x3x3x3 y only",
+                primitive: BatchNormTraining(epsilon: 1e-5, outputsStatistics: false, activation: activation),
+                inputShapes: [[2, 3, 3, 3], [3], [3]], distributions: [.uniform(-2, 3), gammaDist, betaDist],
+                forward: bnForward, backward: bnBackward, finiteDifference: true))
+        }
+
         // MARK: batchnorm_inference
         // An affine map per channel: a few roundings, relative to |y|.
         let inferenceShapes: [(shape: [Int], offset: Bool, fd: Bool)] = [
