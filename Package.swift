@@ -15,6 +15,10 @@
 //   CZlib                  system module over zlib (gzip-compressed data sets)
 //   CloverData             data sets, augmentation and background batching; host
 //                          arrays only, so it needs no OpenCL
+//   CMPI, CMPIShim         system module over Open MPI, and C functions for its
+//                          predefined handles (macros Swift cannot import)
+//   CloverDistributed      MPI communicator, errors and gradient buckets for
+//                          data-parallel training (only the CLI links MPI)
 //   clover                 the command-line tool
 //   clover-bench           kernel and model benchmarks (Benchmarks/CloverBench)
 import PackageDescription
@@ -108,12 +112,26 @@ let package = Package(
             name: "CloverData",
             dependencies: ["CZlib"]
         ),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
+        .target(
+            name: "CMPIShim",
+            dependencies: ["CMPI"]
+        ),
+        .target(
+            name: "CloverDistributed",
+            dependencies: ["CMPI", "CMPIShim"]
+        ),
         .executableTarget(
             name: "clover",
             dependencies: [
                 "Clover",
                 "CloverConformance",
                 "CloverData",
+                "CloverDistributed",
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",
@@ -151,6 +169,10 @@ let package = Package(
         .testTarget(
             name: "CloverDataTests",
             dependencies: ["CloverData"]
+        ),
+        .testTarget(
+            name: "CloverDistributedTests",
+            dependencies: ["CloverDistributed"]
         ),
         .testTarget(
             name: "CloverCLITests",

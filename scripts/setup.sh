@@ -2,7 +2,9 @@
 # Installs what Clover needs to build and run on Debian 12 (bookworm):
 # the OpenCL ICD loader and headers, CLBlast, POCL (a CPU OpenCL device, so
 # everything runs without a GPU), clinfo, the Fashion-MNIST data set,
-# zlib and pkg-config (SwiftPM finds OpenCL and CLBlast through it).
+# zlib, pkg-config (SwiftPM finds OpenCL, CLBlast and Open MPI through it),
+# and Open MPI (libopenmpi-dev, openmpi-bin: `mpirun` for data-parallel
+# training and its tests).
 #
 # Only missing packages are installed, and `apt-get update` runs only when
 # something must be installed, so a second run is quick and needs no network.
@@ -24,6 +26,8 @@ clover_setup() {
         zlib1g-dev
         pkg-config
         python3
+        libopenmpi-dev
+        openmpi-bin
     )
 
     # The toolchain tarball unpacked at /opt/swift is not on PATH by default.

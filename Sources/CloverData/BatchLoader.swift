@@ -48,13 +48,35 @@ public final class BatchLoader: Sendable {
     public let prefetch: Int
     /// `[channels, height, width]` of a sample after augmentation.
     public let sampleShape: [Int]
+    /// Which of ``shardCount`` disjoint parts of each batch this loader
+    /// delivers (data-parallel training: the process's rank).
+    public let shard: Int
+    /// How many processes share each batch: a global batch of
+    /// `batchSize × shardCount` samples of the epoch's order is cut into
+    /// `shardCount` consecutive parts of `batchSize`, and this loader
+    /// delivers part ``shard``. With 1 (the default) it is an ordinary loader.
+    public let shardCount: Int
 
     /// - Throws: ``DataError`` when `batchSize` is not positive, `prefetch` is
-    ///   negative, or the augmentation does not fit the data set's samples.
+    ///   negative, the augmentation does not fit the data set's samples, or
+    ///   `shard` is not in `0..<shardCount` (or sharding without `dropLast`,
+    ///   which could leave a process an empty batch).
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
-                augmentation: Augmentation = .none, seed: UInt64 = 0, prefetch: Int = 2) throws {
+                augmentation: Augmentation = .none, seed: UInt64 = 0, prefetch: Int = 2,
+                shard: Int = 0, shardCount: Int = 1) throws {
         guard batchSize > 0 else { throw DataError("BatchLoader", "batch size \(batchSize) is not positive") }
         guard prefetch >= 0 else { throw DataError("BatchLoader", "prefetch \(prefetch) is negative") }
+        guard shardCount >= 1, (0..<shardCount).contains(shard) else {
+            throw DataError("BatchLoader", "shard \(shard) is not one of \(shardCount) shards")
+        }
+        guard shardCount == 1 || dropLast else {
+            throw DataError("BatchLoader", "sharded batches need dropLast (a last partial batch may leave a shard empty)")
+        }
+        guard batchSize <= Int.max / shardCount else {
+            throw DataError("BatchLoader", "batch size \(batchSize) × \(shardCount) shards overflows")
+        }
+        self.shard = shard
+        self.shardCount = shardCount
         self.sampleShape = try augmentation.outputShape(for: dataset.sampleShape)
         self.dataset = dataset
         self.batchSize = batchSize
@@ -67,7 +89,8 @@ public final class BatchLoader: Sendable {
 
     /// The number of batches in an epoch.
     public var batchCount: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        let global = batchSize * shardCount
+        return dropLast ? dataset.count / global : (dataset.count + global - 1) / global
     }
 
     /// The order in which epoch `epoch` visits the samples.
@@ -132,7 +155,8 @@ public final class BatchLoader: Sendable {
     /// Batch `index` of an epoch: a pure function of its arguments and the
     /// loader, which is what makes prefetching invisible in the results.
     func makeBatch(_ index: Int, order: [Int], epoch: Int) -> Batch {
-        let indices = Array(order[index * batchSize..<min((index + 1) * batchSize, order.count)])
+        let start = (index * shardCount + shard) * batchSize
+        let indices = Array(order[start..<min(start + batchSize, order.count)])
         let inputShape = dataset.sampleShape
         let inputSize = dataset.sampleSize
         let outputSize = sampleShape.reduce(1, *)

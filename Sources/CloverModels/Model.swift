@@ -44,7 +44,7 @@ public enum ModelZoo {
 
     /// Family lists; each model family file contributes one.
     static var families: [[ModelSpec]] {
-        [VGG.zoo, ResNet.zoo, WideResNet.zoo, EfficientNet.zoo, RegNet.zoo]
+        [LeNet5.zoo, VGG.zoo, ResNet.zoo, WideResNet.zoo, EfficientNet.zoo, RegNet.zoo]
     }
 
     /// The model called `name` (case-insensitive).

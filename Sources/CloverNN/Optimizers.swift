@@ -64,6 +64,12 @@ final class ParameterArena {
     func gatherGradients() throws {
         try gradientArena?.collect(parameters.map(\.tensor))
     }
+
+    /// Each parameter's gradient, zeros where it got none (the reference
+    /// device's path, which has no arena).
+    func gradientsOrZeros() throws -> [Tensor] {
+        try parameters.map { try $0.tensor.grad ?? Tensor.zeros($0.shape, on: $0.tensor.device) }
+    }
 }
 
 /// A learning-rate schedule: the rate for an epoch (0-based) and the
@@ -154,6 +160,13 @@ public protocol Optimizer: AnyObject {
     /// Applies one update from the parameters' current gradients.
     func step() throws
     var learningRate: Float { get set }
+    /// Called by ``step()`` once the gradients are complete and before the
+    /// update, with the gradients the update reads: the flat gradient arena
+    /// (`[total]`, the parameters' gradients back to back in order) on an
+    /// OpenCL device, else one tensor per parameter. Writing them in place
+    /// changes the update; data-parallel training averages them over
+    /// processes here. Nil (no call) by default.
+    var gradientHook: ((_ gradients: [Tensor]) throws -> Void)? { get set }
     /// The optimiser's state (moments, step count) for checkpoints.
     func stateDict() throws -> SafeTensors
     /// Restores a state written by ``stateDict()``.
@@ -177,6 +190,7 @@ private func saveStates(_ tensors: [Tensor], prefix: String, into file: inout Sa
 /// SGD with momentum, Nesterov and weight decay; one fused launch per step.
 public final class SGD: Optimizer {
     public var configuration: SGDConfiguration
+    public var gradientHook: ((_ gradients: [Tensor]) throws -> Void)?
     let arena: ParameterArena
     var momentum: [Tensor]
 
@@ -197,11 +211,14 @@ public final class SGD: Optimizer {
         try withoutGradients {
             if let values = arena.values, let grads = arena.gradients {
                 try arena.gatherGradients()
+                try gradientHook?([grads])
                 try sgdStep(parameters: values, gradients: grads, momentum: momentum[0],
                             configuration: configuration, segments: arena.segments)
             } else {
+                let gradients = try arena.gradientsOrZeros()
+                try gradientHook?(gradients)
                 for (i, p) in arena.parameters.enumerated() {
-                    let g = try p.tensor.grad ?? Tensor.zeros(p.shape, on: p.tensor.device)
+                    let g = gradients[i]
                     let flat = try [p.tensor.reshaped([p.tensor.count]), g.reshaped([g.count]),
                                     momentum[i].reshaped([momentum[i].count])]
                     try sgdStep(parameters: flat[0], gradients: flat[1], momentum: flat[2], configuration: configuration,
@@ -230,6 +247,7 @@ public final class SGD: Optimizer {
 public final class AdamW: Optimizer {
     public var configuration: AdamWConfiguration
     public private(set) var stepCount = 0
+    public var gradientHook: ((_ gradients: [Tensor]) throws -> Void)?
     let arena: ParameterArena
     var m: [Tensor]
     var v: [Tensor]
@@ -252,11 +270,14 @@ public final class AdamW: Optimizer {
         try withoutGradients {
             if let values = arena.values, let grads = arena.gradients {
                 try arena.gatherGradients()
+                try gradientHook?([grads])
                 try adamWStep(parameters: values, gradients: grads, m: m[0], v: v[0], step: stepCount,
                               configuration: configuration, segments: arena.segments)
             } else {
+                let gradients = try arena.gradientsOrZeros()
+                try gradientHook?(gradients)
                 for (i, p) in arena.parameters.enumerated() {
-                    let g = try p.tensor.grad ?? Tensor.zeros(p.shape, on: p.tensor.device)
+                    let g = gradients[i]
                     try adamWStep(parameters: p.tensor.reshaped([p.tensor.count]), gradients: g.reshaped([g.count]),
                                   m: m[i].reshaped([m[i].count]), v: v[i].reshaped([v[i].count]), step: stepCount,
                                   configuration: configuration,

@@ -205,6 +205,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch, and the OpenCL calls per training step (kernel launches, CLBlast calls, host waits, copies, allocations).")
     var profile = false
 
+    @Flag(name: .long, help: "Data-parallel training under mpirun, one process per device (implied when Open MPI started the process); --batch-size is per process, the global batch is it times the number of processes.")
+    var distributed = false
+
     /// The most epochs a run may ask for: far beyond any schedule, and small
     /// enough that step counts computed from it cannot overflow.
     static let maxEpochs = 1_000_000
@@ -240,13 +243,14 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        try Console.reportingFailures(train)
+        try Console.reportingFailures { try DistributedTraining.abortingJobOnFailure(train) }
     }
 
     private func train() throws {
         // First, so that an --out that cannot hold a run fails before any work.
         let run = try RunDirectory(path: out)
-        let device = try Device.select(data.device)
+        let distributed = try DistributedTraining.start(requested: self.distributed)
+        let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
         device.openCL?.isProfiling = profile
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations
@@ -273,23 +277,37 @@ struct TrainCommand: ParsableCommand {
         }
         var firstEpoch = 0
         var history: [EpochMetrics] = []
-        if resume {
+        if resume, distributed?.isRoot ?? true {
             let progress = try run.loadCheckpoint(model: model, optimizer: opt, epochLimit: epochs)
             firstEpoch = progress.epochsDone
             history = progress.history
             print("resumed from \(out): \(firstEpoch) epoch(s) done")
         }
-        guard trainSet.count >= data.batchSize else {
+        if let distributed {
+            // Every rank starts from rank 0's model and optimiser (its checkpoint, when resuming).
+            firstEpoch = try distributed.synchronize(model: model, optimizer: opt, epochsDone: firstEpoch)
+            distributed.averageGradients(of: opt)
+        }
+        let worldSize = distributed?.size ?? 1, globalBatch = data.batchSize * worldSize
+        guard trainSet.count >= globalBatch else {
             // Training keeps whole batches only: an epoch would have no step.
+            guard worldSize == 1 else {
+                throw ValidationError("--batch-size \(data.batchSize) × \(worldSize) processes is larger than the "
+                                      + "\(trainSet.count) training images; use at most \(trainSet.count / worldSize)")
+            }
             throw ValidationError("--batch-size \(data.batchSize) is larger than the \(trainSet.count) training images; "
                                   + "use at most \(trainSet.count)")
         }
         let loader = try BatchLoader(dataset: trainSet, batchSize: data.batchSize, shuffle: true, dropLast: true,
-                                     augmentation: aug.train, seed: data.seed)
-        let testLoader = try BatchLoader(dataset: testSet, batchSize: data.batchSize, shuffle: false,
-                                         augmentation: aug.test, seed: data.seed, prefetch: 1)
+                                     augmentation: aug.train, seed: data.seed,
+                                     shard: distributed?.rank ?? 0, shardCount: worldSize)
+        let testLoader = try BatchLoader(dataset: distributed?.shard(testSet) ?? testSet, batchSize: data.batchSize,
+                                         shuffle: false, augmentation: aug.test, seed: data.seed, prefetch: 1)
         print("training \(spec.name) (\(model.parameterCount) parameters) on \(trainSet.name) (\(trainSet.count) images) "
               + "and testing on \(testSet.count), device \(device), batch \(data.batchSize), \(optimizer) lr \(lr) \(schedule)")
+        if distributed != nil {
+            print("distributed: \(worldSize) processes, batch \(data.batchSize) per process, global batch \(globalBatch)")
+        }
         Console.flush()
         var globalStep = firstEpoch * loader.batchCount
         var stepCounts = StepCounterLog()
@@ -314,7 +332,7 @@ struct TrainCommand: ParsableCommand {
                 try opt.step()
                 try lossGuard.record(loss)
                 globalStep += 1
-                seen += batch.count
+                seen += batch.count * worldSize
                 if (i + 1) % logEvery == 0 || i + 1 == loader.batchCount {
                     // Reading the loss waits for the device; done only every few steps.
                     // The guard's flag covers every step since the last read.
@@ -326,15 +344,16 @@ struct TrainCommand: ParsableCommand {
                                       + "\(globalStep)); stopping. The last good checkpoint in \(out) is kept.")
                         throw ExitCode.failure
                     }
-                    let value = shown.loss
+                    var (value, batchCorrect) = (shown.loss, zip(shown.predictions, batch.labels).filter { $0.0 == $0.1 }.count)
+                    if let distributed { (value, batchCorrect) = try distributed.combineProgress(loss: value, correct: batchCorrect) }
                     lossSum += Double(value)
                     lossCount += 1
-                    correct += zip(shown.predictions, batch.labels).filter { $0.0 == $0.1 }.count
+                    correct += batchCorrect
                     let elapsed = seconds(clock.now - start)
                     let rateImages = Double(seen) / max(elapsed, 1e-9)
-                    let remaining = Double(loader.batchCount - i - 1) * Double(data.batchSize) / max(rateImages, 1e-9)
+                    let remaining = Double(loader.batchCount - i - 1) * Double(globalBatch) / max(rateImages, 1e-9)
                     print("\repoch \(epoch + 1)/\(epochs) step \(i + 1)/\(loader.batchCount) loss \(Format.fixed(Double(value), decimals: 4)) "
-                          + "batch-acc \(Format.fixed(100 * Double(correct) / Double(max(lossCount * data.batchSize, 1)), decimals: 1))% "
+                          + "batch-acc \(Format.fixed(100 * Double(correct) / Double(max(lossCount * globalBatch, 1)), decimals: 1))% "
                           + "\(Format.fixed(rateImages, decimals: 1)) img/s ETA \(Format.fixed(remaining, decimals: 0)) s   ",
                           terminator: "")
                     Console.flush()
@@ -350,9 +369,13 @@ struct TrainCommand: ParsableCommand {
                 }
                 for line in stepCounts.report() { print(line) }
             }
-            let (testLoss, testAccuracy) = try evaluate(model, testLoader, device: device)
+            if profile, let distributed { for line in distributed.takeProfileLines() { print(line) } }
+            // Per-rank BatchNorm statistics become one set before evaluation and the checkpoint.
+            try distributed?.averageBuffers(of: model)
+            let (testLoss, testAccuracy) = try distributed?.evaluate(model, testLoader, device: device)
+                ?? evaluate(model, testLoader, device: device)
             let metrics = EpochMetrics(epoch: epoch + 1, trainLoss: lossSum / Double(max(lossCount, 1)),
-                                       trainAccuracy: Double(correct) / Double(max(lossCount * data.batchSize, 1)),
+                                       trainAccuracy: Double(correct) / Double(max(lossCount * globalBatch, 1)),
                                        testLoss: testLoss, testAccuracy: testAccuracy, seconds: trainSeconds,
                                        imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9),
                                        learningRate: Double(opt.learningRate))
@@ -360,14 +383,17 @@ struct TrainCommand: ParsableCommand {
             print("\nepoch \(epoch + 1): test loss \(Format.fixed(testLoss, decimals: 4)) test accuracy "
                   + "\(Format.fixed(100 * testAccuracy, decimals: 2))% (\(Format.fixed(trainSeconds, decimals: 1)) s, "
                   + "\(Format.fixed(metrics.imagesPerSecond, decimals: 1)) img/s)")
-            try run.saveCheckpoint(model: model, optimizer: opt, progress: RunProgress(
-                model: spec.name, dataset: trainSet.name, epochsDone: epoch + 1, history: history))
+            if distributed?.isRoot ?? true {
+                try run.saveCheckpoint(model: model, optimizer: opt, progress: RunProgress(
+                    model: spec.name, dataset: trainSet.name, epochsDone: epoch + 1, history: history))
+            }
             Console.flush()
         }
         if let last = history.last {
             print("final test accuracy \(Format.fixed(100 * last.testAccuracy, decimals: 2))% after \(last.epoch) epoch(s); "
                   + "metrics in \(out)/metrics.csv and \(out)/metrics.json")
         }
+        try distributed?.finish(model: model)
     }
 }
 
