@@ -139,12 +139,14 @@ __kernel void col2im(const int planes,
     }
 }
 
-__kernel void conv_bias_forward(const ulong total, const int O, const int P,
+__kernel void conv_bias_forward(const uint total, const int O, const int P,
                                 __global const float* bias, const ulong bias_off,
                                 __global float* y, const ulong y_off) {
-    const ulong i = get_global_id(0);
+    // 32-bit index math (the host keeps y under 2^31 elements): a 64-bit division per element
+    // costs GPUs a multi-instruction sequence.
+    const uint i = get_global_id(0);
     if (i >= total) return;
-    const int o = (int)((i / (ulong)P) % (ulong)O);
+    const int o = (int)((i / (uint)P) % (uint)O);
     y[y_off + i] += bias[bias_off + o];
 }
 
@@ -156,12 +158,11 @@ void conv_bias_backward(const int N, const int O, const int P,
     const int o = get_group_id(0);
     const int lid = get_local_id(0);
     if (o >= O) return;   // whole group exits together, so no barrier is skipped by part of it
-    const ulong count = (ulong)N * (ulong)P;
+    // Sample by sample, the group strides over the plane: no division per element.
     float acc = 0.0f;
-    for (ulong j = lid; j < count; j += WG) {
-        const ulong n = j / (ulong)P;
-        const ulong p = j - n * (ulong)P;
-        acc += dy[dy_off + (n * (ulong)O + (ulong)o) * (ulong)P + p];
+    for (int n = 0; n < N; ++n) {
+        __global const float* plane = dy + dy_off + ((ulong)n * (ulong)O + (ulong)o) * (ulong)P;
+        for (int p = lid; p < P; p += WG) acc += plane[p];
     }
     partial[lid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);

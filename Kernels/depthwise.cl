@@ -181,16 +181,18 @@ void depthwise_backward_weight(const int N, const int C, const int H, const int 
     float acc[KK];
     #pragma unroll
     for (int t = 0; t < KK; ++t) acc[t] = 0.0f;
-    const ulong P = (ulong)OH * (ulong)OW;
-    const ulong count = (ulong)N * P;
+    // 32-bit position math (the host keeps N*OH*OW under 2^31): one 32-bit division per position
+    // instead of a 64-bit one.
+    const uint P = (uint)OH * (uint)OW;
+    const uint count = (uint)N * P;
     // Positions j = (n, oh, ow) are dealt round-robin to all items of all splits of this channel,
     // so neighbouring items read neighbouring dy and x elements.
-    for (ulong j = (ulong)split * WG + (ulong)lid; j < count; j += (ulong)splits * WG) {
-        const ulong n = j / P;
+    for (uint j = (uint)split * WG + (uint)lid; j < count; j += (uint)splits * WG) {
+        const uint n = j / P;
         const int p = (int)(j - n * P);
         const int oh = p / OW, ow = p - oh * OW;
-        const ulong plane = n * (ulong)C + (ulong)c;
-        const float g = dy[dy_off + plane * P + (ulong)p];
+        const ulong plane = (ulong)n * (ulong)C + (ulong)c;
+        const float g = dy[dy_off + plane * (ulong)P + (ulong)p];
         __global const float* xp = x + x_off + plane * (ulong)H * (ulong)W;
         #pragma unroll
         for (int kh = 0; kh < KH; ++kh) {

@@ -228,9 +228,13 @@ public struct Conv2D: Primitive {
             try im2colForward(context, g, x: x, w: w, y: y)
         }
         if let bias {
+            guard y.count <= Int(Int32.max) else {
+                throw CloverError.unsupported(op: name, shapes: inputs.map(\.shape), device: context.device.description,
+                                              reason: "the bias kernel indexes the output in 32 bits")
+            }
             let kernel = try convKernel(context, "conv_bias_forward")
             try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-                UInt64(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
+                UInt32(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
             ])
         }
     }

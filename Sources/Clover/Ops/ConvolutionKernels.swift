@@ -95,7 +95,9 @@ extension Conv2DGeometry {
     /// The direct kernels take N and O as `int` too (the im2col path never does).
     func checkDirectKernelLimits(op: String, shapes: [[Int]], on context: OpenCLContext) throws {
         try checkKernelLimits(op: op, shapes: shapes, on: context)
-        guard n <= Int(Int32.max), o <= Int(Int32.max), o * cg * kh * kw <= Int(Int32.max) else {
+        // depthwise_backward_weight walks the N·OH·OW positions in 32-bit math.
+        guard n <= Int(Int32.max), o <= Int(Int32.max), o * cg * kh * kw <= Int(Int32.max),
+              n * oh * ow <= Int(Int32.max) else {
             throw CloverError.unsupported(op: op, shapes: shapes, device: context.device.description,
                                           reason: "a size exceeds the kernels' 32-bit int parameters")
         }
