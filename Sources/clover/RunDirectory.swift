@@ -228,8 +228,14 @@ struct RunDirectory {
         for (file, name) in [(weights, "model.safetensors"), (state, "optimizer.safetensors")] {
             try Self.requireSameEpoch(file, name: directory + "/" + name, progress: progress)
         }
-        try model.loadStateDict(weights)
-        try optimizer.loadStateDict(state)
+        // Name the file a mismatch comes from (another model, another --optimizer).
+        do { try model.loadStateDict(weights) } catch {
+            throw CloverError.invalidArgument(op: "resume", reason: "\(directory)/model.safetensors: \(error)")
+        }
+        do { try optimizer.loadStateDict(state) } catch {
+            throw CloverError.invalidArgument(op: "resume", reason: "\(directory)/optimizer.safetensors: \(error) "
+                + "(was the run started with another --optimizer?)")
+        }
         return progress
     }
 
