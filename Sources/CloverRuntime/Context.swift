@@ -1,4 +1,5 @@
 import COpenCL
+import Synchronization
 import Logging
 
 /// An OpenCL context on one device with one in-order, profiling-enabled
@@ -14,6 +15,11 @@ public final class OpenCLContext {
     public let programs: ProgramCache
     public let pool: BufferPool
     public let logger: Logger
+    /// A number no other context of this process has or will have: a key
+    /// for per-context caches that, unlike `ObjectIdentifier`, a context
+    /// created after this one is freed cannot reuse.
+    public let serial: UInt64 = OpenCLContext.nextSerial.add(1, ordering: .relaxed).oldValue
+    private static let nextSerial = Atomic<UInt64>(0)
     /// Kernel names launched on this context, with their launch counts; the
     /// conformance sweep uses it to prove every kernel was exercised.
     public private(set) var launchCounts: [String: Int] = [:]

@@ -24,6 +24,24 @@ extension Int64: ScalarKernelArgument {}   // long
 extension UInt64: ScalarKernelArgument {}  // ulong
 extension Float: ScalarKernelArgument {}   // float
 
+/// An OpenCL `int8` kernel argument (eight 32-bit ints, passed by value),
+/// e.g. the sizes and strides of a tensor of up to eight axes.
+public struct Int32Vector8: KernelArgument {
+    public var values: SIMD8<Int32>
+
+    /// `lanes` padded with `fill` to eight lanes.
+    public init(_ lanes: [Int], fill: Int32) {
+        precondition(lanes.count <= 8, "an int8 holds at most eight lanes")
+        values = SIMD8(repeating: fill)
+        for (i, v) in lanes.enumerated() { values[i] = Int32(v) }
+    }
+
+    public func setArgument(_ kernel: cl_kernel, at index: cl_uint) -> cl_int {
+        var v = values
+        return clSetKernelArg(kernel, index, MemoryLayout<SIMD8<Int32>>.size, &v)
+    }
+}
+
 /// A `__local` scratch argument of a given size in bytes.
 public struct LocalMemory: KernelArgument {
     public let bytes: Int

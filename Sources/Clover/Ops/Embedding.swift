@@ -2,33 +2,6 @@ import CloverRuntime
 
 // Token-embedding lookup and its scatter-add gradient. Kernels: Kernels/embedding.cl.
 
-/// Host-held `Int32` arrays uploaded at most once per OpenCL context and tag
-/// (masks, token ids and the index arrays derived from them).
-final class HostInts {
-    private struct Key: Hashable {
-        let context: ObjectIdentifier
-        let tag: Int
-    }
-
-    private var uploaded: [Key: BufferView] = [:]
-
-    /// `values()` on `context`, computed and uploaded on first use of `tag`.
-    func view(tag: Int = 0, on context: OpenCLContext, _ values: () -> [Int32]) throws -> BufferView {
-        let key = Key(context: ObjectIdentifier(context), tag: tag)
-        if let v = uploaded[key] { return v }
-        let host = values()
-        // One spare element so that an empty array still gets a valid buffer.
-        let v = try context.allocateView(count: max(host.count, 1), resident: true)
-        try context.upload(host, to: v)
-        uploaded[key] = v
-        return v
-    }
-
-    func view(_ values: [Int32], on context: OpenCLContext) throws -> BufferView {
-        try view(tag: 0, on: context) { values }
-    }
-}
-
 /// Integer token ids of some shape (usually `[B, L]`), kept on the host for
 /// validation and uploaded once per OpenCL context.
 public final class TokenIDs {

@@ -1,25 +1,7 @@
-import COpenCL
 import CloverRuntime
 
 // Data movement: concat and split along an axis, copies of strided views (transposes, permutes,
 // slices) and their gradients. Kernels: Kernels/layout.cl.
-
-/// An OpenCL `int8` kernel argument (eight 32-bit ints, passed by value).
-struct Int32Vector8: KernelArgument {
-    var values: SIMD8<Int32>
-
-    /// `lanes` padded with `fill` to eight lanes.
-    init(_ lanes: [Int], fill: Int32) {
-        precondition(lanes.count <= 8)
-        values = SIMD8(repeating: fill)
-        for (i, v) in lanes.enumerated() { values[i] = Int32(v) }
-    }
-
-    func setArgument(_ kernel: cl_kernel, at index: cl_uint) -> cl_int {
-        var v = values
-        return clSetKernelArg(kernel, index, MemoryLayout<SIMD8<Int32>>.size, &v)
-    }
-}
 
 /// Row-major strides of a contiguous tensor of `shape`.
 func contiguousStrides(_ shape: [Int]) -> [Int] {

@@ -7,19 +7,14 @@ import CloverRuntime
 /// per OpenCL context.
 public final class ClassLabels {
     public let values: [Int32]
-    private var uploaded: [ObjectIdentifier: BufferView] = [:]
+    private let uploads = HostInts()
 
     public init(_ values: [Int32]) { self.values = values }
     public convenience init(_ values: [Int]) { self.init(values.map { Int32($0) }) }
 
     /// The labels as a device buffer on `context` (uploaded on first use).
     func view(on context: OpenCLContext) throws -> BufferView {
-        let key = ObjectIdentifier(context)
-        if let v = uploaded[key] { return v }
-        let v = try context.allocateView(count: values.count)
-        try context.upload(values, to: v)
-        uploaded[key] = v
-        return v
+        try uploads.view(values, on: context)
     }
 
     /// Throws unless there is one label per row, each in `0..<classes` or

@@ -13,7 +13,7 @@ public final class ParameterSegments {
     public let ends: [Int32]
     /// Weight-decay multiplier per segment (1 decays, 0 exempts).
     public let decay: [Float]
-    private var uploaded: [ObjectIdentifier: (BufferView, BufferView)] = [:]
+    private let uploads = HostInts()
 
     /// Segments of the given sizes; `decays[i]` says whether tensor i gets
     /// weight decay (PyTorch users commonly exempt biases and norms).
@@ -43,14 +43,8 @@ public final class ParameterSegments {
     }
 
     func views(on context: OpenCLContext) throws -> (ends: BufferView, decay: BufferView) {
-        let key = ObjectIdentifier(context)
-        if let v = uploaded[key] { return v }
-        let e = try context.allocateView(count: ends.count, resident: true)
-        try context.upload(ends, to: e)
-        let d = try context.allocateView(count: decay.count, resident: true)
-        try context.upload(decay, to: d)
-        uploaded[key] = (e, d)
-        return (e, d)
+        (try uploads.view(tag: 0, on: context, resident: true) { ends },
+         try uploads.view(tag: 1, on: context, resident: true) { decay })
     }
 }
 
