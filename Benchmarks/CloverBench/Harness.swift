@@ -85,10 +85,7 @@ func measure(on device: Device, warmup: Int, repetitions: Int, _ body: () throws
 }
 
 /// A duration in seconds.
-func seconds(_ duration: Duration) -> Double {
-    let (whole, attoseconds) = duration.components
-    return Double(whole) + Double(attoseconds) * 1e-18
-}
+func seconds(_ duration: Duration) -> Double { duration.inSeconds }
 
 /// Host values for benchmark inputs: a fixed block of uniform values in
 /// [-1, 1) tiled to any length, so that filling a 100-million-element GEMM

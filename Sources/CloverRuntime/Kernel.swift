@@ -141,3 +141,11 @@ public final class Event {
         return Double(t.end &- t.start) * 1e-9
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as a `Double` (profiling, timing, rates).
+    public var inSeconds: Double {
+        let (whole, attoseconds) = components
+        return Double(whole) + Double(attoseconds) * 1e-18
+    }
+}

@@ -197,8 +197,5 @@ struct ConformanceCommand: ParsableCommand {
         return "#\(d.index) \(d.name) [\(d.platformName)], \(d.kind.rawValue), \(d.openCLCVersion), driver \(d.driverVersion)"
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        let (whole, attoseconds) = duration.components
-        return Double(whole) + Double(attoseconds) * 1e-18
-    }
+    static func seconds(_ duration: Duration) -> Double { duration.inSeconds }
 }

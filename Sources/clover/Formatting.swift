@@ -77,8 +77,7 @@ enum Format {
 
     /// Seconds with millisecond resolution, e.g. `"0.125 s"`.
     static func seconds(_ duration: Duration) -> String {
-        let (whole, attoseconds) = duration.components
-        return fixed(Double(whole) + Double(attoseconds) * 1e-18, decimals: 3) + " s"
+        fixed(duration.inSeconds, decimals: 3) + " s"
     }
 
     /// `10^exponent` exactly for the small exponents used above (a literal

@@ -452,7 +452,4 @@ func countCorrect(_ logits: Tensor, _ labels: [Int32]) throws -> Int {
     return correct
 }
 
-func seconds(_ d: Duration) -> Double {
-    let c = d.components
-    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-}
+func seconds(_ d: Duration) -> Double { d.inSeconds }

@@ -712,7 +712,7 @@ public enum GemmTuning {
     }
 
     static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        d.inSeconds
     }
 
     // MARK: Persistence

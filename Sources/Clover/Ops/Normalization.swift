@@ -60,33 +60,6 @@ private func layerNormLayout(_ op: String, _ shapes: [[Int]], names: [String], r
 
 // MARK: OpenCL helpers
 
-private func powerOfTwo(atLeast n: Int) -> Int {
-    var p = 1
-    while p < n { p <<= 1 }
-    return p
-}
-
-private func powerOfTwo(atMost n: Int) -> Int {
-    var p = 1
-    while p * 2 <= n { p <<= 1 }
-    return p
-}
-
-/// The kernels index with 32-bit `int`s.
-private func requireInt32(_ op: String, _ shapes: [[Int]], _ context: OpenCLContext) throws {
-    if shapes.contains(where: { $0.reduce(1, *) > Int(Int32.max) }) {
-        throw CloverError.unsupported(op: op, shapes: shapes, device: context.device.description,
-                                      reason: "the normalisation kernels index with 32-bit integers (at most 2^31-1 elements)")
-    }
-}
-
-/// Work-group items for `kernel`: up to 256 (or the device's per-kernel
-/// limit), a power of two no larger than needed for `work` elements.
-private func groupSize(_ kernel: Kernel, _ context: OpenCLContext, work: Int) throws -> Int {
-    let limit = powerOfTwo(atMost: min(256, try kernel.maxWorkGroupSize(on: context.device)))
-    return min(limit, powerOfTwo(atLeast: work))
-}
-
 /// How a channel's N·HW elements are split among work-groups: about 2048
 /// per chunk (8 per item of a 256-item group), at most 128 chunks, so a
 /// ResNet stem's 128·112·112 elements still spread over C·128 groups.
@@ -258,7 +231,7 @@ public struct BatchNormTraining: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try batchNormLayout(name, inputs.map(\.shape), names: ["x", "gamma", "beta"])
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let x = inputs[0].view
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.c)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
@@ -387,7 +360,7 @@ public struct BatchNormBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try batchNormLayout(name, Array(inputs.dropFirst().prefix(4).map(\.shape)), names: Array(Self.names[1...4]))
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
         let mean = inputs[3].view, invstd = inputs[4].view
         // Without a fused activation the kernels never read beta: gamma stands in.
@@ -451,7 +424,7 @@ public struct BatchNormInference: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try batchNormLayout(name, inputs.map(\.shape), names: Self.names)
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let invstd = try encodeInverseStd(context, c: l.c, variance: inputs[4].view, epsilon: epsilon)
         try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: inputs[0].view, mean: inputs[3].view,
                                  invstd: invstd, gamma: inputs[1].view, beta: inputs[2].view, y: outputs[0].view)
@@ -506,7 +479,7 @@ public struct BatchNormInferenceBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try batchNormLayout(name, Array(inputs.dropFirst().map(\.shape)), names: Array(Self.names.dropFirst()))
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view, rm = inputs[3].view
         let dx = outputs[0].view
         let invstd = try encodeInverseStd(context, c: l.c, variance: inputs[4].view, epsilon: epsilon)
@@ -654,7 +627,7 @@ public struct LayerNorm: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try layerNormLayout(name, inputs.map(\.shape), names: ["x", "gamma", "beta"])
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let x = inputs[0].view, gamma = inputs[1].view, beta = inputs[2].view, y = outputs[0].view
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.rows)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.rows)
@@ -719,7 +692,7 @@ public struct LayerNormBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let l = try layerNormLayout(name, inputs.map(\.shape), names: Self.names, rowOperands: [3, 4], xIndex: 1)
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "normalisation")
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
         let mean = inputs[3].view, invstd = inputs[4].view
         let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view

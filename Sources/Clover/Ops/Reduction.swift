@@ -87,18 +87,6 @@ private func broadcastPasses(_ groups: [(size: Int, marked: Bool)]) -> [AxisPass
     return passes
 }
 
-private func powerOfTwo(atLeast n: Int) -> Int {
-    var p = 1
-    while p < n { p <<= 1 }
-    return p
-}
-
-private func powerOfTwo(atMost n: Int) -> Int {
-    var p = 1
-    while p * 2 <= n { p <<= 1 }
-    return p
-}
-
 /// The work-group tile for a pass: LX items across `inner` (up to 64, so a
 /// row of a wide inner is read in coalesced runs) times LY items along the
 /// reduced extent, at most `limit` items and no more LY lanes than elements.
@@ -106,19 +94,6 @@ private func reductionTile(inner: Int, extent: Int, limit: Int) -> (lx: Int, ly:
     let lx = min(powerOfTwo(atLeast: inner), 64, limit)
     let ly = max(1, min(limit / lx, powerOfTwo(atLeast: extent)))
     return (lx, ly)
-}
-
-/// The kernels index with 32-bit `int`s.
-private func requireInt32(_ op: String, _ shapes: [[Int]], _ context: OpenCLContext) throws {
-    if shapes.contains(where: { $0.reduce(1, *) > Int(Int32.max) }) {
-        throw CloverError.unsupported(op: op, shapes: shapes, device: context.device.description,
-                                      reason: "the reduction kernels index with 32-bit integers (at most 2^31-1 elements)")
-    }
-}
-
-/// Work-group items for `kernel`: 256, or the device's per-kernel limit if lower.
-private func groupLimit(_ kernel: Kernel, _ context: OpenCLContext) throws -> Int {
-    powerOfTwo(atMost: min(256, try kernel.maxWorkGroupSize(on: context.device)))
 }
 
 /// `dst = scale · Σ_r src[o, r, i]`, splitting a long extent into chunks
@@ -130,7 +105,7 @@ private func groupLimit(_ kernel: Kernel, _ context: OpenCLContext) throws -> In
 private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
                        from src: BufferView, to dst: BufferView) throws {
     let kernel = try context.kernel(family: "reduction", "reduce_sum")
-    let (lx, ly) = reductionTile(inner: p.inner, extent: p.extent, limit: try groupLimit(kernel, context))
+    let (lx, ly) = reductionTile(inner: p.inner, extent: p.extent, limit: try groupSize(kernel, context))
     let tiles = (p.inner + lx - 1) / lx
     var chunks = 1
     // Fewer than 128 work-groups, and at least 32 elements per item: split so
@@ -162,7 +137,7 @@ private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
 /// it only enqueues launches, so optimising it gains nothing.
 @_optimize(none)
 private func encodeSum(_ context: OpenCLContext, op: String, x: Tensor, y: Tensor, axes: [Int], scale: Float) throws {
-    try requireInt32(op, [x.shape], context)
+    try requireInt32(op, [x.shape], context, family: "reduction")
     let passes = reductionPasses(axisGroups(x.shape, marked: axes))
     guard !passes.isEmpty else {
         // Only size-1 axes are reduced: the data is unchanged (and a mean
@@ -323,7 +298,7 @@ public struct BroadcastTo: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let axes = try reductionAxes(self.axes, shape: shape, op: name)
-        try requireInt32(name, [shape], context)
+        try requireInt32(name, [shape], context, family: "reduction")
         let passes = broadcastPasses(axisGroups(shape, marked: axes))
         let x = inputs[0], y = outputs[0]
         guard !passes.isEmpty else {
@@ -410,9 +385,9 @@ public struct Max: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = try split(inputs[0].shape)
-        try requireInt32(name, [inputs[0].shape], context)
+        try requireInt32(name, [inputs[0].shape], context, family: "reduction")
         let kernel = try context.kernel(family: "reduction", "reduce_max")
-        let (lx, ly) = reductionTile(inner: s.inner, extent: s.extent, limit: try groupLimit(kernel, context))
+        let (lx, ly) = reductionTile(inner: s.inner, extent: s.extent, limit: try groupSize(kernel, context))
         let tiles = (s.inner + lx - 1) / lx
         let x = inputs[0].view, y = outputs[0].view, arg = outputs[1].view
         try context.launch(kernel, global: [s.outer * tiles * lx * ly], local: [lx * ly], arguments: [
@@ -472,7 +447,7 @@ public struct MaxBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = try split()
-        try requireInt32(name, [inputShape], context)
+        try requireInt32(name, [inputShape], context, family: "reduction")
         let kernel = try context.kernel(family: "reduction", "max_backward")
         let dy = inputs[0].view, arg = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
