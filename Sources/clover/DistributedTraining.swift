@@ -38,6 +38,9 @@ final class DistributedTraining {
     /// Reductions of the epoch so far, for `--profile`.
     private(set) var epochStatistics = ReductionStatistics()
     private(set) var stepsInEpoch = 0
+    /// Seconds of the epoch spent waiting for backward to finish on the
+    /// device before the reduction started.
+    private var deviceWaitSeconds = 0.0
     private var buckets: GradientBuckets?
     private var stepsRun = 0
     private let failure: (rank: Int, step: Int, kill: Bool)?
@@ -190,6 +193,12 @@ final class DistributedTraining {
             // The optimiser's flat arena: each bucket is read from the
             // device, reduced and written back in place.
             let plan = bucketPlan(count: view.count)
+            // Drains backward first, so that the reduction's figures hold
+            // transfers and communication only (a blocking read of the first
+            // bucket would otherwise count the whole backward pass).
+            let clock = ContinuousClock(), start = clock.now
+            try context.finish()
+            deviceWaitSeconds += seconds(clock.now - start)
             epochStatistics += try world.averageInBuckets(plan, read: { range in
                 try context.download(view.slice(offset: range.lowerBound, count: range.count), as: Float.self)
             }, write: { range, values in
@@ -217,14 +226,16 @@ final class DistributedTraining {
 
     /// The `--profile` lines for the epoch's reductions, and a fresh count.
     func takeProfileLines() -> [String] {
-        defer { epochStatistics = ReductionStatistics(); stepsInEpoch = 0 }
-        let s = epochStatistics, steps = max(stepsInEpoch, 1)
+        defer { epochStatistics = ReductionStatistics(); stepsInEpoch = 0; deviceWaitSeconds = 0 }
+        let s = epochStatistics, steps = Double(max(stepsInEpoch, 1))
+        func ms(_ seconds: Double) -> String { Format.fixed(1000 * seconds / steps, decimals: 2) + " ms" }
         return [
-            "gradient allreduce (\(size) ranks, \(s.buckets / steps) bucket(s) per step): "
-                + "\(Format.fixed(Double(s.bytes) / Double(steps) / 1e6, decimals: 2)) MB per step, "
-                + "communication \(Format.fixed(1000 * s.communicationSeconds / Double(steps), decimals: 2)) ms per step, "
-                + "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind bucket reads and writes, "
-                + "whole reduction \(Format.fixed(1000 * s.totalSeconds / Double(steps), decimals: 2)) ms per step",
+            "gradient allreduce per step (\(size) ranks, \(s.buckets / max(stepsInEpoch, 1)) bucket(s) of at most "
+                + "\(GradientBuckets.defaultBucketBytes >> 20) MiB): \(Format.fixed(Double(s.bytes) / steps / 1e6, decimals: 2)) MB "
+                + "allreduced; in MPI_Allreduce \(ms(s.communicationSeconds)) (waiting for the slowest rank included), "
+                + "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind other buckets' device reads "
+                + "and writes (none behind backward: the reduction starts after it); reduction with transfers "
+                + "\(ms(s.totalSeconds)); waiting for backward to finish first \(ms(deviceWaitSeconds))",
         ]
     }
 

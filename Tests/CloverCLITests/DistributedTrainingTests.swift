@@ -202,6 +202,31 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(rank0["layer1.0.bn1.num_batches_tracked"]?.values, [2])
     }
 
+    /// A short Fashion-MNIST run (LeNet-5, augmentation on, 1 epoch of 4,096
+    /// images) on 2 ranks × batch 32 lands in the accuracy band of 1
+    /// process × batch 64: the same global batches, differing only in the
+    /// order of float additions.
+    func testFashionMNISTAccuracyMatchesOneProcess() throws {
+        try requireOpenCL()
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
+            throw XCTSkip("Fashion-MNIST is absent: scripts/setup.sh installs dataset-fashion-mnist")
+        }
+        let dir = try tempDirectory()
+        func run(batch: Int, ranks: Int?, out: String) throws -> Double {
+            let outcome = try clover(["train", "--model", "lenet5", "--train-subset", "4096", "--test-subset", "2000",
+                                      "--batch-size", "\(batch)", "--epochs", "1", "--lr", "0.05", "--log-every", "16",
+                                      "--out", out] + (ranks == nil ? [] : ["--distributed"]), ranks: ranks)
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            let csv = try String(contentsOfFile: out + "/metrics.csv", encoding: .utf8)
+            let fields = try XCTUnwrap(csv.split(separator: "\n").last).split(separator: ",")
+            return try XCTUnwrap(Double(fields[4]))  // test_accuracy
+        }
+        let one = try run(batch: 64, ranks: nil, out: dir + "/one")
+        let two = try run(batch: 32, ranks: 2, out: dir + "/two")
+        XCTAssertGreaterThan(one, 0.4, "well above chance (10%) after 64 steps")
+        XCTAssertEqual(two, one, accuracy: 0.03, "2 ranks: \(two), 1 process: \(one)")
+    }
+
     // MARK: Failures
 
     /// A rank whose step throws ends the job at once: non-zero exit, the
