@@ -24,13 +24,16 @@ struct DistributedCheckCommand: ParsableCommand {
         try Console.reportingFailures {
             let world = try Communicator.initialize(requiring: .serialized)
             let job = "rank \(world.rank) of \(world.size)"
+            let reported: String
             do {
                 try check(world)
+                reported = try checkErrorReporting(world)
             } catch {
                 Console.error("error: \(job): \(error); aborting the job")
                 world.abort(code: 1)
             }
-            print("\(job) (host rank \(world.localRank) of \(world.localSize), \(world.threadLevel)): mpi-check passed")
+            print("\(job) (host rank \(world.localRank) of \(world.localSize), \(world.threadLevel)): mpi-check passed; "
+                  + "an invalid call reports: \(reported)")
             Console.flush()
             try world.finalize()
         }
@@ -67,6 +70,21 @@ struct DistributedCheckCommand: ParsableCommand {
         guard try world.broadcast(world.isRoot ? 42 : -1) == 42 else { throw CheckFailure("broadcast of an integer") }
         guard try world.allreduceMax(Int64(world.rank)) == Int64(world.size - 1) else { throw CheckFailure("allreduce max") }
         try world.barrier()
+    }
+
+    /// An invalid call (a broadcast from a rank that does not exist) must
+    /// come back as an error naming the call, not abort the job; MPI checks
+    /// the root on each rank before any communication.
+    private func checkErrorReporting(_ world: Communicator) throws -> String {
+        do {
+            _ = try world.broadcast(Int64(1), root: world.size)
+        } catch let error as MPIError {
+            guard error.call == "MPI_Bcast", error.code != 0, error.description.hasPrefix("MPI_Bcast failed: ") else {
+                throw CheckFailure("an invalid broadcast gave an unexpected error: \(error)")
+            }
+            return error.description
+        }
+        throw CheckFailure("a broadcast from rank \(world.size), which does not exist, succeeded")
     }
 }
 

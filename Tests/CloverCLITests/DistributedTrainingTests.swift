@@ -121,7 +121,7 @@ final class DistributedTrainingTests: XCTestCase {
 
     /// Allreduce of known arrays of awkward sizes (empty, odd, over a
     /// million elements, many 3-element buckets), broadcast and barrier, on
-    /// 2 and 3 ranks.
+    /// 2 and 3 ranks; an invalid call is thrown as an error naming it.
     func testCollectivesUnderMpirun() throws {
         for (ranks, bucketBytes) in [(2, 12), (3, 4)] {
             let outcome = try clover(["mpi-check", "--bucket-bytes", "\(bucketBytes)"], ranks: ranks, timeout: 120)
@@ -130,6 +130,9 @@ final class DistributedTrainingTests: XCTestCase {
                 XCTAssertTrue(outcome.stdout.contains("rank \(rank) of \(ranks) "), outcome.stdout)
             }
             XCTAssertEqual(outcome.stdout.components(separatedBy: "mpi-check passed").count - 1, ranks, outcome.stdout)
+            // Errors come back as MPIError naming the call (MPI_ERRORS_RETURN), not as an abort.
+            XCTAssertEqual(outcome.stdout.components(separatedBy: "an invalid call reports: MPI_Bcast failed: ").count - 1,
+                           ranks, outcome.stdout)
         }
     }
 
