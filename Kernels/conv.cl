@@ -37,6 +37,8 @@
 #define ROW_LOOP 0
 #endif
 
+#include "reduce.h"
+
 __kernel void im2col(const int planes,
                      const int C, const int H, const int W,
                      const int KH, const int KW, const int OH, const int OW,
@@ -165,10 +167,6 @@ void conv_bias_backward(const int N, const int O, const int P,
         for (int p = lid; p < P; p += WG) acc += plane[p];
     }
     partial[lid] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) partial[lid] += partial[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(partial, lid, WG);
     if (lid == 0) db[db_off + o] = partial[0];
 }

@@ -29,6 +29,8 @@
 #define WG 256
 #endif
 
+#include "reduce.h"
+
 __kernel void softmax_xent_rows(const int rows, const int classes, const float smoothing,
                                 const int ignore_index,
                                 __global const float* x, const ulong x_off,
@@ -132,10 +134,6 @@ void scaled_sum_reduce(const ulong n, const float scale,
     float acc = 0.0f;
     for (ulong i = lid; i < n; i += WG) acc += v[v_off + i];
     partial[lid] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) partial[lid] += partial[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(partial, lid, WG);
     if (lid == 0) y[y_off] = scale * partial[0];
 }

@@ -58,6 +58,8 @@
 #define ACT_NONE 0
 #define ACT_RELU 1
 #define ACT_SILU 2
+#include "reduce.h"
+
 #ifndef ACT
 #define ACT ACT_NONE
 #endif
@@ -228,14 +230,7 @@ __kernel void bn_backward_partial(const int N, const int C, const int HW, const 
     }
     s_dy[lid] = a;
     s_dyx[lid] = b;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) {
-            s_dy[lid] += s_dy[lid + stride];
-            s_dyx[lid] += s_dyx[lid + stride];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum2(s_dy, s_dyx, lid, lsize);
     if (lid == 0 && c < C) {
         partial[p_off + (ulong)group * 2] = s_dy[0];
         partial[p_off + (ulong)group * 2 + 1] = s_dyx[0];
@@ -316,11 +311,7 @@ inline float group_sum(float v, __local float* scratch) {
     const int lid = get_local_id(0);
     barrier(CLK_LOCAL_MEM_FENCE);
     scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = get_local_size(0) / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(scratch, lid, get_local_size(0));
     const float total = scratch[0];
     barrier(CLK_LOCAL_MEM_FENCE);
     return total;
@@ -424,14 +415,7 @@ __kernel void layernorm_backward_params(const int rows, const int D, const int l
     }
     s_gamma[lid] = g;
     s_beta[lid] = b;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = ly_size / 2; s > 0; s >>= 1) {
-        if (ly < s) {
-            s_gamma[lid] += s_gamma[lid + s * lx_size];
-            s_beta[lid] += s_beta[lid + s * lx_size];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum2_columns(s_gamma, s_beta, lx, ly, lx_size, ly_size);
     if (ly == 0 && d < D) {
         dgamma[dgamma_off + d] = s_gamma[lx];
         dbeta[dbeta_off + d] = s_beta[lx];

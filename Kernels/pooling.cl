@@ -37,6 +37,8 @@
 #define RWG 64
 #endif
 
+#include "reduce.h"
+
 // Row-major index (within a plane) of the first maximum of window (oh, ow).
 inline int window_argmax(__global const float* xp, const int H, const int W, const int oh, const int ow,
                          const int KH, const int KW, const int SH, const int SW, const int PH, const int PW) {
@@ -156,11 +158,7 @@ __kernel void avgpool2d_backward(const int n, const int H, const int W, const in
 inline float group_sum(__local float* scratch, const float v) {
     const int lid = get_local_id(0);
     scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = RWG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(scratch, lid, RWG);
     return scratch[0];
 }
 

@@ -31,6 +31,8 @@
 
 // One work-group's position: which inner index this item owns, which (outer, chunk) pair the
 // group works on, and the item's lane along inner (lx) and along the reduced extent (ly).
+#include "reduce.h"
+
 #define TILE_SETUP                                                                  \
     const int lid = get_local_id(0);                                                \
     const int lsize = get_local_size(0);                                            \
@@ -58,11 +60,7 @@ __kernel void reduce_sum(const int outer, const int extent, const int inner,
         for (int r = r0 + ly; r < r1; r += ly_size) acc += base[(ulong)r * inner];
     }
     scratch[lid] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = ly_size / 2; s > 0; s >>= 1) {
-        if (ly < s) scratch[lid] += scratch[lid + s * lx_size];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum_columns(scratch, lx, ly, lx_size, ly_size);
     if (ly == 0 && o < outer && i < inner) y[y_off + (ulong)pair * inner + i] = scratch[lx] * scale;
 }
 

@@ -31,7 +31,16 @@ public enum KernelSources {
     ///
     /// - Throws: ``KernelSourceError/missingFamily(_:searched:)`` when neither
     ///   the override directory nor the embedded set holds the family.
+    ///
+    /// `#include "NAME"` lines are replaced by the shared header `NAME`
+    /// (`Kernels/include/NAME`, embedded, or from `CLOVER_KERNEL_DIR/include`),
+    /// once per program: the returned text is complete, so the program cache
+    /// keys on the headers too.
     public static func source(family: String) throws -> String {
+        try resolvingIncludes(rawSource(family: family), in: family)
+    }
+
+    private static func rawSource(family: String) throws -> String {
         if let dir = overrideDirectory {
             let path = dir.hasSuffix("/") ? dir + family + ".cl" : dir + "/" + family + ".cl"
             if let data = FileManager.default.contents(atPath: path) {
@@ -43,6 +52,42 @@ public enum KernelSources {
             return text
         }
         throw KernelSourceError.missingFamily(family, searched: "embedded kernels \(embeddedFamilies)")
+    }
+
+    /// The text of a shared header, from the override directory's
+    /// `include/` or the embedded copies.
+    private static func header(_ name: String, for family: String) throws -> String {
+        if let dir = overrideDirectory {
+            let path = (dir.hasSuffix("/") ? dir : dir + "/") + "include/" + name
+            if let data = FileManager.default.contents(atPath: path) { return String(decoding: data, as: UTF8.self) }
+            throw KernelSourceError.missingHeader(name, family: family, searched: path)
+        }
+        if let text = embeddedKernelHeaders[name] { return text }
+        throw KernelSourceError.missingHeader(name, family: family,
+                                              searched: "embedded headers \(embeddedKernelHeaders.keys.sorted())")
+    }
+
+    /// `source` with each `#include "NAME"` line replaced by the header's
+    /// text (each header at most once; headers may include others).
+    static func resolvingIncludes(_ source: String, in family: String) throws -> String {
+        var included = Set<String>()
+        func expand(_ text: String) throws -> String {
+            var out: [Substring] = []
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+                guard trimmed.hasPrefix("#include"), let open = trimmed.firstIndex(of: "\""),
+                      let close = trimmed[trimmed.index(after: open)...].firstIndex(of: "\"") else {
+                    out.append(line)
+                    continue
+                }
+                let name = String(trimmed[trimmed.index(after: open)..<close])
+                if included.insert(name).inserted {
+                    out.append(Substring(try expand(try header(name, for: family))))
+                }
+            }
+            return out.joined(separator: "\n")
+        }
+        return try expand(source)
     }
 
     /// Every `__kernel` function name declared in a source text, in order.
@@ -96,11 +141,15 @@ public enum KernelSources {
 /// A kernel family that could not be found.
 public enum KernelSourceError: Error, CustomStringConvertible {
     case missingFamily(String, searched: String)
+    /// A `#include "NAME"` of a kernel family that names no shared header.
+    case missingHeader(String, family: String, searched: String)
 
     public var description: String {
         switch self {
         case let .missingFamily(family, searched):
             return "kernel family '\(family)' not found (searched \(searched))"
+        case let .missingHeader(name, family, searched):
+            return "header '\(name)' included by kernel family '\(family)' not found (searched \(searched))"
         }
     }
 }
