@@ -21,8 +21,9 @@ struct TuneCommand: ParsableCommand {
             The winner is saved as JSON in the program-cache directory ($XDG_CACHE_HOME/clover \
             or ~/.cache/clover), named after the device, platform and driver, and applied \
             whenever that device is selected. CLOVER_GEMM_TUNING=0 ignores it; deleting the \
-            file forgets it.
-            """
+            file forgets it. `clover tune conv` chooses convolution algorithms instead.
+            """,
+        subcommands: [TuneConvCommand.self]
     )
 
     @Option(name: .long, help: ArgumentHelp(

@@ -212,24 +212,37 @@ public struct Conv2D: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
         let bias = inputs.count == 3 ? inputs[2].view : nil
-        switch g.algorithm {
+        let choice = try ConvAlgorithmSelection.choice(context, g, .forward)
+        try convForwardPass(context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
+                            columnBufferLimitBytes: columnBufferLimitBytes)
+    }
+}
+
+/// The forward pass on `choice`'s path, bias included.
+func convForwardPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+                     shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
+                     columnBufferLimitBytes: Int) throws {
+        switch choice.algorithm {
         case .depthwise:
-            try g.checkDirectKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
             return try depthwiseForward(context, g, x: x, w: w, bias: bias, y: y)
         case .groupedDirect:
-            try g.checkDirectKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
             return try groupedForward(context, g, x: x, w: w, bias: bias, y: y)
+        case .implicitGEMM:
+            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+            return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y)
         case .pointwiseGEMM:
             // Only the bias kernel below takes int sizes.
-            try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            try g.checkKernelLimits(op: name, shapes: shapes, on: context)
             try pointwiseForward(context, g, x: x, w: w, y: y)
         case .im2colGEMM:
-            try g.checkKernelLimits(op: name, shapes: inputs.map(\.shape), on: context)
-            try im2colForward(context, g, x: x, w: w, y: y)
+            try g.checkKernelLimits(op: name, shapes: shapes, on: context)
+            try im2colForward(context, g, x: x, w: w, y: y, columnBufferLimitBytes: columnBufferLimitBytes)
         }
         if let bias {
             guard y.count <= Int(Int32.max) else {
-                throw CloverError.unsupported(op: name, shapes: inputs.map(\.shape), device: context.device.description,
+                throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
                                               reason: "the bias kernel indexes the output in 32 bits")
             }
             let kernel = try convKernel(context, "conv_bias_forward")
@@ -243,8 +256,8 @@ public struct Conv2D: Primitive {
     /// matrix [C·KH·KW, nb·P], one GEMM per group for the whole chunk, then a
     /// transpose of the [O, nb, P] result into NCHW. Few large GEMMs instead
     /// of one per sample: CLBlast is efficient only on large matrices.
-    private func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
-                               x: BufferView, w: BufferView, y: BufferView) throws {
+func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
+                   x: BufferView, w: BufferView, y: BufferView, columnBufferLimitBytes: Int) throws {
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
         let wide = try context.allocateView(count: chunk * g.outputPerSample)
@@ -267,6 +280,7 @@ public struct Conv2D: Primitive {
         }
     }
 
+extension Conv2D {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
     }
@@ -369,7 +383,17 @@ public struct Conv2DBackwardData: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let shapes = [inputShape] + inputs.map(\.shape)
         let dy = inputs[0].view, w = inputs[1].view, dx = outputs[0].view
-        switch g.algorithm {
+        let choice = try ConvAlgorithmSelection.choice(context, g, .backwardData)
+        try convBackwardDataPass(context, g, choice, op: name, shapes: shapes, dy: dy, w: w, dx: dx,
+                                 columnBufferLimitBytes: columnBufferLimitBytes)
+    }
+}
+
+/// The data gradient on `choice`'s path.
+func convBackwardDataPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+                          shapes: [[Int]], dy: BufferView, w: BufferView, dx: BufferView,
+                          columnBufferLimitBytes: Int) throws {
+        switch choice.algorithm {
         case .pointwiseGEMM:
             return try pointwiseBackwardData(context, g, dy: dy, w: w, dx: dx)
         case .depthwise:
@@ -378,6 +402,9 @@ public struct Conv2DBackwardData: Primitive {
         case .groupedDirect:
             try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
             return try groupedBackwardData(context, g, dy: dy, w: w, dx: dx)
+        case .implicitGEMM:
+            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+            return try implicitGemmBackwardData(context, g, try choice.gemmParameters(), dy: dy, w: w, dx: dx)
         case .im2colGEMM:
             break
         }
@@ -403,7 +430,6 @@ public struct Conv2DBackwardData: Primitive {
             n0 += nb
         }
     }
-}
 
 /// Gradient of ``Conv2D`` with respect to its weight: inputs `dy`
 /// `[N, O, OH, OW]` and `x`; output `dw` of the stored weight shape.
@@ -480,7 +506,17 @@ public struct Conv2DBackwardWeight: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let shapes = inputs.map(\.shape) + [weightShape]
         let dy = inputs[0].view, x = inputs[1].view, dw = outputs[0].view
-        switch g.algorithm {
+        let choice = try ConvAlgorithmSelection.choice(context, g, .backwardWeight)
+        try convBackwardWeightPass(context, g, choice, op: name, shapes: shapes, dy: dy, x: x, dw: dw,
+                                   columnBufferLimitBytes: columnBufferLimitBytes)
+    }
+}
+
+/// The weight gradient on `choice`'s path.
+func convBackwardWeightPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+                            shapes: [[Int]], dy: BufferView, x: BufferView, dw: BufferView,
+                            columnBufferLimitBytes: Int) throws {
+        switch choice.algorithm {
         case .pointwiseGEMM:
             return try pointwiseBackwardWeight(context, g, dy: dy, x: x, dw: dw)
         case .depthwise:
@@ -489,6 +525,9 @@ public struct Conv2DBackwardWeight: Primitive {
         case .groupedDirect:
             try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
             return try groupedBackwardWeight(context, g, dy: dy, x: x, dw: dw)
+        case .implicitGEMM:
+            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+            return try implicitGemmBackwardWeight(context, g, try choice.gemmParameters(), dy: dy, x: x, dw: dw)
         case .im2colGEMM:
             break
         }
@@ -514,7 +553,6 @@ public struct Conv2DBackwardWeight: Primitive {
             n0 += nb
         }
     }
-}
 
 /// Gradient of ``Conv2D`` with respect to its bias: input `dy`
 /// `[N, O, OH, OW]`, output `db` `[O]` (the sum over N, OH and OW).

@@ -27,7 +27,7 @@ import CloverRuntime
 
 /// Which OpenCL implementation runs a convolution; see
 /// ``Conv2DParameters/algorithm(input:weight:)`` for the rules.
-public enum ConvAlgorithm: String, Sendable, CaseIterable, CustomStringConvertible {
+public enum ConvAlgorithm: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     /// 1x1, stride 1, padding 0: CLBlast GEMM straight on the NCHW tensors.
     case pointwiseGEMM
     /// One 3x3 or 5x5 filter per channel, stride 1 or 2, "same" padding: `Kernels/depthwise.cl`.
@@ -37,6 +37,9 @@ public enum ConvAlgorithm: String, Sendable, CaseIterable, CustomStringConvertib
     case groupedDirect
     /// The general path: im2col (`Kernels/conv.cl`) and CLBlast GEMM.
     case im2colGEMM
+    /// Implicit GEMM (`Kernels/convgemm.cl`): any geometry, operands gathered
+    /// from the tensors, with one of ``ConvGemmParameters/searchSpace``.
+    case implicitGEMM
 
     public var description: String { rawValue }
 }

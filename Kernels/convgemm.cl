@@ -1,0 +1,530 @@
+// =================================================================================================
+// convgemm.cl — implicit-GEMM 2-D convolution over NCHW tensors: the convolution as a GEMM whose
+// operands are gathered from the tensors on the fly (no column buffer, no transpose back).
+//
+// Kernels (G groups; CG = C/G and OG = O/G channels per group; KK = KH*KW taps; P = OH*OW):
+//   convgemm_forward          y[n, g*OG+m, p] = sum_k w[g*OG+m, k] * x~[k, (n, p)] (+ bias[g*OG+m])
+//                             GEMM M = OG, N = N*P, K = CG*KK; x~[(c, kh, kw), (n, oh, ow)] is the
+//                             input pixel that tap reads (0 in the padding).
+//                             Range: (ceil(N*P/TN)*RN, ceil(OG/TM)*RM, G), local (RN, RM, 1).
+//   convgemm_backward_data    dx[n, g*CG+m, q] = sum_k w~[m, k] * dy~[k, (n, q)], q = ih*W + iw,
+//                             k = (o, kh, kw); dy~ is the output pixel that read (ih, iw) through
+//                             the tap (0 where none did, e.g. between stride-2 outputs).
+//                             GEMM M = CG, N = N*H*W, K = OG*KK. Writes every dx entry.
+//                             Range: (ceil(N*H*W/TN)*RN, ceil(CG/TM)*RM, G).
+//   convgemm_backward_weight  partial[s, g*OG+m, k] = sum over r in split s of dy[(n, p) = r, g*OG+m]
+//                             * x~[k, r]; GEMM M = OG, N = CG*KK, reduced over r < N*P in S splits
+//                             of `chunk` positions (a multiple of TK).
+//                             Range: (ceil(CG*KK/TN)*RN, ceil(OG/TM)*RM, G*S).
+//   convgemm_reduce           dw[i] = sum over s = 0..S-1 of partial[s, i], in that order: the split-K
+//                             weight gradient is deterministic (no float atomics).
+//                             Range: (count), local (RW).
+//
+// Macros (all integers; the host checks the constraints below before it builds a program):
+//   TM, TN   work-group tile: rows (output channels) x columns (pixels, or weight columns)
+//   WM, WN   outputs per work-item along rows and columns (register block); RM = TM/WM and
+//            RN = TN/WN items per group. Item (tx, ty) owns rows ty + i*RM, columns tx + j*RN:
+//            neighbouring items read neighbouring local-memory words, which POCL turns into
+//            vector loads when it vectorises across dimension 0, and GPUs read without conflicts.
+//   TK       K-tile staged in local memory per step (As[TK][TM] + Bs[TK][TN] floats).
+//   KH, KW   kernel size; SH, SW strides (compile-time, so tap decoding is multiplication).
+//   RW       work-group size of convgemm_reduce (default 64).
+// Constraints: WG = RM*RN <= 256 (the portable profile), WG % TN == 0 and WG % TK == 0 (each
+// item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
+// 4*TK*(TM+TN) <= 48 KiB.
+//
+// Index math is 32-bit: the host refuses tensors of 2^31 elements or more. Runtime divisions that
+// recur per K-tile use host-computed magic numbers (fdiv below); the rest divide once per item.
+// =================================================================================================
+
+#ifndef TM
+#define TM 64
+#endif
+#ifndef TN
+#define TN 64
+#endif
+#ifndef WM
+#define WM 4
+#endif
+#ifndef WN
+#define WN 4
+#endif
+#ifndef TK
+#define TK 16
+#endif
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef SH
+#define SH 1
+#endif
+#ifndef SW
+#define SW 1
+#endif
+#ifndef RW
+#define RW 64
+#endif
+#ifndef DIRECT
+#define DIRECT 0
+#endif
+#ifndef LX
+#define LX 64
+#endif
+
+#define RM (TM / WM)
+#define RN (TN / WN)
+#define WG (RM * RN)
+#define KK (KH * KW)
+#define BSTEP (WG / TN)   // rows of a B tile one pass of the group loads
+#define LOADS_A (TM * TK / WG)
+#define LOADS_B (TN * TK / WG)
+
+// n / d for 0 <= n < 2^31 with the host's (mul, shr) for d: mul = ceil(2^(31+l) / d),
+// l = ceil(log2 d), shr = l - 1; mul = 0 means d = 1. One multiply-high, no division.
+inline int fdiv(const int n, const uint mul, const int shr) {
+    return mul == 0u ? n : (int)(mul_hi((uint)n, mul) >> shr);
+}
+
+// The register-blocked product of the staged tiles: acc[i][j] += As[k][ty+i*RM] * Bs[k][tx+j*RN].
+#define TILE_PRODUCT(As, Bs, acc, tx, ty)                                  \
+    _Pragma("unroll")                                                      \
+    for (int kk = 0; kk < TK; ++kk) {                                      \
+        float a_[WM], b_[WN];                                              \
+        _Pragma("unroll")                                                  \
+        for (int i = 0; i < WM; ++i) a_[i] = As[kk][(ty) + i * RM];        \
+        _Pragma("unroll")                                                  \
+        for (int j = 0; j < WN; ++j) b_[j] = Bs[kk][(tx) + j * RN];        \
+        _Pragma("unroll")                                                  \
+        for (int i = 0; i < WM; ++i) {                                     \
+            _Pragma("unroll")                                              \
+            for (int j = 0; j < WN; ++j) acc[i][j] = mad(a_[i], b_[j], acc[i][j]); \
+        }                                                                  \
+    }
+
+#if !DIRECT
+
+__kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
+void convgemm_forward(const int N, const int C, const int H, const int W,
+                      const int O, const int OH, const int OW, const int G,
+                      const int PH, const int PW, const int DH, const int DW,
+                      __global const float* x, const ulong x_off,
+                      __global const float* w, const ulong w_off,
+                      __global const float* bias, const ulong bias_off, const int has_bias,
+                      __global float* y, const ulong y_off) {
+    __local float As[TK][TM];
+    __local float Bs[TK][TN];
+    const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P;
+    const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
+
+    // The B column this item loads is fixed for the whole reduction: decode it once.
+    const int bcol = tid % TN, brow = tid / TN;
+    const int col = col0 + bcol;
+    const bool col_ok = col < NP;
+    const int n = col_ok ? col / P : 0;
+    const int p = col_ok ? col - n * P : 0;
+    const int oh = p / OW, ow = p - (p / OW) * OW;
+    const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
+    __global const float* xb = x + x_off + (ulong)((n * C + g * CG) * H) * (ulong)W;
+    __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)K;
+
+    float acc[WM][WN];
+    for (int i = 0; i < WM; ++i)
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += TK) {
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_A; ++t) {
+            const int l = tid + t * WG, m = l / TK, k = l % TK;
+            As[k][m] = (m0 + m < OG && k0 + k < K) ? wb[(m0 + m) * K + k0 + k] : 0.0f;
+        }
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_B; ++t) {
+            const int k = brow + t * BSTEP, kg = k0 + k;
+            const int c = kg / KK, r = kg - (kg / KK) * KK;
+            const int ih = ih0 + (r / KW) * DH, iw = iw0 + (r % KW) * DW;
+            Bs[k][bcol] = (col_ok && kg < K && ih >= 0 && ih < H && iw >= 0 && iw < W)
+                ? xb[(c * H + ih) * W + iw] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        TILE_PRODUCT(As, Bs, acc, tx, ty)
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    for (int j = 0; j < WN; ++j) {
+        const int cj = col0 + tx + j * RN;
+        if (cj >= NP) continue;
+        const int nj = cj / P, pj = cj - (cj / P) * P;
+        for (int i = 0; i < WM; ++i) {
+            const int m = m0 + ty + i * RM;
+            if (m >= OG) continue;
+            const int o = g * OG + m;
+            y[y_off + (ulong)(nj * O + o) * (ulong)P + (ulong)pj] = acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f);
+        }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
+void convgemm_backward_data(const int N, const int C, const int H, const int W,
+                            const int O, const int OH, const int OW, const int G,
+                            const int PH, const int PW, const int DH, const int DW,
+                            __global const float* dy, const ulong dy_off,
+                            __global const float* w, const ulong w_off,
+                            __global float* dx, const ulong dx_off) {
+    __local float As[TK][TM];
+    __local float Bs[TK][TN];
+    const int CG = C / G, OG = O / G, K = OG * KK, HW = H * W, NQ = N * HW, P = OH * OW;
+    const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
+
+    const int bcol = tid % TN, brow = tid / TN;
+    const int col = col0 + bcol;
+    const bool col_ok = col < NQ;
+    const int n = col_ok ? col / HW : 0;
+    const int q = col_ok ? col - n * HW : 0;
+    const int ih = q / W, iw = q - (q / W) * W;
+    // Output row oh reads input row ih through tap kh when oh*SH = ih + PH - kh*DH.
+    const int th0 = ih + PH, tw0 = iw + PW;
+    __global const float* dyb = dy + dy_off + (ulong)(n * O + g * OG) * (ulong)P;
+    // w~[m, (o, r)] = w[g*OG + o, m, r]: the weight's [OG, CG, KK] block read as [CG, OG*KK].
+    __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)(CG * KK);
+
+    float acc[WM][WN];
+    for (int i = 0; i < WM; ++i)
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += TK) {
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_A; ++t) {
+            const int l = tid + t * WG, m = l / TK, k = l % TK, kg = k0 + k;
+            const int o = kg / KK, r = kg - (kg / KK) * KK;
+            As[k][m] = (m0 + m < CG && kg < K) ? wb[(o * CG + m0 + m) * KK + r] : 0.0f;
+        }
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_B; ++t) {
+            const int k = brow + t * BSTEP, kg = k0 + k;
+            const int o = kg / KK, r = kg - (kg / KK) * KK;
+            const int th = th0 - (r / KW) * DH, tw = tw0 - (r % KW) * DW;
+            const int oh = th / SH, ow = tw / SW;
+            const bool ok = col_ok && kg < K && th >= 0 && tw >= 0 && oh * SH == th && ow * SW == tw
+                && oh < OH && ow < OW;
+            Bs[k][bcol] = ok ? dyb[(o * OH + oh) * OW + ow] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        TILE_PRODUCT(As, Bs, acc, tx, ty)
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    for (int j = 0; j < WN; ++j) {
+        const int cj = col0 + tx + j * RN;
+        if (cj >= NQ) continue;
+        const int nj = cj / HW, qj = cj - (cj / HW) * HW;
+        for (int i = 0; i < WM; ++i) {
+            const int m = m0 + ty + i * RM;
+            if (m >= CG) continue;
+            dx[dx_off + (ulong)(nj * C + g * CG + m) * (ulong)HW + (ulong)qj] = acc[i][j];
+        }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
+void convgemm_backward_weight(const int N, const int C, const int H, const int W,
+                              const int O, const int OH, const int OW, const int G,
+                              const int PH, const int PW, const int DH, const int DW,
+                              const int S, const int chunk,
+                              const uint p_mul, const int p_shr, const uint ow_mul, const int ow_shr,
+                              __global const float* dy, const ulong dy_off,
+                              __global const float* x, const ulong x_off,
+                              __global float* partial, const ulong partial_off) {
+    __local float As[TK][TM];
+    __local float Bs[TK][TN];
+    const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, R = N * P;
+    const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
+    const int g = get_group_id(2) / S, s = get_group_id(2) - (get_group_id(2) / S) * S;
+    const int r_begin = s * chunk, r_end = min(R, r_begin + chunk);
+
+    // Every load of this item is at reduction offset rr of the tile (WG % TK == 0).
+    const int rr = tid % TK, lrow = tid / TK;
+    #define LSTEP (WG / TK)
+    // The weight columns this item loads are fixed: their tap offsets are decoded once.
+    int xoff[LOADS_B], dh[LOADS_B], dw[LOADS_B];
+    bool kok[LOADS_B];
+    _Pragma("unroll")
+    for (int t = 0; t < LOADS_B; ++t) {
+        const int kc = col0 + lrow + t * LSTEP;
+        const int c = kc / KK, r = kc - (kc / KK) * KK;
+        kok[t] = kc < K;
+        xoff[t] = (g * CG + c) * H * W;
+        dh[t] = (r / KW) * DH - PH;
+        dw[t] = (r % KW) * DW - PW;
+    }
+
+    float acc[WM][WN];
+    for (int i = 0; i < WM; ++i)
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+
+    for (int r0 = r_begin; r0 < r_end; r0 += TK) {
+        const int r = r0 + rr;
+        const bool r_ok = r < r_end;
+        const int n = fdiv(r, p_mul, p_shr), p = r - fdiv(r, p_mul, p_shr) * P;
+        const int oh = fdiv(p, ow_mul, ow_shr), ow = p - fdiv(p, ow_mul, ow_shr) * OW;
+        __global const float* dyb = dy + dy_off + (ulong)(n * O + g * OG) * (ulong)P + (ulong)p;
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_A; ++t) {
+            const int m = lrow + t * LSTEP;
+            As[rr][m] = (r_ok && m0 + m < OG) ? dyb[(m0 + m) * P] : 0.0f;
+        }
+        __global const float* xb = x + x_off + (ulong)(n * C) * (ulong)(H * W);
+        _Pragma("unroll")
+        for (int t = 0; t < LOADS_B; ++t) {
+            const int ih = oh * SH + dh[t], iw = ow * SW + dw[t];
+            Bs[rr][lrow + t * LSTEP] = (r_ok && kok[t] && ih >= 0 && ih < H && iw >= 0 && iw < W)
+                ? xb[xoff[t] + ih * W + iw] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        TILE_PRODUCT(As, Bs, acc, tx, ty)
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    // Every (split, row, column) is written, zeros included, so the scratch needs no clearing.
+    __global float* out = partial + partial_off + (ulong)s * (ulong)O * (ulong)K;
+    for (int i = 0; i < WM; ++i) {
+        const int m = m0 + ty + i * RM;
+        if (m >= OG) continue;
+        for (int j = 0; j < WN; ++j) {
+            const int kc = col0 + tx + j * RN;
+            if (kc < K) out[(ulong)(g * OG + m) * (ulong)K + (ulong)kc] = acc[i][j];
+        }
+    }
+}
+
+#else  // DIRECT
+
+// The barrier-free form (DIRECT = 1) for CPU devices. POCL keeps a work-item's private
+// variables in memory across barriers (one slot per work-item), so a tiled kernel's accumulators
+// become gathers and scatters in every vectorised step; without barriers the accumulators stay
+// in vector registers, 16 work-items per AVX-512 register. Items run along the pixel columns
+// (dimension 0, LX per group, WN columns each, LX apart) and register-block WM rows; operands
+// come straight from global memory (the caches serve as the tile), weights as broadcasts.
+
+__kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
+void convgemm_forward_direct(const int N, const int C, const int H, const int W,
+                             const int O, const int OH, const int OW, const int G,
+                             const int PH, const int PW, const int DH, const int DW,
+                             __global const float* x, const ulong x_off,
+                             __global const float* w, const ulong w_off,
+                             __global const float* bias, const ulong bias_off, const int has_bias,
+                             __global float* y, const ulong y_off) {
+    const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P, HW = H * W;
+    const int m0 = get_group_id(1) * WM, g = get_group_id(2);
+    const int col0 = get_group_id(0) * (LX * WN) + get_local_id(0);
+    int xb[WN], ih0[WN], iw0[WN], pj[WN], nj[WN];
+    bool ok[WN];
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        const int col = col0 + j * LX;
+        ok[j] = col < NP;
+        nj[j] = ok[j] ? col / P : 0;
+        pj[j] = ok[j] ? col - nj[j] * P : 0;
+        const int oh = pj[j] / OW, ow = pj[j] - (pj[j] / OW) * OW;
+        ih0[j] = oh * SH - PH;
+        iw0[j] = ow * SW - PW;
+        xb[j] = (nj[j] * C + g * CG) * HW;
+    }
+    // Rows past OG read the last row (valid memory) and are not stored.
+    __global const float* wr[WM];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i) wr[i] = w + w_off + (ulong)(g * OG + min(m0 + i, OG - 1)) * (ulong)K;
+    float acc[WM][WN];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+    for (int c = 0; c < CG; ++c) {
+        _Pragma("unroll")
+        for (int kh = 0; kh < KH; ++kh) {
+            _Pragma("unroll")
+            for (int kw = 0; kw < KW; ++kw) {
+                const int k = (c * KH + kh) * KW + kw;
+                float b[WN];
+                _Pragma("unroll")
+                for (int j = 0; j < WN; ++j) {
+                    const int ih = ih0[j] + kh * DH, iw = iw0[j] + kw * DW;
+                    b[j] = (ok[j] && ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[x_off + xb[j] + (c * H + ih) * W + iw] : 0.0f;
+                }
+                _Pragma("unroll")
+                for (int i = 0; i < WM; ++i) {
+                    const float a = wr[i][k];
+                    _Pragma("unroll")
+                    for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                }
+            }
+        }
+    }
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        if (!ok[j]) continue;
+        _Pragma("unroll")
+        for (int i = 0; i < WM; ++i) {
+            const int m = m0 + i;
+            if (m >= OG) continue;
+            const int o = g * OG + m;
+            y[y_off + (ulong)(nj[j] * O + o) * (ulong)P + (ulong)pj[j]] = acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f);
+        }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
+void convgemm_backward_data_direct(const int N, const int C, const int H, const int W,
+                                   const int O, const int OH, const int OW, const int G,
+                                   const int PH, const int PW, const int DH, const int DW,
+                                   __global const float* dy, const ulong dy_off,
+                                   __global const float* w, const ulong w_off,
+                                   __global float* dx, const ulong dx_off) {
+    const int CG = C / G, OG = O / G, HW = H * W, NQ = N * HW, P = OH * OW;
+    const int m0 = get_group_id(1) * WM, g = get_group_id(2);
+    const int col0 = get_group_id(0) * (LX * WN) + get_local_id(0);
+    int db[WN], th0[WN], tw0[WN], qj[WN], nj[WN];
+    bool ok[WN];
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        const int col = col0 + j * LX;
+        ok[j] = col < NQ;
+        nj[j] = ok[j] ? col / HW : 0;
+        qj[j] = ok[j] ? col - nj[j] * HW : 0;
+        const int ih = qj[j] / W, iw = qj[j] - (qj[j] / W) * W;
+        th0[j] = ih + PH;
+        tw0[j] = iw + PW;
+        db[j] = (nj[j] * O + g * OG) * P;
+    }
+    // w~[m, (o, tap)] = w[g*OG + o, m, tap]; rows past CG read the last row and are not stored.
+    __global const float* wr[WM];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i) wr[i] = w + w_off + (ulong)(g * OG * CG + min(m0 + i, CG - 1)) * (ulong)KK;
+    float acc[WM][WN];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+    for (int o = 0; o < OG; ++o) {
+        _Pragma("unroll")
+        for (int kh = 0; kh < KH; ++kh) {
+            _Pragma("unroll")
+            for (int kw = 0; kw < KW; ++kw) {
+                float b[WN];
+                _Pragma("unroll")
+                for (int j = 0; j < WN; ++j) {
+                    // Output (oh, ow) read this pixel through tap (kh, kw) when oh*SH = ih + PH - kh*DH.
+                    const int th = th0[j] - kh * DH, tw = tw0[j] - kw * DW;
+                    const int oh = th / SH, ow = tw / SW;
+                    const bool hit = ok[j] && th >= 0 && tw >= 0 && oh * SH == th && ow * SW == tw && oh < OH && ow < OW;
+                    b[j] = hit ? dy[dy_off + db[j] + (o * OH + oh) * OW + ow] : 0.0f;
+                }
+                _Pragma("unroll")
+                for (int i = 0; i < WM; ++i) {
+                    const float a = wr[i][o * CG * KK + kh * KW + kw];
+                    _Pragma("unroll")
+                    for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                }
+            }
+        }
+    }
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        if (!ok[j]) continue;
+        _Pragma("unroll")
+        for (int i = 0; i < WM; ++i) {
+            const int m = m0 + i;
+            if (m < CG) dx[dx_off + (ulong)(nj[j] * C + g * CG + m) * (ulong)HW + (ulong)qj[j]] = acc[i][j];
+        }
+    }
+}
+
+// Weight gradient: items run along the reduction (pixels of the split, LX apart) and each sums a
+// WM x WN block of (output channel, weight column) products; one work-group reduction at the end
+// (a fixed tree) writes the split's partial block. Range: (S*LX, ceil(OG/WM), G*ceil(CG*KK/WN)).
+__kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
+void convgemm_backward_weight_direct(const int N, const int C, const int H, const int W,
+                                     const int O, const int OH, const int OW, const int G,
+                                     const int PH, const int PW, const int DH, const int DW,
+                                     const int S, const int chunk,
+                                     const uint p_mul, const int p_shr, const uint ow_mul, const int ow_shr,
+                                     __global const float* dy, const ulong dy_off,
+                                     __global const float* x, const ulong x_off,
+                                     __global float* partial, const ulong partial_off) {
+    __local float red[WM * WN][LX];
+    const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, R = N * P, HW = H * W;
+    const int lid = get_local_id(0), s = get_group_id(0);
+    const int m0 = get_group_id(1) * WM;
+    const int kblocks = (K + WN - 1) / WN;
+    const int g = get_group_id(2) / kblocks, k0 = (get_group_id(2) - g * kblocks) * WN;
+    const int r_begin = s * chunk, r_end = min(R, r_begin + chunk);
+    int xoff[WN], dh[WN], dw[WN];
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        const int kc = min(k0 + j, K - 1);
+        const int c = kc / KK, r = kc - (kc / KK) * KK;
+        xoff[j] = (g * CG + c) * HW;
+        dh[j] = (r / KW) * DH - PH;
+        dw[j] = (r % KW) * DW - PW;
+    }
+    int dyoff[WM];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i) dyoff[i] = (g * OG + min(m0 + i, OG - 1)) * P;
+    float acc[WM][WN];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+    for (int r = r_begin + lid; r < r_end; r += LX) {
+        const int n = fdiv(r, p_mul, p_shr), p = r - n * P;
+        const int oh = fdiv(p, ow_mul, ow_shr), ow = p - oh * OW;
+        float a[WM], b[WN];
+        _Pragma("unroll")
+        for (int i = 0; i < WM; ++i) a[i] = dy[dy_off + n * O * P + dyoff[i] + p];
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) {
+            const int ih = oh * SH + dh[j], iw = ow * SW + dw[j];
+            b[j] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[x_off + n * C * HW + xoff[j] + ih * W + iw] : 0.0f;
+        }
+        _Pragma("unroll")
+        for (int i = 0; i < WM; ++i)
+            _Pragma("unroll")
+            for (int j = 0; j < WN; ++j) acc[i][j] = mad(a[i], b[j], acc[i][j]);
+    }
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) red[i * WN + j][lid] = acc[i][j];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int span = LX / 2; span > 0; span >>= 1) {
+        if (lid < span) {
+            for (int v = 0; v < WM * WN; ++v) red[v][lid] += red[v][lid + span];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (int v = lid; v < WM * WN; v += LX) {
+        const int i = v / WN, j = v - (v / WN) * WN;
+        const int m = m0 + i, kc = k0 + j;
+        if (m < OG && kc < K) {
+            partial[partial_off + ((ulong)s * (ulong)O + (ulong)(g * OG + m)) * (ulong)K + (ulong)kc] = red[v][0];
+        }
+    }
+}
+
+#endif  // DIRECT
+
+__kernel __attribute__((reqd_work_group_size(RW, 1, 1)))
+void convgemm_reduce(const int count, const int S,
+                     __global const float* partial, const ulong partial_off,
+                     __global float* dw, const ulong dw_off) {
+    const int i = get_global_id(0);
+    if (i >= count) return;
+    float sum = 0.0f;
+    for (int s = 0; s < S; ++s) sum += partial[partial_off + (ulong)s * (ulong)count + (ulong)i];
+    dw[dw_off + i] = sum;
+}

@@ -1,0 +1,365 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CloverRuntime
+
+// Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does. Per geometry
+// (shapes, stride, padding, dilation, groups) and pass, the candidates — implicit GEMM with each
+// parameter set of ConvGemmParameters.searchSpace, im2col + CLBlast, and the direct or pointwise
+// path where the shape rule (Conv2DGeometry.algorithm) allows one — are first checked against the
+// CPU reference on a small case of the same kernel, stride, padding, dilation and groups (a wrong
+// or failing candidate is disqualified: a kernel fault can poison a GPU context, but a wrong
+// result must never be timed), then timed on the geometry itself; the fastest is remembered and
+// persisted per device in the program-cache directory (`clover-conv-<FNV-1a of the device's cache
+// identity>.json`, the key scheme of GEMM tuning). Unmeasured geometries take the heuristic
+// default unless `ConvAlgorithmSelection.autotune` asks for measurement on first use.
+
+/// A pass of a convolution.
+public enum ConvPass: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+    case forward, backwardData, backwardWeight
+    public var description: String { rawValue }
+}
+
+/// An algorithm with its parameters: what runs one pass of one geometry.
+public struct ConvChoice: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var algorithm: ConvAlgorithm
+    /// The implicit-GEMM parameter set (nil for the other algorithms).
+    public var parameters: ConvGemmParameters?
+
+    public init(_ algorithm: ConvAlgorithm, _ parameters: ConvGemmParameters? = nil) {
+        self.algorithm = algorithm
+        self.parameters = parameters
+    }
+
+    public var description: String { parameters.map { "\(algorithm) \($0)" } ?? algorithm.rawValue }
+
+    func gemmParameters() throws -> ConvGemmParameters {
+        guard let parameters else {
+            throw CloverError.invalidArgument(op: "conv2d", reason: "implicitGEMM chosen without a parameter set")
+        }
+        return parameters
+    }
+}
+
+/// One convolution geometry and pass, as ``ConvAlgorithmSelection/recordGeometries(_:)`` saw it.
+public struct ConvGeometry: Sendable {
+    public var input: [Int]
+    public var weight: [Int]
+    public var parameters: Conv2DParameters
+    public var pass: ConvPass
+    /// ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
+    public var key: String
+}
+
+/// One measured geometry and pass.
+public struct ConvTuningEntry: Codable, Sendable, Equatable {
+    public var choice: ConvChoice
+    /// Milliseconds per run of each candidate timed, by description; those
+    /// disqualified are listed in ``rejected`` with the reason.
+    public var milliseconds: [String: Double]
+    public var rejected: [String: String]
+}
+
+/// The persisted choices of one device.
+public struct ConvTuningRecord: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+    public var version: Int
+    public var device: String
+    public var deviceIdentity: String
+    /// By ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
+    public var entries: [String: ConvTuningEntry]
+}
+
+/// Algorithm selection for convolutions: measured, persisted, or heuristic.
+public enum ConvAlgorithmSelection {
+    /// Measure untuned geometries on first use (`clover train --autotune`)
+    /// instead of taking the heuristic default.
+    public static var autotune: Bool {
+        get { state.withLock { $0.autotune } }
+        set { state.withLock { $0.autotune = newValue } }
+    }
+
+    /// Set to `0` (or `off`, `false`, `no`) to ignore persisted choices.
+    public static let environmentVariable = "CLOVER_CONV_TUNING"
+
+    /// The record key of one geometry and pass.
+    public static func key(input: [Int], weight: [Int], parameters: Conv2DParameters, pass: ConvPass) -> String {
+        let s = parameters
+        return "\(pass) x\(input.map(String.init).joined(separator: "x")) w\(weight.map(String.init).joined(separator: "x"))"
+            + " s\(s.strideH)x\(s.strideW) p\(s.paddingH)x\(s.paddingW) d\(s.dilationH)x\(s.dilationW) g\(s.groups)"
+    }
+
+    static func key(_ g: Conv2DGeometry, _ pass: ConvPass) -> String {
+        key(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw], parameters: g.parameters, pass: pass)
+    }
+
+    /// The candidates for a geometry and pass, heuristic default first.
+    static func candidates(_ g: Conv2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> [ConvChoice] {
+        var list = [heuristic(g, pass, kind: kind)]
+        if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
+        list.append(ConvChoice(.im2colGEMM))
+        list += ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
+        var seen = Set<ConvChoice>()
+        return list.filter { seen.insert($0).inserted }
+    }
+
+    /// What an unmeasured geometry runs: the shape rule's direct or pointwise
+    /// path where it has one, else implicit GEMM with the device kind's default set.
+    ///
+    /// On CPU devices the weight gradient stays on im2col + CLBlast, which
+    /// measured 1.3–2.5× faster there than the implicit kernels on ResNet-20's
+    /// shapes (the forward and data gradient were 1.1–3× slower).
+    static func heuristic(_ g: Conv2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
+        if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
+        if kind == .cpu && pass == .backwardWeight { return ConvChoice(.im2colGEMM) }
+        let rows = pass == .backwardData ? g.cg : g.og
+        return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, rows: rows))
+    }
+
+    /// The choice for one pass: forced (tests), measured in this process or
+    /// persisted, measured now under ``autotune``, else the heuristic.
+    static func choice(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
+        if let forced = forcedChoice { return forced }
+        let key = key(g, pass)
+        state.withLock { s in
+            guard s.recording != nil, !s.recording!.contains(where: { $0.key == key }) else { return }
+            s.recording!.append(ConvGeometry(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw],
+                                             parameters: g.parameters, pass: pass, key: key))
+        }
+        let device = deviceKey(context.device)
+        try loadOnce(context)
+        if let known = state.withLock({ $0.entries[device]?[key] }) { return known.choice }
+        if autotune && !context.isPlanning {
+            let entry = try measure(context, g, pass)
+            try save(context)
+            return entry.choice
+        }
+        return heuristic(g, pass, kind: context.device.kind)
+    }
+
+    /// The distinct convolution geometries and passes `body` runs (for
+    /// example one planned training step), in first-use order.
+    public static func recordGeometries(_ body: () throws -> Void) throws -> [ConvGeometry] {
+        state.withLock { $0.recording = [] }
+        defer { state.withLock { $0.recording = nil } }
+        try body()
+        return state.withLock { $0.recording ?? [] }
+    }
+
+    /// Forces one choice for every pass (conformance cases and tests sweep them).
+    nonisolated(unsafe) static var forcedChoice: ConvChoice?
+
+    /// Checks every candidate of a geometry and pass, times those that are
+    /// right, and remembers the fastest for `context`'s device in this process.
+    @discardableResult
+    public static func tune(_ context: OpenCLContext, input: [Int], weight: [Int], parameters: Conv2DParameters,
+                            pass: ConvPass, repeats: Int = 3) throws -> ConvTuningEntry {
+        let g = try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
+        try loadOnce(context)
+        return try measure(context, g, pass, repeats: repeats)
+    }
+
+    private static func measure(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass,
+                                repeats: Int = 3) throws -> ConvTuningEntry {
+        var times: [String: Double] = [:]
+        var rejected: [String: String] = [:]
+        var best: (ConvChoice, Double)?
+        let small = smallCase(g)
+        for candidate in candidates(g, pass, kind: context.device.kind) {
+            do {
+                let error = try check(context, small, pass, candidate)
+                guard error <= 1e-3 else {
+                    rejected[candidate.description] = "wrong result: relative error \(error) on the small case"
+                    continue
+                }
+                let ms = try time(context, g, pass, candidate, repeats: repeats) * 1000
+                times[candidate.description] = ms
+                if best == nil || ms < best!.1 { best = (candidate, ms) }
+            } catch {
+                rejected[candidate.description] = "\(error)"
+            }
+        }
+        guard let best else {
+            throw CloverError.unsupported(op: "conv2d", shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
+                                          device: context.device.description,
+                                          reason: "no convolution algorithm passed its check for \(pass): \(rejected)")
+        }
+        let entry = ConvTuningEntry(choice: best.0, milliseconds: times, rejected: rejected)
+        let device = deviceKey(context.device), key = key(g, pass)
+        state.withLock { $0.entries[device, default: [:]][key] = entry }
+        return entry
+    }
+
+    /// A geometry of the same kernel, stride, padding, dilation and groups
+    /// small enough for the CPU reference: 2 samples, a few output rows and
+    /// columns, and (without groups) at most 24 in and 40 out channels, so
+    /// tiles are partial.
+    static func smallCase(_ g: Conv2DGeometry) -> Conv2DGeometry {
+        let s = g.parameters
+        let c = g.groups == 1 ? min(g.c, 24) : g.c, o = g.groups == 1 ? min(g.o, 40) : g.o
+        let extentH = s.dilationH * (g.kh - 1) + 1, extentW = s.dilationW * (g.kw - 1) + 1
+        let h = min(g.h, max(extentH - 2 * s.paddingH, 1) + 4 * s.strideH + 1)
+        let w = min(g.w, max(extentW - 2 * s.paddingW, 1) + 5 * s.strideW + 2)
+        let oh = (h + 2 * s.paddingH - extentH) / s.strideH + 1, ow = (w + 2 * s.paddingW - extentW) / s.strideW + 1
+        return Conv2DGeometry(n: min(g.n, 2), c: c, h: h, w: w, o: o, kh: g.kh, kw: g.kw, oh: oh, ow: ow, parameters: s)
+    }
+
+    /// The pass's inputs and output sizes: forward (x, w) → y; data (dy, w) → dx; weight (dy, x) → dw.
+    private static func operandCounts(_ g: Conv2DGeometry, _ pass: ConvPass) -> ([Int], Int) {
+        let x = g.n * g.inputPerSample, y = g.n * g.outputPerSample, w = g.o * g.k
+        switch pass {
+        case .forward: return ([x, w], y)
+        case .backwardData: return ([y, w], x)
+        case .backwardWeight: return ([y, x], w)
+        }
+    }
+
+    private static func run(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
+                            _ a: BufferView, _ b: BufferView, _ out: BufferView) throws {
+        let shapes = [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]]
+        switch pass {
+        case .forward:
+            try convForwardPass(context, g, choice, op: "conv2d", shapes: shapes, x: a, w: b, bias: nil, y: out,
+                                columnBufferLimitBytes: defaultConvColumnBufferLimitBytes)
+        case .backwardData:
+            try convBackwardDataPass(context, g, choice, op: "conv2d_backward_data", shapes: shapes, dy: a, w: b, dx: out,
+                                     columnBufferLimitBytes: defaultConvColumnBufferLimitBytes)
+        case .backwardWeight:
+            try convBackwardWeightPass(context, g, choice, op: "conv2d_backward_weight", shapes: shapes, dy: a, x: b,
+                                       dw: out, columnBufferLimitBytes: defaultConvColumnBufferLimitBytes)
+        }
+    }
+
+    /// The largest error of `choice` on `g` relative to the CPU reference's largest magnitude.
+    static func check(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice) throws -> Double {
+        let (counts, outCount) = operandCounts(g, pass)
+        var rng = SplitMix64(seed: 11)
+        let inputs = counts.map { rng.uniformArray(count: $0, bound: 1) }
+        let xShape = [g.n, g.c, g.h, g.w], wShape = [g.o, g.cg, g.kh, g.kw], yShape = [g.n, g.o, g.oh, g.ow]
+        let reference: [Float]
+        switch pass {
+        case .forward:
+            reference = try Conv2D(g.parameters).evalReference(inputs, shapes: [xShape, wShape])[0]
+        case .backwardData:
+            reference = try Conv2DBackwardData(g.parameters, inputShape: xShape).evalReference(inputs, shapes: [yShape, wShape])[0]
+        case .backwardWeight:
+            reference = try Conv2DBackwardWeight(g.parameters, weightShape: wShape).evalReference(inputs, shapes: [yShape, xShape])[0]
+        }
+        let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
+        try context.upload(inputs[0], to: a)
+        try context.upload(inputs[1], to: b)
+        let out = try context.allocateView(count: outCount)
+        // NaN first: a path that leaves entries unwritten fails the check.
+        try context.upload([Float](repeating: .nan, count: outCount), to: out)
+        try run(context, g, pass, choice, a, b, out)
+        let result: [Float] = try context.download(out)
+        let scale = Double(reference.map { abs($0) }.max() ?? 0) + 1e-6
+        var worst = 0.0
+        for (r, v) in zip(reference, result) {
+            let e = abs(Double(r) - Double(v))
+            if !(e <= worst) { worst = e.isNaN ? .infinity : max(worst, e) }
+        }
+        return worst / scale
+    }
+
+    /// Seconds per run of `choice` on `g` (the fastest of `repeats` after a warm-up run).
+    static func time(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
+                     repeats: Int) throws -> Double {
+        let (counts, outCount) = operandCounts(g, pass)
+        var rng = SplitMix64(seed: 12)
+        let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
+        try context.upload(rng.uniformArray(count: counts[0], bound: 1), to: a)
+        try context.upload(rng.uniformArray(count: counts[1], bound: 1), to: b)
+        let out = try context.allocateView(count: outCount)
+        try run(context, g, pass, choice, a, b, out)
+        try context.finish()
+        var best = Double.infinity
+        let clock = ContinuousClock()
+        for _ in 0..<max(1, repeats) {
+            let start = clock.now
+            try run(context, g, pass, choice, a, b, out)
+            try context.finish()
+            let d = clock.now - start
+            best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        }
+        return best
+    }
+
+    // MARK: Persistence
+
+    /// The file name of `device`'s choices: FNV-1a of its cache identity, as for GEMM tuning.
+    public static func fileName(for device: OpenCLDevice) -> String {
+        "clover-conv-\(String(ProgramCache.fnv1a64([device.cacheIdentity]), radix: 16)).json"
+    }
+
+    /// Writes every choice known for `context`'s device to its program-cache
+    /// directory (atomically), or returns nil when the context has none.
+    @discardableResult
+    public static func save(_ context: OpenCLContext) throws -> String? {
+        guard let directory = context.programs.directory else { return nil }
+        let d = context.device
+        let entries = state.withLock { $0.entries[deviceKey(d)] ?? [:] }
+        let record = ConvTuningRecord(version: ConvTuningRecord.currentVersion, device: d.description,
+                                      deviceIdentity: d.cacheIdentity, entries: entries)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(record)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/" + fileName(for: d)
+        let temporary = directory + "/." + fileName(for: d) + ".\(getpid()).tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw CloverError.invalidArgument(op: "conv2d", reason: "cannot write \(temporary)")
+        }
+        guard rename(temporary, path) == 0 else {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CloverError.invalidArgument(op: "conv2d", reason: "cannot rename \(temporary) over \(path)")
+        }
+        return path
+    }
+
+    /// Loads the device's persisted choices once per process (a file for
+    /// another device, version or of bad JSON is ignored with a warning).
+    static func loadOnce(_ context: OpenCLContext) throws {
+        let device = deviceKey(context.device)
+        guard state.withLock({ $0.loaded.insert(device).inserted }) else { return }
+        guard GemmTuning.isEnabled(environment: [GemmTuning.environmentVariable:
+                ProcessInfo.processInfo.environment[environmentVariable] ?? "1"]),
+              let directory = context.programs.directory else { return }
+        let path = directory + "/" + fileName(for: context.device)
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
+              record.version == ConvTuningRecord.currentVersion,
+              record.deviceIdentity == context.device.cacheIdentity else {
+            context.logger.warning("conv tuning: ignoring \(path) (not a current record for this device)")
+            return
+        }
+        state.withLock { s in
+            for (key, entry) in record.entries where s.entries[device]?[key] == nil {
+                s.entries[device, default: [:]][key] = entry
+            }
+        }
+    }
+
+    /// Forgets every choice made or loaded in this process (tests).
+    static func reset() {
+        state.withLock { $0 = State() }
+    }
+
+    private static func deviceKey(_ device: OpenCLDevice) -> UInt { UInt(bitPattern: Int(bitPattern: device.id)) }
+
+    private struct State {
+        var autotune = false
+        var loaded: Set<UInt> = []
+        var entries: [UInt: [String: ConvTuningEntry]] = [:]
+        var recording: [ConvGeometry]?
+    }
+
+    private static let state = Protected(State())
+}
