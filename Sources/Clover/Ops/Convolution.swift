@@ -145,11 +145,17 @@ public struct Conv2D: Primitive {
     /// processed in chunks of samples that fit (at least one sample). Only
     /// the ``ConvAlgorithm/im2colGEMM`` path has a column buffer.
     public var columnBufferLimitBytes: Int
+    /// Runs every pass (and the gradients `vjp` makes) on this algorithm
+    /// instead of the measured or heuristic choice; conformance cases sweep
+    /// ``ConvAlgorithm/im2colGEMM`` and every implicit-GEMM parameter set,
+    /// which cover every geometry.
+    public var forcedChoice: ConvChoice?
 
     public init(_ parameters: Conv2DParameters = Conv2DParameters(),
-                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.columnBufferLimitBytes = columnBufferLimitBytes
+        self.forcedChoice = forcedChoice
     }
 
     public var name: String { "conv2d" }
@@ -212,7 +218,7 @@ public struct Conv2D: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
         let bias = inputs.count == 3 ? inputs[2].view : nil
-        let choice = try ConvAlgorithmSelection.choice(context, g, .forward)
+        let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .forward)
         try convForwardPass(context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
                             columnBufferLimitBytes: columnBufferLimitBytes)
     }
@@ -291,11 +297,12 @@ extension Conv2D {
         let x = inputs[0], weight = inputs[1], dy = cotangents[0]
         let dx = needsGradient.needs(0)
             ? try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
-                                            columnBufferLimitBytes: columnBufferLimitBytes), [dy, weight])
+                                            columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice),
+                         [dy, weight])
             : nil
         let dw = needsGradient.needs(1)
             ? try apply(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
-                                             columnBufferLimitBytes: columnBufferLimitBytes), [dy, x],
+                                             columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice), [dy, x],
                         into: [weight.claimGradientDestination()])[0]
             : nil
         var grads: [Tensor?] = [dx, dw]
@@ -315,12 +322,15 @@ public struct Conv2DBackwardData: Primitive {
     /// the same output size when the stride exceeds 1, so it cannot be inferred.
     public let inputShape: [Int]
     public var columnBufferLimitBytes: Int
+    /// See ``Conv2D/forcedChoice``.
+    public var forcedChoice: ConvChoice?
 
     public init(_ parameters: Conv2DParameters, inputShape: [Int],
-                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.inputShape = inputShape
         self.columnBufferLimitBytes = columnBufferLimitBytes
+        self.forcedChoice = forcedChoice
     }
 
     public var name: String { "conv2d_backward_data" }
@@ -383,7 +393,7 @@ public struct Conv2DBackwardData: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let shapes = [inputShape] + inputs.map(\.shape)
         let dy = inputs[0].view, w = inputs[1].view, dx = outputs[0].view
-        let choice = try ConvAlgorithmSelection.choice(context, g, .backwardData)
+        let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .backwardData)
         try convBackwardDataPass(context, g, choice, op: name, shapes: shapes, dy: dy, w: w, dx: dx,
                                  columnBufferLimitBytes: columnBufferLimitBytes)
     }
@@ -438,12 +448,15 @@ public struct Conv2DBackwardWeight: Primitive {
     /// The forward weight's shape `[O, C/groups, KH, KW]`.
     public let weightShape: [Int]
     public var columnBufferLimitBytes: Int
+    /// See ``Conv2D/forcedChoice``.
+    public var forcedChoice: ConvChoice?
 
     public init(_ parameters: Conv2DParameters, weightShape: [Int],
-                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes) {
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.weightShape = weightShape
         self.columnBufferLimitBytes = columnBufferLimitBytes
+        self.forcedChoice = forcedChoice
     }
 
     public var name: String { "conv2d_backward_weight" }
@@ -506,7 +519,7 @@ public struct Conv2DBackwardWeight: Primitive {
         let g = try geometry(inputs.map(\.shape))
         let shapes = inputs.map(\.shape) + [weightShape]
         let dy = inputs[0].view, x = inputs[1].view, dw = outputs[0].view
-        let choice = try ConvAlgorithmSelection.choice(context, g, .backwardWeight)
+        let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .backwardWeight)
         try convBackwardWeightPass(context, g, choice, op: name, shapes: shapes, dy: dy, x: x, dw: dw,
                                    columnBufferLimitBytes: columnBufferLimitBytes)
     }

@@ -126,7 +126,6 @@ public enum ConvAlgorithmSelection {
     /// The choice for one pass: forced (tests), measured in this process or
     /// persisted, measured now under ``autotune``, else the heuristic.
     static func choice(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
-        if let forced = forcedChoice { return forced }
         let key = key(g, pass)
         state.withLock { s in
             guard s.recording != nil, !s.recording!.contains(where: { $0.key == key }) else { return }
@@ -152,9 +151,6 @@ public enum ConvAlgorithmSelection {
         try body()
         return state.withLock { $0.recording ?? [] }
     }
-
-    /// Forces one choice for every pass (conformance cases and tests sweep them).
-    nonisolated(unsafe) static var forcedChoice: ConvChoice?
 
     /// Checks every candidate of a geometry and pass, times those that are
     /// right, and remembers the fastest for `context`'s device in this process.

@@ -229,7 +229,7 @@ extension ConformanceSuite {
                    parameters: p(1, 2, dilation: 2, groups: 4), bias: false),
         ]
 
-        return configs.map { c in
+        var cases = configs.map { c in
             let weight = [c.outChannels, c.input[1] / c.parameters.groups, c.kernel.0, c.kernel.1]
             var shapes = [c.input, weight]
             if c.bias { shapes.append([c.outChannels]) }
@@ -241,5 +241,34 @@ extension ConformanceSuite {
                 inputShapes: shapes, offsetInputs: c.offset, forward: tol, backward: tol,
                 finiteDifference: c.finiteDifference)
         }
+
+        // Every algorithm that covers every geometry, forced: im2col + CLBlast and each
+        // implicit-GEMM parameter set (Kernels/convgemm.cl), forward and both gradients, on
+        // awkward sizes that leave every tile partial: 3x3 stride 1 and 2, the 7x7 stride-2
+        // stem, 5x5, 1x1 stride 2, grouped with dilation. Each set gets three of the six
+        // geometries in turn, so all geometries and all kernels are covered.
+        let sweep: [(String, [Int], Int, (Int, Int), Conv2DParameters)] = [
+            ("3x3 p1 non-square", [2, 5, 9, 7], 11, (3, 3), p(1, 1)),
+            ("3x3 s2 p1", [2, 6, 11, 13], 7, (3, 3), p(2, 1)),
+            ("7x7 s2 p3 stem", [2, 3, 17, 15], 9, (7, 7), p(2, 3)),
+            ("5x5 p2", [1, 4, 9, 8], 6, (5, 5), p(1, 2)),
+            ("1x1 s2", [3, 9, 7, 7], 5, (1, 1), p(2)),
+            ("3x3 d2 p2 groups 3", [2, 9, 8, 9], 6, (3, 3), p(1, 2, dilation: 2, groups: 3)),
+        ]
+        let choices = [ConvChoice(.im2colGEMM)] + ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
+        for (index, choice) in choices.enumerated() {
+            for step in 0..<3 {
+                let (name, input, out, kernel, parameters) = sweep[(2 * index + step) % sweep.count]
+                let weight = [out, input[1] / parameters.groups, kernel.0, kernel.1]
+                let bias = step == 0
+                cases.append(ConformanceCase(
+                    op: "conv2d", label: "x \(formatShape(input)) w \(formatShape(weight)) \(name) forced \(choice)"
+                        + (bias ? " bias" : ""),
+                    primitive: Conv2D(parameters, forcedChoice: choice),
+                    inputShapes: bias ? [input, weight, [out]] : [input, weight], offsetInputs: step == 1,
+                    forward: tol, backward: tol, finiteDifference: false))
+            }
+        }
+        return cases
     }
 }
