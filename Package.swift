@@ -6,7 +6,9 @@
 //   CCLBlastParameters     a C wrapper over CLBlast's C++-only RetrieveParameters
 //   CCLCounters            counts the process's OpenCL calls by interposition
 //   CloverRuntime          devices, buffers, programs, kernels, events (knows no ops)
-//   CloverKernels          the Kernels/*.cl sources, embedded at build time
+//   CloverKernelScanner    reads the __kernel names of a source (build tool and runtime)
+//   CloverKernels          the Kernels/*.cl sources, embedded at build time, and typed
+//                          kernel names generated from them
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
 //                          OpenCL dispatch and gradient per op family)
 //   CloverNN               layers (Module), optimisers, schedules
@@ -75,7 +77,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "embed-kernels"),
+        .target(name: "CloverKernelScanner"),
+        .executableTarget(name: "embed-kernels", dependencies: ["CloverKernelScanner"]),
         .plugin(
             name: "EmbedKernelsPlugin",
             capability: .buildTool(),
@@ -83,6 +86,7 @@ let package = Package(
         ),
         .target(
             name: "CloverKernels",
+            dependencies: ["CloverKernelScanner"],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(

@@ -42,6 +42,6 @@ public enum ConformanceSuite {
 
     /// Declared kernels that `context` has never launched.
     public static func unexercisedKernels(on context: OpenCLContext) throws -> [String] {
-        try declaredKernels().filter { context.launchCounts[$0.kernel] == nil }.map { "\($0.family)/\($0.kernel)" }
+        try declaredKernels().map { "\($0.family)/\($0.kernel)" }.filter { context.launchCounts[$0] == nil }
     }
 }

@@ -1,3 +1,4 @@
+import CloverKernelScanner
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -93,49 +94,28 @@ public enum KernelSources {
     /// Every `__kernel` function name declared in a source text, in order.
     /// Comments are skipped, so a header that mentions a kernel does not count.
     public static func kernelNames(in source: String) -> [String] {
-        let code = stripComments(source)
-        var tokens: [Substring] = []
-        var start = code.startIndex
-        var inToken = false
-        for index in code.indices {
-            let ch = code[index]
-            let isIdent = ch == "_" || ch.isLetter || ch.isNumber
-            if isIdent && !inToken { start = index; inToken = true }
-            if !isIdent && inToken { tokens.append(code[start..<index]); inToken = false }
-        }
-        if inToken { tokens.append(code[start...]) }
-        var names: [String] = []
-        var i = 0
-        while i < tokens.count {
-            guard tokens[i] == "__kernel" else { i += 1; continue }
-            var j = i + 1
-            while j < tokens.count && tokens[j] != "void" { j += 1 }
-            if j + 1 < tokens.count { names.append(String(tokens[j + 1])) }
-            i = j + 1
-        }
-        return names
+        KernelScanner.kernelNames(in: source)
+    }
+}
+
+/// A `__kernel` function of a kernel family (`Kernels/<family>.cl`).
+///
+/// Every declared kernel has a static constant, generated at build time from
+/// the kernel files (`KernelName.bnNormalize`, `KernelName.im2col`, …), so a
+/// typo in a kernel name fails to compile.
+public struct KernelName: Hashable, Sendable, CustomStringConvertible {
+    /// The family: the kernel file's name without `.cl`.
+    public let family: String
+    /// The `__kernel` function's name.
+    public let name: String
+
+    public init(family: String, name: String) {
+        self.family = family
+        self.name = name
     }
 
-    private static func stripComments(_ source: String) -> String {
-        var out = ""
-        var chars = Array(source.unicodeScalars)[...]
-        while let c = chars.first {
-            if c == "/" && chars.dropFirst().first == "/" {
-                while let d = chars.first, d != "\n" { chars = chars.dropFirst() }
-            } else if c == "/" && chars.dropFirst().first == "*" {
-                chars = chars.dropFirst(2)
-                while !chars.isEmpty && !(chars.first == "*" && chars.dropFirst().first == "/") {
-                    chars = chars.dropFirst()
-                }
-                chars = chars.dropFirst(2)
-                out.append(" ")
-            } else {
-                out.unicodeScalars.append(c)
-                chars = chars.dropFirst()
-            }
-        }
-        return out
-    }
+    /// `family/name`, as launch counts and coverage reports show it.
+    public var description: String { family + "/" + name }
 }
 
 /// A kernel family that could not be found.

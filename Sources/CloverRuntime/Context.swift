@@ -20,8 +20,9 @@ public final class OpenCLContext {
     /// created after this one is freed cannot reuse.
     public let serial: UInt64 = OpenCLContext.nextSerial.add(1, ordering: .relaxed).oldValue
     private static let nextSerial = Atomic<UInt64>(0)
-    /// Kernel names launched on this context, with their launch counts; the
-    /// conformance sweep uses it to prove every kernel was exercised.
+    /// Kernels launched on this context by `family/name` (CLBlast routines
+    /// as `clblast/<routine>`), with their launch counts; the conformance
+    /// sweep uses it to prove every kernel was exercised.
     public private(set) var launchCounts: [String: Int] = [:]
 
     /// When true, every launch records a profiling event, so that
@@ -292,7 +293,7 @@ public final class OpenCLContext {
         }
         try kernel.setArguments(arguments)
         if isPlanning {
-            launchCounts[kernel.name, default: 0] += 1
+            launchCounts[kernel.qualifiedName, default: 0] += 1
             return nil
         }
         var globalSize = global
@@ -312,7 +313,7 @@ public final class OpenCLContext {
         }
         try checkCL(status, "clEnqueueNDRangeKernel",
                     detail: "kernel '\(kernel.name)' global \(globalSize) local \(local.map { "\($0)" } ?? "auto")")
-        launchCounts[kernel.name, default: 0] += 1
+        launchCounts[kernel.qualifiedName, default: 0] += 1
         let wrapped = event.map(Event.init(handle:))
         if isProfiling, let wrapped { profiledEvents.append((kernel.name, wrapped)) }
         return wrapped
@@ -321,7 +322,7 @@ public final class OpenCLContext {
     /// Records that an externally enqueued routine ran (e.g. a CLBlast call),
     /// with its event when profiling.
     public func noteLaunch(_ name: String, event: cl_event? = nil) {
-        launchCounts[name, default: 0] += 1
+        launchCounts["clblast/" + name, default: 0] += 1
         // A planning context enqueues nothing, so no library call happened.
         if !isPlanning { DeviceCounters.noteLibraryCall() }
         if let event {

@@ -61,13 +61,17 @@ public final class Kernel {
     public let name: String
     /// The program (kernel family) it came from, for messages.
     public let programName: String
+    /// The kernel family (source file) it came from.
+    public let family: String
+    /// `family/name`: the key of ``OpenCLContext/launchCounts``.
+    public var qualifiedName: String { family + "/" + name }
     /// How many arguments the kernel declares.
     public let argumentCount: Int
     /// Bytes of `__local` memory the kernel declares itself (static
     /// `__local` arrays), before any `__local` argument is set.
     public let staticLocalMemoryBytes: Int
 
-    init(program: cl_program, programName: String, name: String) throws {
+    init(program: cl_program, programName: String, family: String, name: String) throws {
         var status: cl_int = 0
         guard let handle = clCreateKernel(program, name, &status), status == CL_SUCCESS else {
             throw OpenCLError(call: "clCreateKernel", code: status,
@@ -76,6 +80,7 @@ public final class Kernel {
         self.handle = handle
         self.name = name
         self.programName = programName
+        self.family = family
         var count: cl_uint = 0
         try checkCL(clGetKernelInfo(handle, cl_kernel_info(CL_KERNEL_NUM_ARGS), MemoryLayout<cl_uint>.size, &count, nil),
                     "clGetKernelInfo", detail: name)

@@ -16,6 +16,8 @@ public final class Program {
     public let handle: cl_program
     /// The family name plus defines, for messages.
     public let name: String
+    /// The kernel family (the program's source file) it was built from.
+    public internal(set) var family = ""
     private var kernels: [String: Kernel] = [:]
 
     init(handle: cl_program, name: String) {
@@ -28,7 +30,7 @@ public final class Program {
     /// The kernel called `kernelName`, created once and reused.
     public func kernel(_ kernelName: String) throws -> Kernel {
         if let k = kernels[kernelName] { return k }
-        let k = try Kernel(program: handle, programName: name, name: kernelName)
+        let k = try Kernel(program: handle, programName: name, family: family, name: kernelName)
         kernels[kernelName] = k
         return k
     }
@@ -89,12 +91,14 @@ public final class ProgramCache {
         let fileName = "\(name)-\(String(hash, radix: 16)).bin"
         let label = defines.isEmpty ? name : "\(name) \(options)"
         if let dir = directory, let program = loadBinary(path: dir + "/" + fileName, options: options, label: label) {
+            program.family = name
             statistics.loadedFromDisk += 1
             logger.debug("program cache: loaded \(label) from \(dir)/\(fileName)")
             programs[memoryKey] = program
             return program
         }
         let program = try compile(source: source, options: options, label: label)
+        program.family = name
         statistics.compiled += 1
         logger.debug("program cache: compiled \(label)")
         if let dir = directory { storeBinary(program.handle, directory: dir, fileName: fileName) }

@@ -1,5 +1,6 @@
 // Build-time tool: writes a Swift file holding the text of each kernel file.
 // Usage: embed-kernels OUTPUT.swift FILE.cl... HEADER.h...
+import CloverKernelScanner
 import Foundation
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -26,6 +27,25 @@ for url in paths where url.pathExtension == "cl" {
     text += "    \"\(family)\": \(literal(try String(contentsOf: url, encoding: .utf8))),\n"
 }
 text += "]\n"
+// Typed kernel names: one static constant per `__kernel` of every family, so
+// that a misspelt kernel fails to compile instead of failing at run time. A
+// name declared by two families takes its family as a prefix.
+var declared: [(family: String, name: String)] = []
+for url in paths where url.pathExtension == "cl" {
+    let family = url.deletingPathExtension().lastPathComponent
+    let source = try String(contentsOf: url, encoding: .utf8)
+    declared += KernelScanner.kernelNames(in: source).map { (family, $0) }
+}
+var families: [String: Set<String>] = [:]
+for d in declared { families[d.name, default: []].insert(d.family) }
+text += "extension KernelName {\n"
+for d in declared {
+    let shared = (families[d.name]?.count ?? 0) > 1
+    let swiftName = KernelScanner.swiftName(shared ? d.family + "_" + d.name : d.name)
+    text += "    /// `\(d.name)` of `Kernels/\(d.family).cl`.\n"
+    text += "    public static let \(swiftName) = KernelName(family: \"\(d.family)\", name: \"\(d.name)\")\n"
+}
+text += "}\n"
 text += "let embeddedKernelHeaders: [String: String] = [\n"
 for url in paths where url.pathExtension == "h" {
     text += "    \"\(url.lastPathComponent)\": \(literal(try String(contentsOf: url, encoding: .utf8))),\n"

@@ -109,7 +109,7 @@ final class GradientArenaTests: XCTestCase {
         let after = context.launchCounts
         func delta(_ name: String) -> Int { (after[name] ?? 0) - (before[name] ?? 0) }
         // The loss's seed of ones, and one fill for the adjacent unused pair.
-        XCTAssertEqual(delta("fill_value"), 2)
-        XCTAssertEqual(delta("adamw_update"), 1)
+        XCTAssertEqual(delta("elementwise/fill_value"), 2)
+        XCTAssertEqual(delta("optimizer/adamw_update"), 1)
     }
 }

@@ -77,7 +77,7 @@ final class ModuleTests: XCTestCase {
                 }
                 finals.append(try net.parameters().flatMap { try $0.tensor.toArray() })
                 if let ctx = device.openCL {
-                    XCTAssertEqual(ctx.launchCounts[useAdam ? "adamw_update" : "sgd_update"].map { $0 >= 3 }, true)
+                    XCTAssertEqual(ctx.launchCounts[useAdam ? "optimizer/adamw_update" : "optimizer/sgd_update"].map { $0 >= 3 }, true)
                 }
             }
             for (a, b) in zip(finals[0], finals[1]) { XCTAssertEqual(a, b, accuracy: 1e-5, "adam \(useAdam)") }

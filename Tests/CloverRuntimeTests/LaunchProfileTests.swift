@@ -81,11 +81,11 @@ final class LaunchProfileTests: XCTestCase {
             try ctx.upload([Float](repeating: 3, count: 1024), to: view)
             try ctx.launch(kernel, global: [4096, 60_000], local: [256, 1],
                            arguments: [view.buffer, view.kernelOffset, LocalMemory(bytes: 4)])
-            XCTAssertEqual(ctx.launchCounts["touch"], 1)
+            XCTAssertEqual(ctx.launchCounts["launch-profile-test/touch"], 1)
             XCTAssertEqual(try ctx.download(view, as: Float.self), [Float](repeating: 0, count: 1024))
             XCTAssertThrowsError(try ctx.launch(kernel, global: [1, 70_000], local: [1, 1],
                                                 arguments: [view.buffer, view.kernelOffset, LocalMemory(bytes: 4)]))
-            XCTAssertEqual(ctx.launchCounts["touch"], 1)
+            XCTAssertEqual(ctx.launchCounts["launch-profile-test/touch"], 1)
         }
         let peak = ctx.plannedPeakBytes
         XCTAssertEqual(ctx.plannedLiveBytes, 0)

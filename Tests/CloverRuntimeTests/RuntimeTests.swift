@@ -208,7 +208,7 @@ final class RuntimeTests: XCTestCase {
         let times = try XCTUnwrap(event).profiledNanoseconds()
         XCTAssertGreaterThanOrEqual(times.end, times.start)
         XCTAssertEqual(try context.download(view, as: Float.self), [Float](repeating: 2.5, count: 50))
-        XCTAssertEqual(context.launchCounts["fill"], 1)
+        XCTAssertEqual(context.launchCounts["launch_probe/fill"], 1)
     }
 
     func testStatusNames() {

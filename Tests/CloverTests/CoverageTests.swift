@@ -15,8 +15,8 @@ final class CoverageTests: XCTestCase {
         let missing = try ConformanceSuite.unexercisedKernels(on: XCTUnwrap(device.openCL))
         XCTAssertEqual(missing, [], "kernels the sweep never launched: \(missing)")
         // CLBlast GEMM is exercised too, plain and strided-batched.
-        XCTAssertNotNil(device.openCL?.launchCounts["CLBlastSgemm"])
-        XCTAssertNotNil(device.openCL?.launchCounts["CLBlastSgemmStridedBatched"])
+        XCTAssertNotNil(device.openCL?.launchCounts["clblast/CLBlastSgemm"])
+        XCTAssertNotNil(device.openCL?.launchCounts["clblast/CLBlastSgemmStridedBatched"])
     }
 
     /// The harness must be able to fail: a primitive whose OpenCL path is

@@ -53,10 +53,10 @@ final class OptimizerTests: XCTestCase {
         let n = segments.totalCount
         let p = try Tensor.full([n], value: 1, on: device), g = try Tensor.full([n], value: 1, on: device)
         let b = try Tensor.zeros([n], on: device)
-        let before = context.launchCounts["sgd_update"] ?? 0
+        let before = context.launchCounts["optimizer/sgd_update"] ?? 0
         try sgdStep(parameters: p, gradients: g, momentum: b,
                     configuration: SGDConfiguration(learningRate: 0.5, momentum: 0.9), segments: segments)
-        XCTAssertEqual((context.launchCounts["sgd_update"] ?? 0) - before, 1)
+        XCTAssertEqual((context.launchCounts["optimizer/sgd_update"] ?? 0) - before, 1)
         XCTAssertEqual(Set(try p.toArray()), [0.5])
     }
 

@@ -112,9 +112,15 @@ extension DeviceDiscovery {
 }
 
 extension OpenCLContext {
-    /// The kernel `name` of kernel family `family` (`Kernels/<family>.cl`)
-    /// specialised with `defines`.
+    /// The kernel `name` (`Kernels/<family>.cl`) specialised with `defines`.
+    func kernel(_ name: KernelName, defines: [String: String] = [:]) throws -> Kernel {
+        try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
+                   defines: defines)
+    }
+
+    /// A kernel looked up by strings: only for names computed at run time
+    /// (a tuner's candidates); ops use the typed ``KernelName`` constants.
     func kernel(family: String, _ name: String, defines: [String: String] = [:]) throws -> Kernel {
-        try kernel(name, program: family, source: { try KernelSources.source(family: family) }, defines: defines)
+        try kernel(KernelName(family: family, name: name), defines: defines)
     }
 }

@@ -78,7 +78,7 @@ public struct Activation: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "activation", "activation_forward", defines: ["ACT": kind.macro])
+        let kernel = try context.kernel(.activationForward, defines: ["ACT": kind.macro])
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
@@ -116,7 +116,7 @@ public struct ActivationBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "activation", "activation_backward", defines: ["ACT": kind.macro])
+        let kernel = try context.kernel(.activationBackward, defines: ["ACT": kind.macro])
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             UInt64(dx.count), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset,

@@ -112,7 +112,7 @@ public struct MaskedSoftmax: Primitive {
         let rows = s[0] * s[1] * s[2]
         // Without a mask the kernel never reads the flags; any buffer fills the slot.
         let flags = try mask?.view(on: context) ?? x
-        let kernel = try context.kernel(family: "attention", "masked_softmax_forward",
+        let kernel = try context.kernel(.maskedSoftmaxForward,
                                         defines: ["WG": "\(softmaxGroupSize)"])
         try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize], arguments: [
             Int32(rows), Int32(s[1]), Int32(s[2]), Int32(s[3]), Int32(mask == nil ? 0 : 1), Int32(causal ? 1 : 0),
@@ -153,7 +153,7 @@ public struct SoftmaxBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let n = inputs[0].shape.last!, rows = inputs[0].count / n
         let dy = inputs[0].view, y = inputs[1].view, dx = outputs[0].view
-        let kernel = try context.kernel(family: "attention", "softmax_backward", defines: ["WG": "\(softmaxGroupSize)"])
+        let kernel = try context.kernel(.softmaxBackward, defines: ["WG": "\(softmaxGroupSize)"])
         try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize], arguments: [
             Int32(rows), Int32(n), dy.buffer, dy.kernelOffset, y.buffer, y.kernelOffset, dx.buffer, dx.kernelOffset,
         ])
@@ -242,7 +242,7 @@ public struct MergeHeads: Primitive {
 /// `y[a, c, b, d] = x[a, b, c, d]` for `x` of shape `dims` (also the
 /// convolution's [N, O, P] ↔ [O, N, P] relayout).
 func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
-    let kernel = try context.kernel(family: "attention", "transpose_middle_axes")
+    let kernel = try context.kernel(.transposeMiddleAxes)
     let local = [min(dims[3], 64), 1, 1]
     try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local, arguments: [
         Int32(dims[0]), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),

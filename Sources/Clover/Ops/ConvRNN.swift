@@ -1,4 +1,5 @@
 import CloverRuntime
+import CloverKernels
 
 // Fused ConvLSTM / ConvGRU gate arithmetic. Kernels: Kernels/convrnn.cl.
 //
@@ -34,11 +35,11 @@ private func gateIndex(_ e: Int, channels: Int, hw: Int, gates: Int, _ k: Int) -
 
 private func sigmoid(_ x: Double) -> Double { 1 / (1 + _exp(-x)) }
 
-private func launchStateKernel(_ context: OpenCLContext, _ name: String, total: Int, channels: Int?, hw: Int?,
+private func launchStateKernel(_ context: OpenCLContext, _ name: KernelName, total: Int, channels: Int?, hw: Int?,
                                _ tensors: [BufferView]) throws {
     // Gate indices reach 4 · total (an LSTM's pre-activations).
-    try checkInt32Extents(op: name, [4, total])
-    let kernel = try context.kernel(family: "convrnn", name)
+    try checkInt32Extents(op: name.name, [4, total])
+    let kernel = try context.kernel(name)
     var args: [KernelArgument] = [Int32(total)]
     if let channels, let hw { args += [Int32(channels), Int32(hw)] }
     for t in tensors { args += [t.buffer, t.kernelOffset] }
@@ -74,7 +75,7 @@ public struct LSTMCell: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = inputs[1].shape
-        try launchStateKernel(context, "lstm_cell_forward", total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
+        try launchStateKernel(context, .lstmCellForward, total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
                               [inputs[0].view, inputs[1].view, outputs[0].view, outputs[1].view])
     }
 
@@ -117,7 +118,7 @@ public struct LSTMCellBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = inputs[3].shape
-        try launchStateKernel(context, "lstm_cell_backward", total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
+        try launchStateKernel(context, .lstmCellBackward, total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
                               inputs.map(\.view) + outputs.map(\.view))
     }
 }
@@ -147,7 +148,7 @@ public struct GRUGates: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = inputs[1].shape
-        try launchStateKernel(context, "gru_gates_forward", total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
+        try launchStateKernel(context, .gruGatesForward, total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
                               inputs.map(\.view) + outputs.map(\.view))
     }
 
@@ -184,7 +185,7 @@ public struct GRUGatesBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = inputs[3].shape
-        try launchStateKernel(context, "gru_gates_backward", total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
+        try launchStateKernel(context, .gruGatesBackward, total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
                               inputs.map(\.view) + outputs.map(\.view))
     }
 }
@@ -212,7 +213,7 @@ public struct GRUOutput: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        try launchStateKernel(context, "gru_output_forward", total: inputs[0].count, channels: nil, hw: nil,
+        try launchStateKernel(context, .gruOutputForward, total: inputs[0].count, channels: nil, hw: nil,
                               inputs.map(\.view) + outputs.map(\.view))
     }
 
@@ -245,7 +246,7 @@ public struct GRUOutputBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        try launchStateKernel(context, "gru_output_backward", total: inputs[0].count, channels: nil, hw: nil,
+        try launchStateKernel(context, .gruOutputBackward, total: inputs[0].count, channels: nil, hw: nil,
                               inputs.map(\.view) + outputs.map(\.view))
     }
 }

@@ -105,7 +105,7 @@ public struct Dropout: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "dropout", "dropout_forward")
+        let kernel = try context.kernel(.dropoutForward)
         let x = inputs[0].view, y = outputs[0].view
         // One work item per Philox block of four elements.
         try context.launch(kernel, global: [(y.count + 3) / 4], local: [pointwiseGroupSize], arguments:
@@ -159,7 +159,7 @@ public struct StochasticDepth: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "dropout", "stochastic_depth_forward")
+        let kernel = try context.kernel(.stochasticDepthForward)
         let x = inputs[0].view, y = outputs[0].view
         let perSample = y.count / inputs[0].shape[0]
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:

@@ -43,7 +43,7 @@ public struct BinaryElementwise: Primitive {
         case .mul: macro = "OP_MUL"
         case .addReLU: macro = "OP_ADD_RELU"
         }
-        let kernel = try context.kernel(family: "elementwise", "binary_elementwise", defines: ["OP": macro])
+        let kernel = try context.kernel(.binaryElementwise, defines: ["OP": macro])
         let a = inputs[0].view, b = inputs[1].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), a.buffer, a.kernelOffset, b.buffer, b.kernelOffset, y.buffer, y.kernelOffset,
@@ -80,7 +80,7 @@ public struct ReLU: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "elementwise", "relu_forward")
+        let kernel = try context.kernel(.reluForward)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
@@ -112,7 +112,7 @@ public struct ReLUBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "elementwise", "relu_backward")
+        let kernel = try context.kernel(.reluBackward)
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             UInt64(dx.count), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -136,7 +136,7 @@ public struct Scale: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "elementwise", "scale_elementwise")
+        let kernel = try context.kernel(.scaleElementwise)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), factor, x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
@@ -173,7 +173,7 @@ public struct FullLike: Primitive {
 
 /// Fills a view with one value on the device.
 func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) throws {
-    let kernel = try context.kernel(family: "elementwise", "fill_value")
+    let kernel = try context.kernel(.fillValue)
     try context.launch(kernel, global: [view.count], local: [pointwiseGroupSize], arguments: [
         UInt64(view.count), value, view.buffer, view.kernelOffset,
     ])

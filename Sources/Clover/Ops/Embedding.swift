@@ -98,7 +98,7 @@ public struct EmbeddingLookup: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let table = inputs[0].view, y = outputs[0].view, idView = try ids.view(on: context)
         try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
-        let kernel = try context.kernel(family: "embedding", "embedding_forward")
+        let kernel = try context.kernel(.embeddingForward)
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             Int32(y.count), Int32(inputs[0].shape[1]), table.buffer, table.kernelOffset,
             idView.buffer, idView.kernelOffset, y.buffer, y.kernelOffset,
@@ -150,7 +150,7 @@ public struct EmbeddingBackward: Primitive {
         let dy = inputs[0].view, dtable = outputs[0].view
         let index = try ids.inverseIndex(vocabulary: vocabulary, on: context)
         try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
-        let kernel = try context.kernel(family: "embedding", "embedding_backward")
+        let kernel = try context.kernel(.embeddingBackward)
         try context.launch(kernel, global: [dtable.count], local: [pointwiseGroupSize], arguments: [
             Int32(dtable.count), Int32(inputs[0].shape.last!), dy.buffer, dy.kernelOffset,
             index.starts.buffer, index.starts.kernelOffset, index.positions.buffer, index.positions.kernelOffset,

@@ -26,7 +26,7 @@ private func copyBlocks(_ context: OpenCLContext, rows: Int, length: Int,
                         to destination: BufferView, destinationOffset: Int, destinationStride: Int) throws {
     // Every index the kernel forms is below rows · stride (stride ≥ length).
     try checkInt32Extents(op: "copy_blocks", [rows, max(length, sourceStride)], [rows, max(length, destinationStride)])
-    let kernel = try context.kernel(family: "layout", "copy_blocks")
+    let kernel = try context.kernel(.copyBlocks)
     let n = rows * length
     try context.launch(kernel, global: [n], local: [pointwiseGroupSize], arguments: [
         Int32(n), Int32(length),
@@ -273,7 +273,7 @@ public struct StridedCopy: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         try view.checkIntRange(op: name, input: inputs[0].shape)
         let axes = view.axes
-        let kernel = try context.kernel(family: "layout", "strided_gather")
+        let kernel = try context.kernel(.stridedGather)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             UInt64(y.count), Int32(axes.count),
@@ -334,7 +334,7 @@ public struct StridedCopyBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         try view.checkIntRange(op: name, input: inputShape)
         let axes = view.axes.sorted { $0.stride > $1.stride }
-        let kernel = try context.kernel(family: "layout", "strided_scatter_gather")
+        let kernel = try context.kernel(.stridedScatterGather)
         let dy = inputs[0].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             UInt64(dx.count), Int32(axes.count), Int32Vector8(axes.map(\.size), fill: 1),

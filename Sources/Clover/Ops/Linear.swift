@@ -133,7 +133,7 @@ public struct BiasGradient: Primitive {
         try checkInt32Extents(op: name, inputs[0].shape)
         let cols = inputs[0].shape.last!, rows = inputs[0].count / cols
         let dy = inputs[0].view, db = outputs[0].view
-        let kernel = try context.kernel(family: "linear", "bias_grad_rows")
+        let kernel = try context.kernel(.biasGradRows)
         try context.launch(kernel, global: [cols], local: [64], arguments: [
             Int32(rows), Int32(cols), dy.buffer, dy.kernelOffset, db.buffer, db.kernelOffset,
         ])
@@ -143,7 +143,7 @@ public struct BiasGradient: Primitive {
 private func launchBiasAdd(_ x: BufferView, bias: BufferView, columns: Int, into y: BufferView,
                            on context: OpenCLContext) throws {
     try checkInt32Extents(op: "bias_add", [y.count / columns, columns])
-    let kernel = try context.kernel(family: "linear", "bias_add_rows")
+    let kernel = try context.kernel(.biasAddRows)
     try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
         Int32(y.count), Int32(columns), x.buffer, x.kernelOffset, bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
     ])

@@ -82,7 +82,7 @@ private func launchCrossEntropy(_ logits: Tensor, labels: ClassLabels, smoothing
     let rows = logits.shape[0], classes = logits.shape[1], x = logits.view
     let labelView = try labels.view(on: context)
     let perRow = try context.allocateView(count: rows)
-    let rowKernel = try context.kernel(family: "loss", "softmax_xent_rows")
+    let rowKernel = try context.kernel(.softmaxXentRows)
     try context.launch(rowKernel, global: [rows], local: [64], arguments: [
         Int32(rows), Int32(classes), smoothing, ignoreIndex, x.buffer, x.kernelOffset,
         labelView.buffer, labelView.kernelOffset, perRow.buffer, perRow.kernelOffset,
@@ -92,7 +92,7 @@ private func launchCrossEntropy(_ logits: Tensor, labels: ClassLabels, smoothing
 
 /// Enqueues `y[0] = scale · Σ v`.
 private func launchScaledSum(_ v: BufferView, scale: Float, into y: BufferView, on context: OpenCLContext) throws {
-    let reduce = try context.kernel(family: "loss", "scaled_sum_reduce", defines: ["WG": "256"])
+    let reduce = try context.kernel(.scaledSumReduce, defines: ["WG": "256"])
     try context.launch(reduce, global: [256], local: [256], arguments: [
         UInt64(v.count), scale, v.buffer, v.kernelOffset, y.buffer, y.kernelOffset,
     ])
@@ -105,7 +105,7 @@ private func launchCrossEntropyBackward(_ g: Tensor, _ logits: Tensor, labels: C
     let rows = logits.shape[0], classes = logits.shape[1]
     let gv = g.view, x = logits.view
     let labelView = try labels.view(on: context)
-    let kernel = try context.kernel(family: "loss", "softmax_xent_backward")
+    let kernel = try context.kernel(.softmaxXentBackward)
     try context.launch(kernel, global: [rows], local: [64], arguments: [
         Int32(rows), Int32(classes), smoothing, ignoreIndex, invCount, gv.buffer, gv.kernelOffset,
         x.buffer, x.kernelOffset, labelView.buffer, labelView.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -347,7 +347,7 @@ public struct BinaryCrossEntropyWithLogits: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let x = inputs[0].view, t = inputs[1].view
         let perElement = try context.allocateView(count: x.count)
-        let kernel = try context.kernel(family: "loss", "bce_logits_elements")
+        let kernel = try context.kernel(.bceLogitsElements)
         try context.launch(kernel, global: [x.count], local: [pointwiseGroupSize], arguments: [
             UInt64(x.count), x.buffer, x.kernelOffset, t.buffer, t.kernelOffset, perElement.buffer, perElement.kernelOffset,
         ])
@@ -389,7 +389,7 @@ public struct BinaryCrossEntropyWithLogitsBackward: Primitive {
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let g = inputs[0].view, x = inputs[1].view, t = inputs[2].view, dx = outputs[0].view
-        let kernel = try context.kernel(family: "loss", "bce_logits_backward")
+        let kernel = try context.kernel(.bceLogitsBackward)
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             UInt64(dx.count), 1 / Float(dx.count), g.buffer, g.kernelOffset, x.buffer, x.kernelOffset,
             t.buffer, t.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -444,7 +444,7 @@ public struct Argmax: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let cols = inputs[0].shape.last!, rows = inputs[0].count / cols
         let x = inputs[0].view, y = outputs[0].view
-        let kernel = try context.kernel(family: "loss", "argmax_rows")
+        let kernel = try context.kernel(.argmaxRows)
         try context.launch(kernel, global: [rows], local: [64], arguments: [
             Int32(rows), Int32(cols), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
         ])

@@ -79,7 +79,7 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
                                                dgamma: BufferView, dbeta: BufferView) throws {
     let chunks = channelChunks(n * hw)
     let partial = try context.allocateView(count: c * chunks.count * 2)
-    let reduce = try context.kernel(family: "normalization", "bn_backward_partial", defines: activation.defines)
+    let reduce = try context.kernel(.bnBackwardPartial, defines: activation.defines)
     let local = try groupSize(reduce, context, work: chunks.length)
     try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
         Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
@@ -88,7 +88,7 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
         partial.buffer, partial.kernelOffset,
         LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
     ])
-    let finalize = try context.kernel(family: "normalization", "bn_backward_finalize")
+    let finalize = try context.kernel(.bnBackwardFinalize)
     try context.launch(finalize, global: [c], local: [64], arguments: [
         Int32(c), Int32(chunks.count), partial.buffer, partial.kernelOffset, invstd.buffer, invstd.kernelOffset,
         dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset,
@@ -99,7 +99,7 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
 private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: Int, x: BufferView,
                                   mean: BufferView, invstd: BufferView, gamma: BufferView, beta: BufferView,
                                   activation: BatchNormActivation = .none, y: BufferView) throws {
-    let kernel = try context.kernel(family: "normalization", "bn_normalize", defines: activation.defines)
+    let kernel = try context.kernel(.bnNormalize, defines: activation.defines)
     try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
         Int32(n), Int32(c), Int32(hw), x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
         invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
@@ -110,7 +110,7 @@ private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: 
 /// Launches `bn_invstd_from_var`: invstd = 1 / sqrt(var + eps), into a new view.
 private func encodeInverseStd(_ context: OpenCLContext, c: Int, variance: BufferView, epsilon: Float) throws -> BufferView {
     let invstd = try context.allocateView(count: c)
-    let kernel = try context.kernel(family: "normalization", "bn_invstd_from_var")
+    let kernel = try context.kernel(.bnInvstdFromVar)
     try context.launch(kernel, global: [c], local: [64], arguments: [
         Int32(c), epsilon, variance.buffer, variance.kernelOffset, invstd.buffer, invstd.kernelOffset,
     ])
@@ -237,14 +237,14 @@ public struct BatchNormTraining: Primitive {
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
         let chunks = channelChunks(l.n * l.hw)
         let partial = try context.allocateView(count: l.c * chunks.count * 3)
-        let stats = try context.kernel(family: "normalization", "bn_stats_partial")
+        let stats = try context.kernel(.bnStatsPartial)
         let local = try groupSize(stats, context, work: chunks.length)
         try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
             x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
             LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
         ])
-        let finalize = try context.kernel(family: "normalization", "bn_stats_finalize")
+        let finalize = try context.kernel(.bnStatsFinalize)
         try context.launch(finalize, global: [l.c], local: [64], arguments: [
             Int32(l.c), Int32(l.hw), Int32(chunks.count), epsilon, x.buffer, x.kernelOffset,
             partial.buffer, partial.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
@@ -372,7 +372,7 @@ public struct BatchNormBackward: Primitive {
                                               dgamma: dgamma, dbeta: dbeta)
         guard computesInputGradient else { return }
         let dx = outputs[0].view
-        let kernel = try context.kernel(family: "normalization", "bn_backward_dx", defines: activation.defines)
+        let kernel = try context.kernel(.bnBackwardDx, defines: activation.defines)
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
             mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset,
@@ -486,7 +486,7 @@ public struct BatchNormInferenceBackward: Primitive {
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: rm,
                                               invstd: invstd, gamma: gamma, beta: gamma,
                                               dgamma: outputs[1].view, dbeta: outputs[2].view)
-        let kernel = try context.kernel(family: "normalization", "bn_inference_backward_dx")
+        let kernel = try context.kernel(.bnInferenceBackwardDx)
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, gamma.buffer, gamma.kernelOffset,
             invstd.buffer, invstd.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -559,7 +559,7 @@ public struct BatchNormRunningUpdate: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let rm = inputs[0].view, rv = inputs[1].view, mean = inputs[2].view, invstd = inputs[3].view
         let newMean = outputs[0].view, newVar = outputs[1].view
-        let kernel = try context.kernel(family: "normalization", "bn_running_update")
+        let kernel = try context.kernel(.bnRunningUpdate)
         try context.launch(kernel, global: [rm.count], local: [64], arguments: [
             Int32(rm.count), momentum, epsilon, Float(count),
             rm.buffer, rm.kernelOffset, rv.buffer, rv.kernelOffset, mean.buffer, mean.kernelOffset,
@@ -631,7 +631,7 @@ public struct LayerNorm: Primitive {
         let x = inputs[0].view, gamma = inputs[1].view, beta = inputs[2].view, y = outputs[0].view
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.rows)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.rows)
-        let kernel = try context.kernel(family: "normalization", "layernorm_forward")
+        let kernel = try context.kernel(.layernormForward)
         let local = try groupSize(kernel, context, work: l.d)
         try context.launch(kernel, global: [l.rows * local], local: [local], arguments: [
             Int32(l.rows), Int32(l.d), epsilon, x.buffer, x.kernelOffset, gamma.buffer, gamma.kernelOffset,
@@ -696,7 +696,7 @@ public struct LayerNormBackward: Primitive {
         let dy = inputs[0].view, x = inputs[1].view, gamma = inputs[2].view
         let mean = inputs[3].view, invstd = inputs[4].view
         let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view
-        let rowKernel = try context.kernel(family: "normalization", "layernorm_backward_dx")
+        let rowKernel = try context.kernel(.layernormBackwardDx)
         let local = try groupSize(rowKernel, context, work: l.d)
         try context.launch(rowKernel, global: [l.rows * local], local: [local], arguments: [
             Int32(l.rows), Int32(l.d), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
@@ -704,7 +704,7 @@ public struct LayerNormBackward: Primitive {
             dx.buffer, dx.kernelOffset, LocalMemory(bytes: local * 4),
         ])
         // Column sums over rows: LX columns (coalesced) by LY rows per group.
-        let columnKernel = try context.kernel(family: "normalization", "layernorm_backward_params")
+        let columnKernel = try context.kernel(.layernormBackwardParams)
         let limit = try groupSize(columnKernel, context, work: 256)
         let lx = min(powerOfTwo(atLeast: l.d), 64, limit)
         let ly = max(1, min(limit / lx, powerOfTwo(atLeast: l.rows)))

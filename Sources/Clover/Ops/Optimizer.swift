@@ -191,7 +191,7 @@ public struct AdamWUpdate: Primitive {
 private func enqueueSGD(_ context: OpenCLContext, _ c: SGDConfiguration, _ segments: ParameterSegments,
                         p: BufferView, g: BufferView, buffer: BufferView) throws {
     let (ends, decay) = try segments.views(on: context)
-    let kernel = try context.kernel(family: "optimizer", "sgd_update", defines: [
+    let kernel = try context.kernel(.sgdUpdate, defines: [
         "MOMENTUM": c.momentum != 0 ? "1" : "0", "NESTEROV": c.nesterov ? "1" : "0",
     ])
     try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], arguments: [
@@ -204,7 +204,7 @@ private func enqueueSGD(_ context: OpenCLContext, _ c: SGDConfiguration, _ segme
 private func enqueueAdamW(_ context: OpenCLContext, _ c: AdamWConfiguration, step: Int, _ segments: ParameterSegments,
                           p: BufferView, g: BufferView, m: BufferView, v: BufferView) throws {
     let (ends, decay) = try segments.views(on: context)
-    let kernel = try context.kernel(family: "optimizer", "adamw_update")
+    let kernel = try context.kernel(.adamwUpdate)
     let c1 = 1 - Float(_pow(Double(c.beta1), Double(step)))
     let c2 = 1 - Float(_pow(Double(c.beta2), Double(step)))
     try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], arguments: [

@@ -122,7 +122,7 @@ public struct MaxPool2d: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "pooling", "maxpool2d_forward")
+        let kernel = try context.kernel(.maxpool2dForward)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
             window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
@@ -193,7 +193,7 @@ public struct MaxPool2dBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "pooling", "maxpool2d_backward")
+        let kernel = try context.kernel(.maxpool2dBackward)
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
             window.kernelArguments(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)
@@ -245,7 +245,7 @@ public struct AvgPool2d: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "pooling", "avgpool2d_forward")
+        let kernel = try context.kernel(.avgpool2dForward)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
             window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
@@ -299,7 +299,7 @@ public struct AvgPool2dBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(family: "pooling", "avgpool2d_backward")
+        let kernel = try context.kernel(.avgpool2dBackward)
         let dy = inputs[0].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
             window.kernelArguments(op: name, items: dx.count, input: inputShape, output: inputs[0].shape)
@@ -343,7 +343,7 @@ public struct GlobalAvgPool2d: Primitive {
         let s = inputs[0].shape
         try checkPlaneSize(op: name, s)
         let planes = s[0] * s[1], hw = s[2] * s[3]
-        let kernel = try context.kernel(family: "pooling", "global_avgpool_forward")
+        let kernel = try context.kernel(.globalAvgpoolForward)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [planes * planeReductionGroupSize], local: [planeReductionGroupSize],
                            arguments: [Int32(planes), Int32(hw), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
@@ -382,7 +382,7 @@ public struct GlobalAvgPool2dBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         try checkPlaneSize(op: name, inputShape)
         let hw = inputShape[2] * inputShape[3]
-        let kernel = try context.kernel(family: "pooling", "global_avgpool_backward")
+        let kernel = try context.kernel(.globalAvgpoolBackward)
         let dy = inputs[0].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(dx.count), Int32(hw), dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -420,7 +420,7 @@ public struct ChannelScale: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         try checkPlaneSize(op: name, inputs[0].shape)
         let hw = inputs[0].shape[2] * inputs[0].shape[3]
-        let kernel = try context.kernel(family: "pooling", "channel_scale_forward")
+        let kernel = try context.kernel(.channelScaleForward)
         let x = inputs[0].view, s = inputs[1].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
             Int32(y.count), Int32(hw), x.buffer, x.kernelOffset, s.buffer, s.kernelOffset, y.buffer, y.kernelOffset,
@@ -463,7 +463,7 @@ public struct ChannelScaleBackward: Primitive {
         let s = inputs[0].shape
         try checkPlaneSize(op: name, s)
         let planes = s[0] * s[1], hw = s[2] * s[3]
-        let kernel = try context.kernel(family: "pooling", "channel_scale_backward_scale")
+        let kernel = try context.kernel(.channelScaleBackwardScale)
         let dy = inputs[0].view, x = inputs[1].view, ds = outputs[0].view
         try context.launch(kernel, global: [planes * planeReductionGroupSize], local: [planeReductionGroupSize],
                            arguments: [Int32(planes), Int32(hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,

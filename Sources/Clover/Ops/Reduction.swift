@@ -104,7 +104,7 @@ private func reductionTile(inner: Int, extent: Int, limit: Int) -> (lx: Int, ly:
 @inline(never)
 private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
                        from src: BufferView, to dst: BufferView) throws {
-    let kernel = try context.kernel(family: "reduction", "reduce_sum")
+    let kernel = try context.kernel(.reduceSum)
     let (lx, ly) = reductionTile(inner: p.inner, extent: p.extent, limit: try groupSize(kernel, context))
     let tiles = (p.inner + lx - 1) / lx
     var chunks = 1
@@ -305,7 +305,7 @@ public struct BroadcastTo: Primitive {
             try context.copy(from: x.view, to: y.view, count: y.count)
             return
         }
-        let kernel = try context.kernel(family: "reduction", "broadcast_expand")
+        let kernel = try context.kernel(.broadcastExpand)
         var source = x.view
         for (n, p) in passes.enumerated() {
             let count = p.outer * p.extent * p.inner
@@ -386,7 +386,7 @@ public struct Max: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = try split(inputs[0].shape)
         try requireInt32(name, [inputs[0].shape], context, family: "reduction")
-        let kernel = try context.kernel(family: "reduction", "reduce_max")
+        let kernel = try context.kernel(.reduceMax)
         let (lx, ly) = reductionTile(inner: s.inner, extent: s.extent, limit: try groupSize(kernel, context))
         let tiles = (s.inner + lx - 1) / lx
         let x = inputs[0].view, y = outputs[0].view, arg = outputs[1].view
@@ -448,7 +448,7 @@ public struct MaxBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let s = try split()
         try requireInt32(name, [inputShape], context, family: "reduction")
-        let kernel = try context.kernel(family: "reduction", "max_backward")
+        let kernel = try context.kernel(.maxBackward)
         let dy = inputs[0].view, arg = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
             Int32(s.outer), Int32(s.extent), Int32(s.inner),
