@@ -16,6 +16,14 @@
 //                             * x~[k, r]; GEMM M = OG, N = CG*KK, reduced over r < N*P in S splits
 //                             of `chunk` positions (a multiple of TK).
 //                             Range: (ceil(CG*KK/TN)*RN, ceil(OG/TM)*RM, G*S).
+//   convgemm_forward_direct, convgemm_backward_data_direct, convgemm_backward_weight_direct
+//                             (DIRECT = 1) the same three GEMMs without local memory or barriers
+//                             for CPU devices (see the comment above them): items along the
+//                             columns, LX per group, each WM rows x WN columns LX apart. Ranges:
+//                             forward (ceil(N*P/(LX*WN))*LX, ceil(OG/WM), G); data
+//                             (ceil(N*H*W/(LX*WN))*LX, ceil(CG/WM), G); weight (S*LX, ceil(OG/WM),
+//                             G*ceil(CG*KK/WN)), its items along the reduction, one work-group tree
+//                             reduction (fixed order) per split.
 //   convgemm_reduce           dw[i] = sum over s = 0..S-1 of partial[s, i], in that order: the split-K
 //                             weight gradient is deterministic (no float atomics).
 //                             Range: (count), local (RW).
@@ -29,6 +37,9 @@
 //   TK       K-tile staged in local memory per step (As[TK][TM] + Bs[TK][TN] floats).
 //   KH, KW   kernel size; SH, SW strides (compile-time, so tap decoding is multiplication).
 //   RW       work-group size of convgemm_reduce (default 64).
+//   DIRECT   1: compile the barrier-free kernels instead of the tiled ones (one program holds
+//            one form); LX their work-group size, a power of two <= 256; WM, WN as above
+//            (TM, TN, TK unused). Local memory: the weight gradient's 4*WM*WN*LX bytes.
 // Constraints: WG = RM*RN <= 256 (the portable profile), WG % TN == 0 and WG % TK == 0 (each
 // item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
 // 4*TK*(TM+TN) <= 48 KiB.

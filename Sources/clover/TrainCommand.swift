@@ -205,6 +205,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch, and the OpenCL calls per training step (kernel launches, CLBlast calls, host waits, copies, allocations).")
     var profile = false
 
+    @Flag(name: .long, help: "Choose each convolution geometry's algorithm by measurement on first use (and save the choice), as `clover tune conv` does beforehand; otherwise untuned geometries take a heuristic default.")
+    var autotune = false
+
     @Flag(name: .long, help: "Data-parallel training under mpirun, one process per device (implied when Open MPI started the process); --batch-size is per process, the global batch is it times the number of processes.")
     var distributed = false
 
@@ -252,6 +255,7 @@ struct TrainCommand: ParsableCommand {
         let distributed = try DistributedTraining.start(requested: self.distributed)
         let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
         device.openCL?.isProfiling = profile
+        ConvAlgorithmSelection.autotune = autotune
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations
         let spec = try ModelZoo.spec(named: data.model)

@@ -23,6 +23,12 @@ import CloverRuntime
 //                  write 9× the input.
 //   im2colGEMM     everything else (dense kxk, the 7x7 stem, dilation, large groups, odd padding).
 //
+// That rule names a shape's class; which algorithm actually runs a pass is chosen per geometry and
+// pass by ConvAlgorithmSelection (ConvolutionSelection.swift): measured (`clover tune conv`,
+// `clover train --autotune`) among the class's path, im2colGEMM and implicitGEMM
+// (ConvolutionImplicitGEMM.swift, Kernels/convgemm.cl, any geometry), else a heuristic default —
+// implicitGEMM for the im2colGEMM class (on CPUs its weight gradient stays on im2colGEMM).
+//
 // The direct kernels are compiled per (KH, KW, SH, SW, PH, PW) so their tap loops unroll.
 
 /// Which OpenCL implementation runs a convolution; see
@@ -45,8 +51,11 @@ public enum ConvAlgorithm: String, Codable, Sendable, CaseIterable, CustomString
 }
 
 extension Conv2DParameters {
-    /// The OpenCL implementation ``Conv2D`` and its gradients use for an
-    /// input `[N, C, H, W]` and a weight `[O, C/groups, KH, KW]`:
+    /// The shape class of an input `[N, C, H, W]` and a weight
+    /// `[O, C/groups, KH, KW]`: the specialised path it may take, or
+    /// ``ConvAlgorithm/im2colGEMM`` for the general class, which runs
+    /// ``ConvAlgorithm/implicitGEMM`` or im2col + CLBlast as
+    /// ``ConvAlgorithmSelection`` chooses (measured, or its heuristic):
     ///
     /// - ``ConvAlgorithm/pointwiseGEMM``: a 1x1 kernel with stride 1 and
     ///   padding 0 (any dilation), unless groups > 1 with at most 16 input
