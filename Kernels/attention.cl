@@ -9,9 +9,7 @@
 //                            (one work-group of WG items per row r of the [B, H, Lq, Lk] scores)
 //   softmax_backward         dx[r, j] = y[r, j] * (dy[r, j] - sum_k dy[r, k] * y[r, k])
 //                            (one work-group of WG items per row of length n)
-//   transpose_middle_axes    y[a, c, b, d] = x[a, b, c, d] for x of shape [d0, d1, d2, d3]
-//                            (3-D range: d3 x d1 x d0*d2, one item per element). Splits heads when
-//                            [B, L, H, Dh] -> [B, H, L, Dh] and merges them the other way.
+//   (heads are split and merged by layout.cl's transpose_middle_axes)
 //
 // Macros:
 //   WG   work-group size of the two softmax kernels, a power of two (default 64).
@@ -22,8 +20,7 @@
 // aligned, like PyTorch's is_causal). Every buffer is (pointer, ulong offset in elements). The
 // softmax subtracts the row maximum over the allowed keys first, so scores of any magnitude stay
 // finite. Softmax kernels launch exactly rows * WG items but still give a group past the last
-// row nothing to do; the transpose's global size is rounded up to its work-group size, so it
-// checks its index.
+// row nothing to do.
 // =================================================================================================
 
 #ifndef WG
@@ -108,17 +105,3 @@ void softmax_backward(const int rows, const int n,
     for (int j = lid; j < width; j += WG) dxr[j] = yr[j] * (dyr[j] - dot);
 }
 
-__kernel void transpose_middle_axes(const int d0, const int d1, const int d2, const int d3,
-                                    __global const float* x, const ulong x_off,
-                                    __global float* y, const ulong y_off) {
-    // dim 0: d; dim 1: b; dim 2: a*d2 + c. One int division per item (64-bit divisions per
-    // element made this relayout slow on CPU devices).
-    const int d = get_global_id(0);
-    const int b = get_global_id(1);
-    const int ac = get_global_id(2);
-    if (d >= d3 || b >= d1 || ac >= d0 * d2) return;
-    const int a = ac / d2;
-    const int c = ac - a * d2;
-    y[y_off + ((ulong)ac * (ulong)d1 + (ulong)b) * (ulong)d3 + (ulong)d] =
-        x[x_off + (((ulong)a * (ulong)d1 + (ulong)b) * (ulong)d2 + (ulong)c) * (ulong)d3 + (ulong)d];
-}

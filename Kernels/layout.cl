@@ -9,6 +9,9 @@
 //                             where idx(j) is j unravelled row-major over the view's sizes
 //   strided_scatter_gather    dx[e] = dy[j] if element e of x is view element j, else 0
 //                             (gather form of the scatter-back gradient: range over x's elements)
+//   transpose_middle_axes     y[a, c, b, d] = x[a, b, c, d] for x of shape [d0, d1, d2, d3] (3-D
+//                             range [d3, d1, d0*d2]): attention's head split and merge, and the
+//                             convolution's [N, O, P] <-> [O, N, P] relayout
 //
 // Macros: none.
 //
@@ -75,4 +78,19 @@ __kernel void strided_scatter_gather(const ulong n, const int rank, const int8 s
         if (inside && rem == 0) value = dy[dy_off + j];
     }
     dx[dx_off + e] = value;
+}
+
+__kernel void transpose_middle_axes(const int d0, const int d1, const int d2, const int d3,
+                                    __global const float* x, const ulong x_off,
+                                    __global float* y, const ulong y_off) {
+    // dim 0: d; dim 1: b; dim 2: a*d2 + c. One int division per item (64-bit divisions per
+    // element made this relayout slow on CPU devices).
+    const int d = get_global_id(0);
+    const int b = get_global_id(1);
+    const int ac = get_global_id(2);
+    if (d >= d3 || b >= d1 || ac >= d0 * d2) return;
+    const int a = ac / d2;
+    const int c = ac - a * d2;
+    y[y_off + ((ulong)ac * (ulong)d1 + (ulong)b) * (ulong)d3 + (ulong)d] =
+        x[x_off + (((ulong)a * (ulong)d1 + (ulong)b) * (ulong)d2 + (ulong)c) * (ulong)d3 + (ulong)d];
 }

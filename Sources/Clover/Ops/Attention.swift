@@ -239,16 +239,6 @@ public struct MergeHeads: Primitive {
     }
 }
 
-/// `y[a, c, b, d] = x[a, b, c, d]` for `x` of shape `dims` (also the
-/// convolution's [N, O, P] ↔ [O, N, P] relayout).
-func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
-    let kernel = try context.kernel(.transposeMiddleAxes)
-    let local = [min(dims[3], 64), 1, 1]
-    try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local, arguments: [
-        Int32(dims[0]), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),
-        x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-    ])
-}
 
 /// Multi-head scaled dot-product attention
 /// `softmax(Q·Kᵀ/√Dh + mask) · V` per head, for `q` `[B, Lq, H·Dh]`,

@@ -372,3 +372,14 @@ public func permute(_ x: Tensor, _ order: [Int]) throws -> Tensor {
     let strides = contiguousStrides(x.shape)
     return try apply1(StridedCopy(shape: order.map { x.shape[$0] }, strides: order.map { strides[$0] }), [x])
 }
+
+/// `y[a, c, b, d] = x[a, b, c, d]` for `x` of shape `dims` (also the
+/// convolution's [N, O, P] ↔ [O, N, P] relayout).
+func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
+    let kernel = try context.kernel(.transposeMiddleAxes)
+    let local = [min(dims[3], 64), 1, 1]
+    try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local, arguments: [
+        Int32(dims[0]), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),
+        x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
+    ])
+}
