@@ -102,7 +102,7 @@ let package = Package(
         ),
         .target(
             name: "CloverNN",
-            dependencies: ["Clover", "CloverRuntime"]
+            dependencies: ["Clover"]
         ),
         .target(
             name: "CloverModels",

@@ -1,5 +1,4 @@
 import Clover
-import CloverRuntime
 
 /// The parameters an optimiser updates, gathered into one flat arena per
 /// quantity (values, gradients, states) on OpenCL devices so that a step is
@@ -31,22 +30,13 @@ final class ParameterArena {
         segments = ParameterSegments(sizes: parameters.map(\.tensor.count), decays: decays)
         var running = 0
         offsets = parameters.map { p in defer { running += p.tensor.count }; return running }
-        guard let context = device.openCL else {
+        guard let (flat, parts) = try Tensor.packed(parameters.map(\.tensor), op: "optimizer") else {
             values = nil
             gradientArena = nil
             return
         }
-        let total = segments.totalCount
-        let valueView = try context.allocateView(count: total, resident: true)
-        for (p, offset) in zip(parameters, offsets) {
-            guard let src = p.tensor.deviceView, p.tensor.device === device else {
-                throw CloverError.deviceMismatch(op: "optimizer", devices: [device.description, p.tensor.device.description])
-            }
-            let slice = valueView.slice(offset: offset, count: p.tensor.count)
-            try context.copy(from: src, to: slice, count: p.tensor.count)
-            p.rebind(try Tensor(shape: p.tensor.shape, view: slice, on: device))
-        }
-        values = try Tensor(shape: [total], view: valueView, on: device)
+        for (p, part) in zip(parameters, parts) { p.rebind(part) }
+        values = flat
         gradientArena = try GradientArena(binding: parameters.map(\.tensor))
     }
 

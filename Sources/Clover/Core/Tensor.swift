@@ -147,6 +147,32 @@ public final class Tensor: CustomStringConvertible {
         return result
     }
 
+    /// Copies `tensors` (all on one OpenCL device) into one new flat buffer,
+    /// in order, and returns it with a view of each tensor's slice, so that a
+    /// fused kernel can treat them as one array (an optimiser's parameters).
+    /// Nil on the reference and meta devices, which have no buffers to share.
+    ///
+    /// - Throws: ``CloverError/deviceMismatch(op:devices:)`` when the tensors
+    ///   are not all on one device.
+    public static func packed(_ tensors: [Tensor], op: String) throws -> (flat: Tensor, parts: [Tensor])? {
+        guard let device = tensors.first?.device, let context = device.openCL else { return nil }
+        let total = tensors.reduce(0) { $0 + $1.count }
+        // Resident: the arena lives as long as its owner, across steps.
+        let flat = try context.allocateView(count: total, resident: true)
+        var parts: [Tensor] = []
+        var offset = 0
+        for t in tensors {
+            guard t.device === device, case .buffer = t.storage else {
+                throw CloverError.deviceMismatch(op: op, devices: [device.description, t.device.description])
+            }
+            let slice = flat.slice(offset: offset, count: t.count)
+            try context.copy(from: t.view, to: slice, count: t.count)
+            parts.append(Tensor(shape: t.shape, device: device, storage: .buffer(slice)))
+            offset += t.count
+        }
+        return (Tensor(shape: [total], device: device, storage: .buffer(flat)), parts)
+    }
+
     /// A tensor sharing this one's data but cut from the autograd graph.
     public func detached() -> Tensor {
         Tensor(shape: shape, device: device, storage: storage)
