@@ -351,4 +351,36 @@ public final class OpenCLContext {
         try checkCL(clFinish(queue), "clFinish")
         releaseCompletedUploads(all: true)
     }
+
+    /// Enqueues a read of `view` into `destination` without blocking, in
+    /// queue order, and submits it; the host keeps enqueuing while the
+    /// device catches up. `destination` must hold `view.count` elements
+    /// and stay valid until ``PendingRead/wait()`` returns, which any thread
+    /// may call (data-parallel training waits on a communication thread).
+    public func startDownload(_ view: BufferView, into destination: UnsafeMutableRawPointer) throws -> PendingRead {
+        guard view.count > 0, !isPlanning else { return PendingRead(event: nil) }
+        var event: cl_event?
+        try checkCL(clEnqueueReadBuffer(queue, view.buffer.handle, cl_bool(CL_FALSE), view.offset * 4, view.count * 4,
+                                        destination, 0, nil, &event), "clEnqueueReadBuffer",
+                    detail: "\(view.count * 4) bytes at element \(view.offset), non-blocking")
+        try checkCL(clFlush(queue), "clFlush")
+        return PendingRead(event: event)
+    }
+}
+
+/// A read started by ``OpenCLContext/startDownload(_:into:)``.
+public final class PendingRead: @unchecked Sendable {
+    private var event: cl_event?
+
+    init(event: cl_event?) { self.event = event }
+
+    deinit { if let event { clReleaseEvent(event) } }
+
+    /// Waits until the values are in the destination (`clWaitForEvents`).
+    public func wait() throws {
+        guard let event else { return }
+        defer { clReleaseEvent(event); self.event = nil }
+        var list: cl_event? = event
+        try checkCL(clWaitForEvents(1, &list), "clWaitForEvents", detail: "non-blocking read")
+    }
 }

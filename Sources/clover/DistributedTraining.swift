@@ -42,6 +42,14 @@ final class DistributedTraining {
     /// device before the reduction started.
     private var deviceWaitSeconds = 0.0
     private var buckets: GradientBuckets?
+    private var parameters: [Parameter] = []
+    private var overlap: OverlappedReduction?
+    /// `CLOVER_ALLREDUCE_OVERLAP=0` reduces after backward instead of during it.
+    private let overlapAllowed = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_OVERLAP"] != "0"
+    /// `CLOVER_ALLREDUCE_BUCKET_BYTES` overrides the 25 MiB buckets (tests
+    /// use small ones to get many buckets from a small model).
+    private let bucketBytes = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_BUCKET_BYTES"].flatMap { Int($0) }
+        .map { max(4, $0) } ?? GradientBuckets.defaultBucketBytes
     private var stepsRun = 0
     private let failure: (rank: Int, step: Int, kill: Bool)?
 
@@ -173,7 +181,13 @@ final class DistributedTraining {
 
     /// Makes `optimizer` average its gradients over the ranks before every
     /// update.
-    func averageGradients(of optimizer: Optimizer) {
+    ///
+    /// - Parameter parameters: the optimiser's parameters, in its order;
+    ///   their gradients are reduced while backward runs (see
+    ///   ``OverlappedReduction``) unless `CLOVER_ALLREDUCE_OVERLAP=0`, which
+    ///   reduces after backward.
+    func averageGradients(of optimizer: Optimizer, parameters: [Parameter]) {
+        self.parameters = parameters
         optimizer.gradientHook = { [unowned self] gradients in try self.average(gradients) }
     }
 
@@ -189,7 +203,16 @@ final class DistributedTraining {
             throw CloverError.invalidArgument(op: "training step \(stepsRun)",
                                               reason: "failure injected by \(Self.failRankVariable)=\(rank)")
         }
-        if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL {
+        if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL,
+           overlapAllowed, parameters.reduce(0, { $0 + $1.tensor.count }) == view.count {
+            if overlap?.matches(view) != true {
+                // From the next step on, buckets start during backward.
+                overlap = OverlappedReduction(world: world, context: context, arena: view,
+                                              parameters: parameters.map(\.tensor), plan: bucketPlan(count: view.count))
+                GradientReadiness.observer = { [unowned self] leaf in self.overlap?.leafFinished(leaf) }
+            }
+            epochStatistics += try overlap!.finishStep()
+        } else if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL {
             // The optimiser's flat arena: each bucket is read from the
             // device, reduced and written back in place.
             let plan = bucketPlan(count: view.count)
@@ -219,7 +242,7 @@ final class DistributedTraining {
 
     private func bucketPlan(count: Int) -> GradientBuckets {
         if let buckets, buckets.count == count { return buckets }
-        let plan = GradientBuckets(count: count)
+        let plan = GradientBuckets(count: count, bucketBytes: bucketBytes)
         buckets = plan
         return plan
     }
@@ -231,11 +254,15 @@ final class DistributedTraining {
         func ms(_ seconds: Double) -> String { Format.fixed(1000 * seconds / steps, decimals: 2) + " ms" }
         return [
             "gradient allreduce per step (\(size) ranks, \(s.buckets / max(stepsInEpoch, 1)) bucket(s) of at most "
-                + "\(GradientBuckets.defaultBucketBytes >> 20) MiB): \(Format.fixed(Double(s.bytes) / steps / 1e6, decimals: 2)) MB "
+                + "\(Format.fixed(Double(bucketBytes) / 1_048_576, decimals: 2)) MiB): "
+                + "\(Format.fixed(Double(s.bytes) / steps / 1e6, decimals: 2)) MB "
                 + "allreduced; in MPI_Allreduce \(ms(s.communicationSeconds)) (waiting for the slowest rank included), "
-                + "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind other buckets' device reads "
-                + "and writes (none behind backward: the reduction starts after it); reduction with transfers "
-                + "\(ms(s.totalSeconds)); waiting for backward to finish first \(ms(deviceWaitSeconds))",
+                + (overlap != nil
+                    ? "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind backward; "
+                        + "the step waited \(ms(s.totalSeconds)) for backward and the reductions"
+                    : "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind other buckets' device "
+                        + "reads and writes (none behind backward: CLOVER_ALLREDUCE_OVERLAP=0); reduction with transfers "
+                        + "\(ms(s.totalSeconds)); waiting for backward to finish first \(ms(deviceWaitSeconds))"),
         ]
     }
 
@@ -288,6 +315,8 @@ final class DistributedTraining {
         if let directory = ProcessInfo.processInfo.environment[Self.rankStateVariable] {
             try model.stateDict().write(path: directory + "/rank-\(rank).safetensors")
         }
+        GradientReadiness.observer = nil
+        overlap = nil
         try world.barrier()
         Self.current = nil
         try world.finalize()

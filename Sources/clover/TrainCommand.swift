@@ -290,7 +290,7 @@ struct TrainCommand: ParsableCommand {
         if let distributed {
             // Every rank starts from rank 0's model and optimiser (its checkpoint, when resuming).
             firstEpoch = try distributed.synchronize(model: model, optimizer: opt, epochsDone: firstEpoch)
-            distributed.averageGradients(of: opt)
+            distributed.averageGradients(of: opt, parameters: named.map(\.1))
         }
         let worldSize = distributed?.size ?? 1, globalBatch = data.batchSize * worldSize
         guard trainSet.count >= globalBatch else {

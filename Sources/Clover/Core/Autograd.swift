@@ -69,7 +69,23 @@ extension Tensor {
             var initial = [Tensor?](repeating: nil, count: root.outputs.count)
             initial[outputIndex] = seed
             cotangents[ObjectIdentifier(root)] = initial
-            for node in topologicalOrder(from: root).reversed() {
+            let order = Array(topologicalOrder(from: root).reversed())
+            // With an observer, each leaf is reported after the last node
+            // that can add to its gradient (data-parallel training starts
+            // reducing a bucket of gradients while backward goes on).
+            let observer = GradientReadiness.observer
+            var finishedAfter: [Int: [Tensor]] = [:]
+            if observer != nil {
+                var last: [ObjectIdentifier: (Int, Tensor)] = [:]
+                for (i, node) in order.enumerated() {
+                    for input in node.inputs where input.gradNode == nil && input.requiresGrad {
+                        last[ObjectIdentifier(input)] = (i, input)
+                    }
+                }
+                for (i, leaf) in last.values { finishedAfter[i, default: []].append(leaf) }
+            }
+            for (position, node) in order.enumerated() {
+                defer { if let observer, let leaves = finishedAfter[position] { leaves.forEach(observer) } }
                 guard let given = cotangents.removeValue(forKey: ObjectIdentifier(node)) else { continue }
                 let filled = try given.enumerated().map { i, c in
                     try c ?? Tensor.zerosForReading(node.outputs[i].shape, on: node.outputs[i].device)
@@ -99,6 +115,17 @@ extension Tensor {
     /// ``GradientArena``) is not zero-filled: its slice is marked stale, and
     /// the next backward pass overwrites it.
     public func zeroGrad() { grad = nil }
+}
+
+/// Lets a caller act on gradients while backward is still running.
+public enum GradientReadiness {
+    /// Called during ``Tensor/backward(_:)``, on the calling thread, with
+    /// each leaf that requires a gradient once no later node of the pass can
+    /// add to it (its ``Tensor/grad`` is then complete, or nil when the pass
+    /// gave it none); the device work that writes it is enqueued, not
+    /// necessarily done. Nil (the default) skips the bookkeeping. Set it
+    /// from the thread that drives the device.
+    nonisolated(unsafe) public static var observer: ((Tensor) -> Void)?
 }
 
 /// Nodes reachable from `root`, each after all nodes it depends on.
