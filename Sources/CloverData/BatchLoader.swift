@@ -1,3 +1,4 @@
+import Synchronization
 import Dispatch
 
 /// One mini-batch: `count` samples stacked NCHW, with their labels.
@@ -185,10 +186,9 @@ public final class BatchLoader: Sendable {
 /// batches in order and hands them over through a locked FIFO, with at most
 /// `depth` waiting. Semaphores count free slots and ready batches; the lock
 /// guards the FIFO and the cancel flag.
-private final class Prefetcher: @unchecked Sendable {
-    private let lock = Lock()
-    private var ready: [Batch] = []
-    private var cancelled = false
+private final class Prefetcher: Sendable {
+    /// The FIFO of built batches and the cancel flag.
+    private let queue = Mutex<(ready: [Batch], cancelled: Bool)>(([], false))
     private let freeSlots = DispatchSemaphore(value: 0)
     private let filled = DispatchSemaphore(value: 0)
 
@@ -201,9 +201,9 @@ private final class Prefetcher: @unchecked Sendable {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             for index in 0..<count {
                 freeSlots.wait()
-                if lock.withLock({ cancelled }) { return }
+                if queue.withLock({ $0.cancelled }) { return }
                 let batch = make(index)
-                lock.withLock { ready.append(batch) }
+                queue.withLock { $0.ready.append(batch) }
                 filled.signal()
             }
         }
@@ -212,14 +212,14 @@ private final class Prefetcher: @unchecked Sendable {
     /// The next batch in order, waiting for the producer if need be.
     func take() -> Batch {
         filled.wait()
-        let batch = lock.withLock { ready.removeFirst() }
+        let batch = queue.withLock { $0.ready.removeFirst() }
         freeSlots.signal()
         return batch
     }
 
     /// Stops the producer at its next batch boundary.
     func cancel() {
-        lock.withLock { cancelled = true }
+        queue.withLock { $0.cancelled = true }
         freeSlots.signal()  // wakes a producer waiting for a free slot
     }
 }

@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import Synchronization
 import FoundationEssentials
 #else
 import Foundation
@@ -876,35 +877,9 @@ public enum GemmTuning {
         var checked: [UInt: Checked] = [:]
     }
 
-    private static let state = Protected(State())
+    private static let state = Mutex(State())
 
     private static func key(_ device: OpenCLDevice) -> UInt { UInt(bitPattern: Int(bitPattern: device.id)) }
-}
-
-/// A value behind a pthread mutex (`Synchronization.Mutex` needs macOS 15;
-/// the package supports macOS 13).
-final class Protected<Value>: @unchecked Sendable {
-    private var value: Value
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init(_ value: Value) {
-        self.value = value
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
-    }
 }
 
 // MARK: - Bench

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -357,5 +358,5 @@ public enum ConvAlgorithmSelection {
         var recording: [ConvGeometry]?
     }
 
-    private static let state = Protected(State())
+    private static let state = Mutex(State())
 }
