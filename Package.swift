@@ -154,33 +154,40 @@ let package = Package(
             ],
             path: "Benchmarks/CloverBench"
         ),
+        // Shared by the test targets: the device under test and the
+        // skip-or-fail rule for missing prerequisites (CLOVER_REQUIRE_DEVICE).
+        .target(
+            name: "CloverTestSupport",
+            dependencies: ["Clover", "CloverRuntime"],
+            path: "Tests/CloverTestSupport"
+        ),
         .testTarget(
             name: "CloverRuntimeTests",
-            dependencies: ["CloverRuntime", "CloverKernels"]
+            dependencies: ["CloverRuntime", "CloverKernels", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverTests",
-            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels"]
+            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverNNTests",
-            dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime"]
+            dependencies: ["Clover", "CloverNN", "CloverConformance", "CloverRuntime", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverModelsTests",
-            dependencies: ["Clover", "CloverNN", "CloverModels", "CloverRuntime"]
+            dependencies: ["Clover", "CloverNN", "CloverModels", "CloverRuntime", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverDataTests",
-            dependencies: ["CloverData"]
+            dependencies: ["CloverData", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverDistributedTests",
-            dependencies: ["CloverDistributed"]
+            dependencies: ["CloverDistributed", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverCLITests",
-            dependencies: ["clover", "CloverConformance", "CloverNN", "CloverRuntime"]
+            dependencies: ["clover", "CloverConformance", "CloverNN", "CloverRuntime", "CloverTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 import CloverNN
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// The real `clover` binary (built by `swift build`): bad input ends in a
@@ -12,16 +13,7 @@ final class CrashResumeTests: XCTestCase {
 
     /// `clover` next to the test bundle (`.build/<triple>/debug`), else in
     /// the package's `.build/debug`.
-    private func cloverBinary() throws -> String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("clover").path
-        let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/clover").path
-        for candidate in [beside, package] where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        throw XCTSkip("the clover binary is not built (run `swift build`)")
-    }
+    private func cloverBinary() throws -> String { try TestSupport.cloverBinary(testFile: #filePath) }
 
     private struct Outcome {
         var status: Int32
@@ -62,11 +54,7 @@ final class CrashResumeTests: XCTestCase {
         return try finish(try start(arguments, logs: logs), logs: logs)
     }
 
-    private func requireOpenCL() throws {
-        do { _ = try DeviceDiscovery.allDevices() } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-    }
+    private func requireOpenCL() throws { try TestSupport.requireOpenCL() }
 
     // MARK: Bad input
 

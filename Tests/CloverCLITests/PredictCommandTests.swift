@@ -2,6 +2,7 @@
 import CloverNN
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// `clover predict`: weights written with `--save-weights` load back
@@ -27,9 +28,7 @@ final class PredictCommandTests: XCTestCase {
     }
 
     func testSavedWeightsReproduceTheLogits() throws {
-        do { _ = try DeviceDiscovery.allDevices() } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
+        try TestSupport.requireOpenCL()
         let dir = try tempDirectory()
         var input = SafeTensors()
         var rng = SystemRandomNumberGenerator()

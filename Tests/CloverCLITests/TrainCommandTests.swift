@@ -3,16 +3,13 @@ import Clover
 import CloverNN
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// `clover train` end to end on a tiny synthetic run: metrics and
 /// checkpoints appear, resume continues, and a diverging loss stops the run.
 final class TrainCommandTests: XCTestCase {
-    private func requireOpenCL() throws {
-        do { _ = try DeviceDiscovery.allDevices() } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-    }
+    private func requireOpenCL() throws { try TestSupport.requireOpenCL() }
 
     private func tempDirectory() -> String {
         let path = NSTemporaryDirectory() + "clover-train-\(UUID().uuidString)"

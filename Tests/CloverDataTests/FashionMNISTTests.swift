@@ -1,5 +1,6 @@
 import CloverData
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// The real data set, as the Debian package `dataset-fashion-mnist` installs it.
@@ -8,7 +9,7 @@ final class FashionMNISTTests: XCTestCase {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory, isDirectory: &isDirectory),
               isDirectory.boolValue else {
-            throw XCTSkip("\(FashionMNIST.defaultDirectory) is absent: install the Debian package "
+            throw TestSupport.unavailable("\(FashionMNIST.defaultDirectory) is absent: install the Debian package "
                 + "dataset-fashion-mnist (scripts/setup.sh does)")
         }
     }

@@ -2,23 +2,12 @@ import Clover
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
-/// The OpenCL device, selected once per process; skips only when no OpenCL
-/// platform exists (or the CPU reference is selected).
+/// The OpenCL device under test, selected once per process (see ``TestSupport``).
 private enum ModelTestDevice {
-    static let shared: Result<Device, Error> = Result { try Device.select() }
-
-    static func get() throws -> Device {
-        switch shared {
-        case let .success(device):
-            if device.isReference { throw XCTSkip("CLOVER_DEVICE selects the CPU reference") }
-            return device
-        case let .failure(error):
-            if case RuntimeError.noPlatform = error { throw XCTSkip("no OpenCL platform is installed: \(error)") }
-            throw error
-        }
-    }
+    static func get() throws -> Device { try TestSupport.sharedDevice() }
 }
 
 final class ClassicModelsTests: XCTestCase {

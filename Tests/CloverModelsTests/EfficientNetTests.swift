@@ -2,19 +2,11 @@ import Clover
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
-/// The OpenCL device under test; skips only when no OpenCL platform exists.
-private func openCLDevice() throws -> Device {
-    let device: Device
-    do {
-        device = try Device.select()
-    } catch RuntimeError.noPlatform {
-        throw XCTSkip("no OpenCL platform is installed")
-    }
-    if device.isReference { throw XCTSkip("CLOVER_DEVICE selects the CPU reference") }
-    return device
-}
+/// A new device on the OpenCL device under test (see ``TestSupport``).
+private func openCLDevice() throws -> Device { try TestSupport.newDevice() }
 
 final class EfficientNetTests: XCTestCase {
     /// torchvision's `num_params` for efficientnet_b0…b7 (1000 classes).

@@ -1,6 +1,7 @@
 import Clover
 import CloverModels
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
 /// Every model of the zoo, and the BERT-base OSCAR encoder, planned for one
@@ -9,13 +10,7 @@ import XCTest
 /// (NVIDIA's 65,535 work-groups in dimensions 1 and 2, 48 KiB of local
 /// memory, work-groups of 256, 32-bit indices), proven on a CPU machine.
 final class LaunchCheckTests: XCTestCase {
-    private func planner() throws -> Device {
-        do {
-            return try Device.planning()
-        } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-    }
+    private func planner() throws -> Device { try TestSupport.planningDevice() }
 
     func testEveryZooModelFitsThePortableProfileAtBatch128() throws {
         let device = try planner()
@@ -64,10 +59,7 @@ final class LaunchCheckTests: XCTestCase {
         var strict = LaunchProfile.portable
         strict.name = "strict"
         strict.maxGroups = [Int(Int32.max), 8, 8]
-        let device: Device
-        do { device = try Device.planning(profile: strict) } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
+        let device = try TestSupport.planningDevice(profile: strict)
         let spec = try ModelZoo.spec(named: "cifar-resnet20")
         XCTAssertThrowsError(try LaunchCheck.trainingStep(of: spec, batch: 128, on: device)) { error in
             XCTAssertTrue("\(error)".contains("strict launch profile"), "\(error)")

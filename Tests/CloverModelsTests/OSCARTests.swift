@@ -2,19 +2,11 @@ import Clover
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
-/// The OpenCL device under test; skips only when no OpenCL platform exists.
-private func openCLDevice() throws -> Device {
-    let device: Device
-    do {
-        device = try Device.select()
-    } catch RuntimeError.noPlatform {
-        throw XCTSkip("no OpenCL platform is installed")
-    }
-    if device.isReference { throw XCTSkip("CLOVER_DEVICE selects the CPU reference") }
-    return device
-}
+/// A new device on the OpenCL device under test (see ``TestSupport``).
+private func openCLDevice() throws -> Device { try TestSupport.newDevice() }
 
 /// A fixed toy batch: 4 samples of up to 6 words ([CLS] … [SEP]), 4 tags
 /// (… [SEP]) and 5 regions of 2054 features, with padding in every block.

@@ -2,6 +2,7 @@ import Clover
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
 /// The launch budget of a training step, counted where calls enter OpenCL
@@ -33,16 +34,7 @@ final class StepBudgetTests: XCTestCase {
 
     // MARK: Helpers
 
-    private func openCLDevice() throws -> Device {
-        let device: Device
-        do {
-            device = try Device.select()
-        } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-        if device.isReference { throw XCTSkip("CLOVER_DEVICE selects the CPU reference") }
-        return device
-    }
+    private func openCLDevice() throws -> Device { try TestSupport.newDevice() }
 
     /// The counts of each of `steps` training steps of `model` at `batch`.
     private func stepCounts(model name: String, side: Int, batch: Int,

@@ -2,19 +2,11 @@ import Clover
 import CloverConformance
 import CloverNN
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
-/// The OpenCL device under test; skips only when no OpenCL platform exists.
-func openCLDevice() throws -> Device {
-    let device: Device
-    do {
-        device = try Device.select()
-    } catch RuntimeError.noPlatform {
-        throw XCTSkip("no OpenCL platform is installed")
-    }
-    if device.isReference { throw XCTSkip("CLOVER_DEVICE selects the CPU reference") }
-    return device
-}
+/// A new device on the OpenCL device under test (see ``TestSupport``).
+func openCLDevice() throws -> Device { try TestSupport.newDevice() }
 
 private final class Inner: Module {
     let weight: Parameter

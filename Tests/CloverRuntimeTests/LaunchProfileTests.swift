@@ -1,4 +1,5 @@
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
 /// The portable launch profile: every launch is checked against it on every
@@ -13,13 +14,7 @@ final class LaunchProfileTests: XCTestCase {
         """
 
     private func context(planning: Bool = false) throws -> OpenCLContext {
-        let device: OpenCLDevice
-        do {
-            device = try DeviceDiscovery.select()
-        } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-        return try OpenCLContext(device: device, cacheDirectory: .some(nil), planning: planning)
+        try TestSupport.context(planning: planning)
     }
 
     func testProfileArithmetic() {

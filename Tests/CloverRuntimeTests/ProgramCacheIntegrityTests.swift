@@ -1,5 +1,6 @@
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// Cached program binaries carry a length and a checksum: a truncated or
@@ -18,11 +19,7 @@ final class ProgramCacheIntegrityTests: XCTestCase {
     }
 
     private func context(_ dir: String) throws -> OpenCLContext {
-        do {
-            return try OpenCLContext(device: try DeviceDiscovery.select(), cacheDirectory: .some(dir))
-        } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
+        try TestSupport.context(cacheDirectory: .some(dir))
     }
 
     /// Runs the kernel once on a fresh context over `dir` and returns the
@@ -83,9 +80,7 @@ final class ProgramCacheIntegrityTests: XCTestCase {
 /// would hand out host memory without limit (POCL).
 final class DeviceMemoryLimitTests: XCTestCase {
     func testAllocationPastTheDeviceMemoryIsAnErrorNamingIt() throws {
-        let ctx: OpenCLContext
-        do { ctx = try OpenCLContext(device: try DeviceDiscovery.select(), cacheDirectory: .some(nil)) }
-        catch RuntimeError.noPlatform { throw XCTSkip("no OpenCL platform is installed") }
+        let ctx = try TestSupport.context()
         XCTAssertEqual(ctx.memoryLimitBytes, ctx.device.globalMemoryBytes)
         ctx.memoryLimitBytes = 64 << 20
         let a = try ctx.allocate(bytes: 24 << 20)

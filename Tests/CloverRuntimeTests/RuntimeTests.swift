@@ -1,6 +1,7 @@
 import CloverKernels
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// The runtime on the selected OpenCL device: discovery, buffers, programs,
@@ -8,13 +9,7 @@ import XCTest
 final class RuntimeTests: XCTestCase {
     /// A context with its own empty program cache directory.
     private func makeContext(cacheDirectory: String? = nil) throws -> OpenCLContext {
-        let device: OpenCLDevice
-        do {
-            device = try DeviceDiscovery.select()
-        } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-        return try OpenCLContext(device: device, cacheDirectory: .some(cacheDirectory))
+        try TestSupport.context(cacheDirectory: .some(cacheDirectory))
     }
 
     private func temporaryDirectory() throws -> String {

@@ -1,6 +1,7 @@
 @testable import Clover
 import CloverConformance
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
 /// The conv2d shape rule: bad input throws a ``CloverError`` naming the op,
@@ -139,7 +140,7 @@ final class ConvolutionShapeTests: XCTestCase {
     /// forward and all gradients still match the reference, on every path.
     func testPooledGarbageDoesNotLeak() throws {
         let device = try TestDevice.get()
-        guard let context = device.openCL else { throw XCTSkip("needs an OpenCL device") }
+        guard let context = device.openCL else { throw TestSupport.unavailable("needs an OpenCL device") }
         let tolerance = Tolerance(absolute: 1e-4, relative: 1e-4)
         // One shape per algorithm; the depthwise and grouped ones have
         // N·OH·OW > 512, so their backward-weight partial sums are split.

@@ -2,6 +2,7 @@
 import CloverConformance
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// GEMM tuning: candidate constraints, a tiny search on the test device whose
@@ -16,7 +17,7 @@ import XCTest
 /// saved `clover tune` applied when the test device was selected.
 final class GemmTuningTests: XCTestCase {
     private func openCLContext() throws -> OpenCLContext {
-        guard let context = try TestDevice.get().openCL else { throw XCTSkip("no OpenCL device") }
+        guard let context = try TestDevice.get().openCL else { throw TestSupport.unavailable("no OpenCL device") }
         return context
     }
 

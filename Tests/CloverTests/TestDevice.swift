@@ -1,30 +1,13 @@
 import Clover
 import CloverConformance
 import CloverRuntime
+import CloverTestSupport
 import XCTest
 
-/// The OpenCL device under test, selected once per test process
-/// (`CLOVER_DEVICE`, else the first GPU, else the first CPU device).
+/// The OpenCL device under test, selected once per test process (see
+/// ``TestSupport/sharedDevice()``).
 enum TestDevice {
-    static let shared: Result<Device, Error> = Result { try Device.select() }
-
-    /// The device, or a skip when no OpenCL platform exists at all (or the
-    /// CPU reference was chosen, which has nothing to compare against). Any
-    /// other selection error fails the test.
-    static func get() throws -> Device {
-        switch shared {
-        case let .success(device):
-            if device.isReference {
-                throw XCTSkip("CLOVER_DEVICE selects the CPU reference; the sweep needs an OpenCL device")
-            }
-            return device
-        case let .failure(error):
-            if case RuntimeError.noPlatform = error {
-                throw XCTSkip("no OpenCL platform is installed: \(error)")
-            }
-            throw error
-        }
-    }
+    static func get() throws -> Device { try TestSupport.sharedDevice() }
 }
 
 /// Runs each conformance case at most once per test process on the shared
