@@ -44,8 +44,15 @@ final class DistributedTraining {
     private var buckets: GradientBuckets?
     private var parameters: [Parameter] = []
     private var overlap: OverlappedReduction?
-    /// `CLOVER_ALLREDUCE_OVERLAP=0` reduces after backward instead of during it.
-    private let overlapAllowed = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_OVERLAP"] != "0"
+    /// `CLOVER_ALLREDUCE_OVERLAP=1` reduces during backward, `0` after it;
+    /// unset, during backward except on CPU devices, where the
+    /// communication thread (Open MPI polls while it waits) takes a core
+    /// from the backward kernels (measured on POCL: slower, see BENCHMARKS.md).
+    private let overlapSetting = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_OVERLAP"]
+
+    private func overlapAllowed(on context: OpenCLContext) -> Bool {
+        overlapSetting.map { $0 != "0" } ?? (context.device.kind != .cpu)
+    }
     /// `CLOVER_ALLREDUCE_BUCKET_BYTES` overrides the 25 MiB buckets (tests
     /// use small ones to get many buckets from a small model).
     private let bucketBytes = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_BUCKET_BYTES"].flatMap { Int($0) }
@@ -184,8 +191,8 @@ final class DistributedTraining {
     ///
     /// - Parameter parameters: the optimiser's parameters, in its order;
     ///   their gradients are reduced while backward runs (see
-    ///   ``OverlappedReduction``) unless `CLOVER_ALLREDUCE_OVERLAP=0`, which
-    ///   reduces after backward.
+    ///   ``OverlappedReduction``) on GPUs and with
+    ///   `CLOVER_ALLREDUCE_OVERLAP=1`, else after backward.
     func averageGradients(of optimizer: Optimizer, parameters: [Parameter]) {
         self.parameters = parameters
         optimizer.gradientHook = { [unowned self] gradients in try self.average(gradients) }
@@ -204,7 +211,7 @@ final class DistributedTraining {
                                               reason: "failure injected by \(Self.failRankVariable)=\(rank)")
         }
         if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL,
-           overlapAllowed, parameters.reduce(0, { $0 + $1.tensor.count }) == view.count {
+           overlapAllowed(on: context), parameters.reduce(0, { $0 + $1.tensor.count }) == view.count {
             if overlap?.matches(view) != true {
                 // From the next step on, buckets start during backward.
                 overlap = OverlappedReduction(world: world, context: context, arena: view,
@@ -261,7 +268,7 @@ final class DistributedTraining {
                     ? "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind backward; "
                         + "the step waited \(ms(s.totalSeconds)) for backward and the reductions"
                     : "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind other buckets' device "
-                        + "reads and writes (none behind backward: CLOVER_ALLREDUCE_OVERLAP=0); reduction with transfers "
+                        + "reads and writes (none behind backward: CLOVER_ALLREDUCE_OVERLAP=1 enables it); reduction with transfers "
                         + "\(ms(s.totalSeconds)); waiting for backward to finish first \(ms(deviceWaitSeconds))"),
         ]
     }

@@ -163,7 +163,8 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     /// Many small buckets (10 kB: 25 for LeNet-5), reduced while backward
-    /// runs (the default) or after it (`CLOVER_ALLREDUCE_OVERLAP=0`), give
+    /// runs (`CLOVER_ALLREDUCE_OVERLAP=1`, the default on GPUs) or after it
+    /// (`0`, the default on CPU devices such as POCL's), give
     /// the same parameters: identical on both ranks and within 1e-5 of
     /// 1 process × batch 32. `--profile` reports the share hidden behind
     /// backward.
