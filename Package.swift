@@ -11,6 +11,7 @@
 //                          kernel names generated from them
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
 //                          OpenCL dispatch and gradient per op family)
+//   CloverTuning           the CLBlast GEMM parameter search of `clover tune`
 //   CloverNN               layers (Module), optimisers, schedules
 //   CloverModels           the model families (one file each) and the model zoo
 //   CloverConformance      the sweep that checks every op against the CPU reference
@@ -41,6 +42,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // `swift package generate-documentation --target Clover` (the DocC catalog,
+        // Sources/Clover/Clover.docc); scripts/test.sh builds it.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -100,6 +104,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The CLBlast GEMM parameter search of `clover tune` (the library
+        // keeps only what applies persisted parameters).
+        .target(
+            name: "CloverTuning",
+            dependencies: [
+                "Clover",
+                "CloverRuntime",
+                "CCLBlast",
+                "COpenCL",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "CloverNN",
             dependencies: ["Clover"]
@@ -139,6 +155,7 @@ let package = Package(
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",
+                "CloverTuning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -167,7 +184,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CloverTests",
-            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels", "CloverTestSupport"]
+            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels", "CloverTestSupport", "CloverTuning"]
         ),
         .testTarget(
             name: "CloverNNTests",
@@ -187,7 +204,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CloverCLITests",
-            dependencies: ["clover", "CloverConformance", "CloverNN", "CloverRuntime", "CloverTestSupport"]
+            dependencies: ["clover", "CloverConformance", "CloverNN", "CloverRuntime", "CloverTestSupport", "CloverTuning"]
         ),
     ],
     swiftLanguageModes: [.v5]

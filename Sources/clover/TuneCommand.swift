@@ -1,6 +1,7 @@
 import ArgumentParser
 import Clover
 import CloverRuntime
+import CloverTuning
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
 

@@ -1,5 +1,6 @@
 @testable import clover
 import Clover
+import CloverTuning
 import XCTest
 
 /// `clover tune`'s arguments and output; the search itself is tested in

@@ -1,6 +1,7 @@
 @testable import Clover
 import CloverConformance
 import CloverRuntime
+@testable import CloverTuning
 import Foundation
 import CloverTestSupport
 import XCTest

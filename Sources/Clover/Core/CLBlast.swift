@@ -30,7 +30,7 @@ func clblastStatusName(_ code: Int32) -> String? {
 /// Row-major single-precision GEMM on the context's queue through CLBlast:
 /// `C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b]` for `batch` matrices
 /// spaced by the given strides (elements). `batch == 1` uses `CLBlastSgemm`.
-func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+package func clblastGemm(_ context: OpenCLContext, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                  alpha: Float, a: BufferView, lda: Int, strideA: Int,
                  b: BufferView, ldb: Int, strideB: Int,
                  beta: Float, c: BufferView, ldc: Int, strideC: Int, batch: Int = 1) throws {
