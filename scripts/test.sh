@@ -18,6 +18,20 @@ python3 -m unittest discover -s Benchmarks/tests
 # any crash fails the run.
 bash scripts/fuzz_safetensors.sh "${CLOVER_FUZZ_SECONDS:-60}"
 swift build --build-tests
+# The DocC catalog of the Clover module (Sources/Clover/Clover.docc, built with
+# swift-docc-plugin; about 15 s once the package is built). A DocC error fails
+# the run, and so does any warning in the catalog's own articles (a broken
+# symbol or article link); warnings from doc comments in the sources are shown
+# but do not fail it.
+docs_log=$(mktemp)
+swift package --allow-writing-to-directory .build/docs generate-documentation \
+    --target Clover --output-path .build/docs 2>&1 | tee "$docs_log"
+if grep -qE -- '--> [^ ]*\.md:' "$docs_log"; then
+    echo "error: the DocC catalog (Sources/Clover/Clover.docc) has warnings; see above" >&2
+    rm -f "$docs_log"
+    exit 1
+fi
+rm -f "$docs_log"
 # A missing OpenCL device (or clover binary, mpirun, data set) fails the run
 # rather than skipping every device test (Tests/CloverTestSupport); a
 # developer can run `swift test` directly to get skips with their reasons.
