@@ -1,6 +1,7 @@
 import CloverNN
 import CloverRuntime
 import Foundation
+import CloverTestSupport
 import XCTest
 
 /// Data-parallel training with the real `clover` binary under Open MPI's
@@ -10,21 +11,12 @@ import XCTest
 /// with the rank named, within a time limit.
 ///
 /// They need `mpirun` (scripts/setup.sh installs openmpi-bin) and skip only
-/// when it is absent. As root (CI) they pass `--allow-run-as-root`; with
+/// when it is absent (fail, under CLOVER_REQUIRE_DEVICE=1 as on CI). As root (CI) they pass `--allow-run-as-root`; with
 /// fewer cores than ranks, `--oversubscribe`.
 final class DistributedTrainingTests: XCTestCase {
     // MARK: Running mpirun
 
-    private func cloverBinary() throws -> String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("clover").path
-        let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/clover").path
-        for candidate in [beside, package] where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        throw XCTSkip("the clover binary is not built (run `swift build`)")
-    }
+    private func cloverBinary() throws -> String { try TestSupport.cloverBinary(testFile: #filePath) }
 
     private func mpirun() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
@@ -32,14 +24,10 @@ final class DistributedTrainingTests: XCTestCase {
             let candidate = "\(directory)/mpirun"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        throw XCTSkip("mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
+        throw TestSupport.unavailable("mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
     }
 
-    private func requireOpenCL() throws {
-        do { _ = try DeviceDiscovery.allDevices() } catch RuntimeError.noPlatform {
-            throw XCTSkip("no OpenCL platform is installed")
-        }
-    }
+    private func requireOpenCL() throws { try TestSupport.requireOpenCL() }
 
     private func tempDirectory() throws -> String {
         let path = NSTemporaryDirectory() + "clover-mpi-\(UUID().uuidString)"
@@ -239,7 +227,7 @@ final class DistributedTrainingTests: XCTestCase {
     func testFashionMNISTAccuracyMatchesOneProcess() throws {
         try requireOpenCL()
         guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
-            throw XCTSkip("Fashion-MNIST is absent: scripts/setup.sh installs dataset-fashion-mnist")
+            throw TestSupport.unavailable("Fashion-MNIST is absent: scripts/setup.sh installs dataset-fashion-mnist")
         }
         let dir = try tempDirectory()
         func run(batch: Int, ranks: Int?, out: String) throws -> Double {
