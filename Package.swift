@@ -164,6 +164,7 @@ let package = Package(
             name: "clover-bench",
             dependencies: [
                 "Clover",
+                "CloverDistributed",
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",

@@ -29,6 +29,14 @@ struct CloverBench: ParsableCommand {
             Markdown goes to standard output, progress to standard error. With --json the \
             results are rewritten after every benchmark, so a run cut short keeps what it \
             measured. Exits non-zero when any benchmark failed.
+
+            Distributed (--distributed, or any run under Open MPI's mpirun): every rank runs the \
+            model benchmarks with its gradients averaged over the ranks in every step, as \
+            clover train --distributed does (25 MiB buckets, CLOVER_ALLREDUCE_BUCKET_BYTES to \
+            change; reduced after backward), and the model rows gain the world size, global \
+            batch, bytes allreduced, seconds in MPI_Allreduce and the share hidden, per step, and \
+            global images/s. Kernel benchmarks are skipped; only rank 0 prints and writes --json. \
+            Example: mpirun -np 2 clover-bench --distributed --quick --filter model/cifar-resnet20
             """
     )
 
@@ -65,6 +73,9 @@ struct CloverBench: ParsableCommand {
     @Flag(name: .long, help: "List the selected benchmarks and their shapes without running them (with --json, write them as a plan).")
     var list = false
 
+    @Flag(name: .long, help: "Run under mpirun: average the model benchmarks' gradients over the ranks (detected from Open MPI's environment too); kernel benchmarks are skipped.")
+    var distributed = false
+
     mutating func validate() throws {
         for (name, value) in [("--scale", scale), ("--batch-scale", batchScale)] {
             if let value, !(value > 0 && value <= 1) { throw ValidationError("\(name) must be in (0, 1], got \(value)") }
@@ -75,6 +86,18 @@ struct CloverBench: ParsableCommand {
     }
 
     func run() throws {
+        let job: DistributedBench?
+        do {
+            job = list ? nil : try DistributedBench.start(requested: distributed)
+        } catch {
+            StandardError.line("error: \(error)")
+            throw ExitCode.failure
+        }
+        try run(job: job)
+        try job?.finish()
+    }
+
+    func run(job: DistributedBench?) throws {
         let sizeFactor = scale ?? (quick ? 0.25 : 1)
         let sizing = Sizing.scaled(size: sizeFactor, batch: batchScale ?? scale ?? (quick ? 1.0 / 32 : 1))
         let warmupRuns = warmup ?? (quick ? 1 : 3)
@@ -84,7 +107,8 @@ struct CloverBench: ParsableCommand {
         }
         let kernels: [KernelBenchmark]
         do {
-            kernels = try KernelSuite.all().filter { selected($0.name) }
+            // A distributed run measures training steps; a kernel on each rank would only repeat itself.
+            kernels = job != nil || (distributed && list) ? [] : try KernelSuite.all().filter { selected($0.name) }
         } catch {
             StandardError.line("error: \(error)")
             throw ExitCode.failure
@@ -97,13 +121,14 @@ struct CloverBench: ParsableCommand {
 
         let target: Device
         do {
-            target = list ? .meta : try Device.select(device)
+            target = list ? .meta : try job?.selectDevice(device) ?? Device.select(device)
         } catch {
+            if let job { job.abort("\(error)") }
             StandardError.line("error: \(error)")
             throw ExitCode.failure
         }
         let facts = target.openCL?.device
-        let compareReference = !noReference && !list && !target.isReference
+        let compareReference = !noReference && !list && !target.isReference && job == nil
         var report = BenchReport(
             device: list ? "none (plan only)" : facts?.name ?? target.description, platform: facts?.platformName,
             platformVersion: facts?.platformVersion, driverVersion: facts?.driverVersion,
@@ -117,11 +142,11 @@ struct CloverBench: ParsableCommand {
                     + "Clover / reference = reference seconds ÷ Clover seconds (> 1: Clover is faster). "
                     + "A correctness oracle, not a tuned CPU library."
                 : "none",
-            sizing: sizing.label, warmup: warmupRuns, repeatCount: timedRuns, results: [])
+            sizing: sizing.label, warmup: warmupRuns, repeatCount: timedRuns, worldSize: job?.world.size, results: [])
 
         var failures = 0
         func save() {
-            guard let json else { return }
+            guard let json, job?.isRoot ?? true else { return }
             do { try report.write(to: json) } catch {
                 StandardError.line("error: writing \(json): \(error)")
                 failures += 1
@@ -143,8 +168,11 @@ struct CloverBench: ParsableCommand {
                 if !list {
                     StandardError.line("\(benchmark.name) \(record.shape) …")
                     do {
-                        try benchmark.run(&record, spec: spec, on: target, warmup: warmupRuns, repetitions: timedRuns)
+                        try benchmark.run(&record, spec: spec, on: target, warmup: warmupRuns, repetitions: timedRuns,
+                                          distributed: job)
                     } catch {
+                        // Another rank may wait in a collective: end the whole job, naming this rank.
+                        if let job { job.abort("\(benchmark.name): \(error)") }
                         record.error = "\(error)"
                     }
                 }
@@ -157,6 +185,12 @@ struct CloverBench: ParsableCommand {
                 StandardError.line("  error: \(error)")
             } else if let ips = record.imagesPerSecond {
                 StandardError.line("  \(BenchFormat.significant(ips)) images/s, peak \(BenchFormat.bytes(record.peakBytes))")
+                if let d = record.distributed {
+                    StandardError.line("  \(d.worldSize) ranks: \(BenchFormat.significant(d.imagesPerSecond)) images/s global, "
+                        + BenchFormat.fixed(d.bytesPerStep / 1e6, decimals: 2) + " MB allreduced per step, "
+                        + "\(BenchFormat.milliseconds(d.allreduceSecondsPerStep)) ms in MPI_Allreduce, "
+                        + BenchFormat.fixed(100 * d.hiddenFraction, decimals: 1) + "% hidden")
+                }
             }
             report.results.append(record)
             save()

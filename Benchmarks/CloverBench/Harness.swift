@@ -172,10 +172,13 @@ struct BenchRecord: Codable {
     var reference: ReferenceComparison?
     /// The OpenCL calls of the model's training steps (models only).
     var stepCounters: StepCounters?
+    /// The gradient allreduce figures of a `--distributed` model row.
+    var distributed: DistributedFigures?
     var error: String?
 
     enum CodingKeys: String, CodingKey {
         case name, pass, op, params, model, shape, seconds, repetitions, flops, bytes, gflops, gbps, reference, error, parameters
+        case distributed
         case minSeconds = "min_seconds"
         case imagesPerSecond = "images_per_second"
         case peakBytes = "peak_bytes"
@@ -207,6 +210,8 @@ struct BenchReport: Codable {
     var sizing: String
     var warmup: Int
     var repeatCount: Int
+    /// Ranks of a `--distributed` run (rank 0 writes the report); nil otherwise.
+    var worldSize: Int?
     var results: [BenchRecord]
 
     enum CodingKeys: String, CodingKey {
@@ -214,6 +219,7 @@ struct BenchReport: Codable {
         case platformVersion = "platform_version"
         case driverVersion = "driver_version"
         case repeatCount = "repeat"
+        case worldSize = "world_size"
     }
 }
 

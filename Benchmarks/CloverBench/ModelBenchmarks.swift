@@ -60,9 +60,13 @@ struct ModelBenchmark {
     /// Times training steps (forward, softmax cross-entropy, backward, SGD
     /// with momentum and weight decay) and records images per second and
     /// the peak of device memory in use. `spec` is the one ``plan(_:)``
-    /// returned (nil for OSCAR).
-    func run(_ record: inout BenchRecord, spec: ModelSpec?, on device: Device, warmup: Int, repetitions: Int) throws {
-        guard let spec else { return try runOSCAR(&record, on: device, warmup: warmup, repetitions: repetitions) }
+    /// returned (nil for OSCAR). With `distributed`, gradients are averaged
+    /// over the ranks in every step and the row gets the job's figures.
+    func run(_ record: inout BenchRecord, spec: ModelSpec?, on device: Device, warmup: Int, repetitions: Int,
+             distributed: DistributedBench? = nil) throws {
+        guard let spec else {
+            return try runOSCAR(&record, on: device, warmup: warmup, repetitions: repetitions, distributed: distributed)
+        }
         let (batch, side, channels) = (record.params["batch"]!, record.params["side"]!, record.params["channels"]!)
         Self.startMemoryCount(on: device)
         let model = try spec.make(spec.classes, channels, Initializer(device: device, seed: 0))
@@ -71,7 +75,7 @@ struct ModelBenchmark {
         let images = try InputValues.tensor([batch, channels, side, side], seed: 7, on: device)
         let labels = ClassLabels((0..<batch).map { Int32($0 % spec.classes) })
         try Self.timeSteps(&record, model: model, optimizer: optimizer, samples: batch, on: device, warmup: warmup,
-                           repetitions: repetitions) {
+                           repetitions: repetitions, distributed: distributed) {
             try softmaxCrossEntropy(model(images), labels: labels)
         }
     }
@@ -87,10 +91,16 @@ struct ModelBenchmark {
 
     /// Times training steps of `model` (zero gradients, `loss`, backward,
     /// `optimizer` step) and records the timing, samples per second, peak
-    /// device memory and parameter count.
+    /// device memory and parameter count; with `distributed`, each step's
+    /// gradients are averaged over the ranks (inside `optimizer.step()`, so
+    /// the step's time includes the reduction) and the row gets
+    /// ``DistributedFigures`` of the timed steps.
     static func timeSteps(_ record: inout BenchRecord, model: Module, optimizer: Optimizer, samples: Int,
-                          on device: Device, warmup: Int, repetitions: Int, loss: () throws -> Tensor) throws {
+                          on device: Device, warmup: Int, repetitions: Int, distributed: DistributedBench? = nil,
+                          loss: () throws -> Tensor) throws {
         model.train()
+        distributed?.averageGradients(of: optimizer)
+        defer { optimizer.gradientHook = nil }
         // Each step's OpenCL calls, CLBlast's included; the queue drain that
         // `measure` adds after each step is the harness's, not the step's.
         var counts: [DeviceCounters] = []
@@ -107,6 +117,10 @@ struct ModelBenchmark {
         record.imagesPerSecond = Double(samples) / timing.median
         record.peakBytes = device.openCL?.pool.statistics.peakLiveBytes
         record.parameters = model.parameterCount
+        if let distributed {
+            record.distributed = try distributed.figures(timedSteps: timing.samples.count, perRankBatch: samples,
+                                                         stepSeconds: timing.median)
+        }
     }
 
     // MARK: OSCAR
@@ -143,7 +157,8 @@ struct ModelBenchmark {
     /// Times pre-training steps (corruption drawn once, forward, masked-token
     /// and contrastive losses, backward, AdamW) and records sequences per
     /// second (in `imagesPerSecond`) and peak device memory.
-    func runOSCAR(_ record: inout BenchRecord, on device: Device, warmup: Int, repetitions: Int) throws {
+    func runOSCAR(_ record: inout BenchRecord, on device: Device, warmup: Int, repetitions: Int,
+                  distributed: DistributedBench? = nil) throws {
         let c = try OSCAR.configuration(named: oscarPreset ?? "")
         let p = record.params
         Self.startMemoryCount(on: device)
@@ -156,7 +171,7 @@ struct ModelBenchmark {
         // that a data loader would do ahead of the device.
         let corruption = pretraining.corrupt(batch, seed: 11)
         try Self.timeSteps(&record, model: model, optimizer: optimizer, samples: p["batch"]!, on: device,
-                           warmup: warmup, repetitions: repetitions) {
+                           warmup: warmup, repetitions: repetitions, distributed: distributed) {
             try pretraining.loss(corruption).total
         }
     }

@@ -88,8 +88,8 @@ extension BenchReport {
             "- Sizes: \(sizing); warm-up \(warmup), repetitions \(repeatCount)",
             "- Timing: \(timing)",
             "- Peer: \(peer)",
-            "",
-        ]
+        ] + (worldSize.map { ["- Distributed: \($0) ranks under mpirun, gradients averaged over them in every training step"] } ?? [])
+            + [""]
         let kernels = results.filter { $0.op != "train_step" }
         if !kernels.isEmpty {
             var table = MarkdownTable(
@@ -136,6 +136,7 @@ extension BenchReport {
                     "OpenCL calls per step are counted where they enter OpenCL, CLBlast's own kernels and buffers "
                         + "included, as the mean of the steps after the first (the first step's launches in brackets).",
                     "", table.render(), ""]
+            out += distributedMarkdown(models)
         }
         let failed = results.filter { $0.error != nil || $0.reference?.error != nil }
         if !failed.isEmpty {
@@ -147,6 +148,38 @@ extension BenchReport {
             out.append("")
         }
         return out.joined(separator: "\n")
+    }
+
+    /// The `--distributed` table: per step, what each rank allreduced, the
+    /// time inside `MPI_Allreduce` and the share hidden; empty without
+    /// distributed rows.
+    private func distributedMarkdown(_ models: [BenchRecord]) -> [String] {
+        let rows = models.filter { $0.distributed != nil }
+        guard !rows.isEmpty else { return [] }
+        var table = MarkdownTable(
+            headers: ["Model", "Ranks", "Batch per rank", "Global batch", "Buckets", "Allreduced/step",
+                      "In MPI_Allreduce/step", "Hidden", "Reduction with transfers/step", "Step ms", "Images/s (global)"],
+            numeric: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        for r in rows {
+            let d = r.distributed!
+            table.rows.append([
+                r.model ?? r.name, String(d.worldSize), String(d.perRankBatch), String(d.globalBatch),
+                "\(d.buckets) (≤ \(BenchFormat.bytes(d.bucketBytes)))",
+                BenchFormat.fixed(d.bytesPerStep / 1e6, decimals: 2) + " MB",
+                BenchFormat.milliseconds(d.allreduceSecondsPerStep) + " ms",
+                BenchFormat.fixed(100 * d.hiddenFraction, decimals: 1) + "% "
+                    + (d.overlap ? "behind backward" : "behind transfers"),
+                BenchFormat.milliseconds(d.reductionSecondsPerStep) + " ms",
+                BenchFormat.milliseconds(r.seconds),
+                BenchFormat.significant(d.imagesPerSecond),
+            ])
+        }
+        return ["### Distributed: gradients averaged over \(rows[0].distributed!.worldSize) ranks in every step", "",
+                "Each rank runs the row's batch; the buckets are reduced after backward (clover train's path "
+                    + "without overlap), so nothing is hidden behind backward. Seconds are per step, mean over "
+                    + "ranks, and include waiting for the slower rank; images/s is the global batch over rank 0's "
+                    + "median step.",
+                "", table.render(), ""]
     }
 
     /// Pretty, key-sorted JSON; non-finite numbers become strings rather
@@ -193,7 +226,12 @@ struct WriteError: Error, CustomStringConvertible {
 /// Standard error, for progress lines that must not mix with the markdown
 /// on standard output.
 enum StandardError {
+    /// Set on the ranks other than 0 of a `--distributed` run, which report
+    /// nothing but their own failure (``DistributedBench/abort(_:)``).
+    nonisolated(unsafe) static var silenced = false
+
     static func line(_ text: String) {
+        guard !silenced else { return }
         fputs(text + "\n", stderr)
     }
 }

@@ -88,6 +88,19 @@ public enum TestSupport {
         throw unavailable("the clover binary is not built (run `swift build`)")
     }
 
+    /// The built `clover-bench` binary, found as ``cloverBinary(testFile:)``
+    /// finds `clover`.
+    public static func benchBinary(testFile: String) throws -> String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("clover-bench").path
+        let package = URL(fileURLWithPath: testFile).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/clover-bench").path
+        for candidate in [beside, package] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw unavailable("the clover-bench binary is not built (run `swift build`)")
+    }
+
     private static let shared: Result<Device, Error> = Result { try Device.select() }
 
     private static func checked(_ device: Device) throws -> Device {
