@@ -2,7 +2,7 @@
 // convgemm.cl — implicit-GEMM 2-D convolution over NCHW tensors: the convolution as a GEMM whose
 // operands are gathered from the tensors on the fly (no column buffer, no transpose back).
 //
-// Kernels (G groups; CG = C/G and OG = O/G channels per group; KK = KH*KW taps; P = OH*OW):
+// Kernels: (G groups; CG = C/G and OG = O/G channels per group; KK = KH*KW taps; P = OH*OW)
 //   convgemm_forward          y[n, g*OG+m, p] = sum_k w[g*OG+m, k] * x~[k, (n, p)] (+ bias[g*OG+m])
 //                             GEMM M = OG, N = N*P, K = CG*KK; x~[(c, kh, kw), (n, oh, ow)] is the
 //                             input pixel that tap reads (0 in the padding).
@@ -28,7 +28,7 @@
 //                             weight gradient is deterministic (no float atomics).
 //                             Range: (count), local (RW).
 //
-// Macros (all integers; the host checks the constraints below before it builds a program):
+// Macros: (all integers; the host checks the constraints below before it builds a program)
 //   TM, TN   work-group tile: rows (output channels) x columns (pixels, or weight columns)
 //   WM, WN   outputs per work-item along rows and columns (register block); RM = TM/WM and
 //            RN = TN/WN items per group. Item (tx, ty) owns rows ty + i*RM, columns tx + j*RN:
