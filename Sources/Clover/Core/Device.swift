@@ -117,10 +117,4 @@ extension OpenCLContext {
         try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
                    defines: defines)
     }
-
-    /// A kernel looked up by strings: only for names computed at run time
-    /// (a tuner's candidates); ops use the typed ``KernelName`` constants.
-    func kernel(family: String, _ name: String, defines: [String: String] = [:]) throws -> Kernel {
-        try kernel(KernelName(family: family, name: name), defines: defines)
-    }
 }

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // 2-D convolution over NCHW tensors, forward and backward.
@@ -251,7 +252,7 @@ func convForwardPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: Co
                 throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
                                               reason: "the bias kernel indexes the output in 32 bits")
             }
-            let kernel = try convKernel(context, "conv_bias_forward")
+            let kernel = try convKernel(context, .convBiasForward)
             try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
                 UInt32(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
             ])
@@ -606,7 +607,7 @@ public struct Conv2DBackwardBias: Primitive {
         }
         let dy = inputs[0].view, db = outputs[0].view
         let wg = Self.groupSize
-        let kernel = try convKernel(context, "conv_bias_backward")
+        let kernel = try convKernel(context, .convBiasBackward)
         try context.launch(kernel, global: [channels * wg], local: [wg], arguments: [
             Int32(batch), Int32(channels), Int32(pixels), dy.buffer, dy.kernelOffset, db.buffer, db.kernelOffset,
         ])
@@ -617,8 +618,8 @@ public struct Conv2DBackwardBias: Primitive {
 
 /// A kernel of `Kernels/conv.cl`. Every conv kernel is built with the same
 /// defines, so the family compiles to one program instead of one per define set.
-func convKernel(_ context: OpenCLContext, _ name: String) throws -> Kernel {
-    try context.kernel(family: "conv", name, defines: [
+func convKernel(_ context: OpenCLContext, _ name: KernelName) throws -> Kernel {
+    try context.kernel(name, defines: [
         "WG": "\(Conv2DBackwardBias.groupSize)", "ROW_LOOP": im2colRowLoop(context) ? "1" : "0",
     ])
 }
@@ -679,7 +680,7 @@ let maxStridedPlanes = 32_768
 /// Fills `col` with the column matrices of `samples` samples starting at `x`.
 func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
     let planes = samples * g.c * g.kh * g.kw
-    let kernel = try convKernel(context, "im2col")
+    let kernel = try convKernel(context, .im2col)
     let first = im2colRowLoop(context) ? g.oh : g.p
     try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
@@ -690,7 +691,7 @@ func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, sa
 /// Writes `dx` for `samples` samples from their column-gradient matrices.
 func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
     let planes = samples * g.c
-    let kernel = try convKernel(context, "col2im")
+    let kernel = try convKernel(context, .col2im)
     let first = im2colRowLoop(context) ? g.h : g.h * g.w
     try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
                        arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // The implicit-GEMM convolution path (Kernels/convgemm.cl): forward, data gradient and weight
@@ -136,14 +137,14 @@ extension Conv2DGeometry {
 }
 
 /// A kernel of `Kernels/convgemm.cl` for `set`, the geometry's kernel size and strides.
-func convGemmKernel(_ context: OpenCLContext, _ name: String, _ g: Conv2DGeometry,
+func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Conv2DGeometry,
                     _ set: ConvGemmParameters) throws -> Kernel {
     let problems = set.violations
     guard problems.isEmpty else {
         throw CloverError.invalidArgument(op: "conv2d", reason: "implicit-GEMM parameters \(set): "
                                               + problems.joined(separator: "; "))
     }
-    return try context.kernel(family: "convgemm", name, defines: [
+    return try context.kernel(name, defines: [
         "TM": "\(set.tileM)", "TN": "\(set.tileN)", "WM": "\(set.workM)", "WN": "\(set.workN)", "TK": "\(set.tileK)",
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
@@ -164,7 +165,7 @@ private func gemmRange(_ set: ConvGemmParameters, rows: Int, columns: Int, depth
 /// `y = conv(x, w) (+ bias)` in one launch.
 func implicitGemmForward(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: ConvGemmParameters,
                          x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
-    let kernel = try convGemmKernel(context, set.direct ? "convgemm_forward_direct" : "convgemm_forward", g, set)
+    let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set)
     let range = gemmRange(set, rows: g.og, columns: g.n * g.p, depth: g.groups)
     let b = bias ?? w   // never read when has_bias = 0
     try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
@@ -176,7 +177,7 @@ func implicitGemmForward(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: C
 /// `dx = convᵀ(dy, w)` in one launch; every dx entry is written.
 func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: ConvGemmParameters,
                               dy: BufferView, w: BufferView, dx: BufferView) throws {
-    let kernel = try convGemmKernel(context, set.direct ? "convgemm_backward_data_direct" : "convgemm_backward_data", g, set)
+    let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardDataDirect : .convgemmBackwardData, g, set)
     let range = gemmRange(set, rows: g.cg, columns: g.n * g.h * g.w, depth: g.groups)
     try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
         dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
@@ -211,7 +212,7 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry, _
     let count = g.o * g.k
     let partial = try context.allocateView(count: splits * count)
     let divP = fastDivisionConstants(g.p), divOW = fastDivisionConstants(g.ow)
-    let kernel = try convGemmKernel(context, set.direct ? "convgemm_backward_weight_direct" : "convgemm_backward_weight",
+    let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardWeightDirect : .convgemmBackwardWeight,
                                     g, set)
     let range = set.direct
         ? (global: [splits * set.tileN, (g.og + set.workM - 1) / set.workM, g.groups * ((g.k + set.workN - 1) / set.workN)],
@@ -221,7 +222,7 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry, _
         Int32(splits), Int32(chunk), divP.mul, divP.shift, divOW.mul, divOW.shift,
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
-    let reduce = try convGemmKernel(context, "convgemm_reduce", g, set)
+    let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [count], local: [convGemmReduceGroupSize], arguments: [
         Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
     ])

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // The specialised OpenCL paths of the conv2d family (see Convolution.swift for the op, its shape
@@ -301,22 +302,22 @@ enum DirectConv {
     /// A kernel of `Kernels/<family>.cl` (`depthwise` or `grouped`)
     /// specialised for the geometry's kernel size, stride and padding; all
     /// kernels of one family and geometry share one program.
-    static func kernel(_ context: OpenCLContext, family: String, _ name: String, _ g: Conv2DGeometry) throws -> Kernel {
+    static func kernel(_ context: OpenCLContext, _ name: KernelName, _ g: Conv2DGeometry) throws -> Kernel {
         let s = g.parameters
         var defines = ["KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
                        "PH": "\(s.paddingH)", "PW": "\(s.paddingW)", "TH": "\(tile)", "TW": "\(tile)",
                        "WG": "\(reductionGroupSize)"]
-        if family == "grouped" {
+        if name.family == "grouped" {
             for macro in ["OB", "CB", "CT"] { defines[macro] = "\(channelBlock)" }
         }
-        return try context.kernel(family: family, name, defines: defines)
+        return try context.kernel(name, defines: defines)
     }
 }
 
 /// Depthwise forward with the bias (if any) fused.
 func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, w: BufferView,
                       bias: BufferView?, y: BufferView) throws {
-    let kernel = try DirectConv.kernel(context, family: "depthwise", "depthwise_forward", g)
+    let kernel = try DirectConv.kernel(context, .depthwiseForward, g)
     // Without a bias the weight stands in as a never-read pointer (has_bias = 0).
     let b = bias ?? w
     // The (n, c) planes ride in dimension 0 beside the row tiles (see depthwise.cl).
@@ -330,7 +331,7 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferVi
 
 func depthwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
-    let kernel = try DirectConv.kernel(context, family: "depthwise", "depthwise_backward_data", g)
+    let kernel = try DirectConv.kernel(context, .depthwiseBackwardData, g)
     let t = DirectConv.tile
     try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.c, g.h], local: [t, t], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
@@ -346,12 +347,12 @@ func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
     // buffer needs no clearing.
     let partial = try context.allocateView(count: g.c * splits * taps)
     let wg = DirectConv.reductionGroupSize
-    let kernel = try DirectConv.kernel(context, family: "depthwise", "depthwise_backward_weight", g)
+    let kernel = try DirectConv.kernel(context, .depthwiseBackwardWeight, g)
     try context.launch(kernel, global: [splits * wg, g.c], local: [wg, 1], arguments: [
         Int32(g.n), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
-    let reduce = try DirectConv.kernel(context, family: "depthwise", "depthwise_backward_weight_reduce", g)
+    let reduce = try DirectConv.kernel(context, .depthwiseBackwardWeightReduce, g)
     try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize], arguments: [
         Int32(dw.count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
     ])
@@ -361,7 +362,7 @@ func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
 func groupedForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, w: BufferView,
                     bias: BufferView?, y: BufferView) throws {
     let blocks = (g.og + DirectConv.channelBlock - 1) / DirectConv.channelBlock
-    let kernel = try DirectConv.kernel(context, family: "grouped", "grouped_forward", g)
+    let kernel = try DirectConv.kernel(context, .groupedForward, g)
     let b = bias ?? w
     // (n, group, block) rides in dimension 0 beside the row tiles (see grouped.cl).
     let t = DirectConv.tile
@@ -377,7 +378,7 @@ func groupedForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView
 func groupedBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
                          dy: BufferView, w: BufferView, dx: BufferView) throws {
     let blocks = (g.cg + DirectConv.channelBlock - 1) / DirectConv.channelBlock
-    let kernel = try DirectConv.kernel(context, family: "grouped", "grouped_backward_data", g)
+    let kernel = try DirectConv.kernel(context, .groupedBackwardData, g)
     let t = DirectConv.tile
     try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.groups * blocks, g.h],
                        local: [t, t], arguments: [
@@ -396,13 +397,13 @@ func groupedBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
     // work-group, so the scratch buffer needs no clearing.
     let partial = try context.allocateView(count: g.o * g.cg * splits * taps)
     let wg = DirectConv.reductionGroupSize
-    let kernel = try DirectConv.kernel(context, family: "grouped", "grouped_backward_weight", g)
+    let kernel = try DirectConv.kernel(context, .groupedBackwardWeight, g)
     try context.launch(kernel, global: [splits * wg, g.o * blocks], local: [wg, 1], arguments: [
         Int32(g.n), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
         Int32(g.cg), Int32(g.og), Int32(blocks),
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
-    let reduce = try DirectConv.kernel(context, family: "grouped", "grouped_backward_weight_reduce", g)
+    let reduce = try DirectConv.kernel(context, .groupedBackwardWeightReduce, g)
     try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize], arguments: [
         Int32(dw.count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
     ])
