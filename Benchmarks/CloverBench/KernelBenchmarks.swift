@@ -190,7 +190,7 @@ enum KernelSuite {
     static func conv(_ name: String, _ c: ConvShape) -> KernelBenchmark {
         KernelBenchmark(name: name) { s in
             let (n, side) = (s.batch(c.batch), s.side(c.side))
-            let parameters = Conv2DParameters(stride: c.stride, padding: c.padding, groups: c.groups)
+            let parameters = Convolution2DParameters(stride: c.stride, padding: c.padding, groups: c.groups)
             let input = [n, c.channels, side, side], weight = [c.outChannels, c.channels / c.groups, c.kernel, c.kernel]
             let output = try parameters.outputShape(input: input, weight: weight)
             let macs = Double(output.reduce(1, *)) * Double(weight[1] * c.kernel * c.kernel)
@@ -200,7 +200,7 @@ enum KernelSuite {
                          "stride": c.stride, "padding": c.padding, "groups": c.groups],
                 shape: "x [\(n), \(c.channels), \(side), \(side)] w [\(weight.map(String.init).joined(separator: ", "))]"
                     + " s\(c.stride) p\(c.padding)" + (c.groups > 1 ? " g\(c.groups)" : ""),
-                primitive: Conv2D(parameters), inputShapes: [input, weight],
+                primitive: Convolution2D(parameters), inputShapes: [input, weight],
                 // Depthwise convolutions do so little work per byte that
                 // bandwidth is their figure of merit too.
                 forwardFlops: 2 * macs, backwardFlops: 4 * macs, memoryBound: c.groups == c.channels)

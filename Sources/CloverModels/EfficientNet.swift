@@ -222,7 +222,7 @@ func convNormActivation(_ inChannels: Int, _ outChannels: Int, kernel: Int, stri
 public final class MBConv: Module, Layer {
     /// expand (when the ratio exceeds 1), depthwise, SE, project: torchvision's `block.0`….
     public let block: Sequential
-    public let stochasticDepth: StochasticDepthLayer
+    public let stochasticDepth: StochasticDepth
     /// Stride 1 and equal widths: the block is a residual one.
     public let isResidual: Bool
 
@@ -242,7 +242,7 @@ public final class MBConv: Module, Layer {
         layers.append(try convNormActivation(expanded, outChannels, kernel: 1, activation: nil,
                                              epsilon: epsilon, momentum: momentum, initializer: initializer))
         block = Sequential(layers)
-        self.stochasticDepth = StochasticDepthLayer(probability: stochasticDepth, initializer: initializer)
+        self.stochasticDepth = StochasticDepth(probability: stochasticDepth, initializer: initializer)
         isResidual = stride == 1 && inChannels == outChannels
     }
 
@@ -259,7 +259,7 @@ public final class MBConv: Module, Layer {
 public final class EfficientNet: Module, Layer {
     /// Stem, seven MBConv stages, head: torchvision's `features.0`…`features.8`.
     public let features: Sequential
-    public let avgpool: GlobalAvgPool
+    public let avgpool: GlobalAvgPool2d
     /// Dropout then the linear layer (`classifier.1`).
     public let classifier: Sequential
 
@@ -304,9 +304,9 @@ public final class EfficientNet: Module, Layer {
         let headChannels = 4 * stages[stages.count - 1].outChannels
         features.append(try cna(stages[stages.count - 1].outChannels, headChannels, kernel: 1))
         self.features = Sequential(features)
-        avgpool = GlobalAvgPool()
+        avgpool = GlobalAvgPool2d()
         let linear = try Linear(headChannels, classes, initializer: initializer)
-        classifier = Sequential([DropoutLayer(probability: c.dropout, initializer: initializer), linear])
+        classifier = Sequential([Dropout(probability: c.dropout, initializer: initializer), linear])
         super.init()
         try kaimingNormalFanOut(self, initializer: initializer)
         // torchvision: linear weights uniform in ±1/√out_features, zero bias.

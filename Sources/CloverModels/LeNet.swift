@@ -28,10 +28,10 @@ public final class LeNet5: Module, Layer {
         features = Sequential([
             try Conv2d(channels, 6, kernelSize: 5, padding: 2, initializer: initializer),
             ActivationLayer(.relu),
-            MaxPool(kernel: 2, stride: 2),
+            MaxPool2d(kernel: 2, stride: 2),
             try Conv2d(6, 16, kernelSize: 5, initializer: initializer),
             ActivationLayer(.relu),
-            MaxPool(kernel: 2, stride: 2),
+            MaxPool2d(kernel: 2, stride: 2),
         ])
         classifier = Sequential([
             try Linear(16 * side * side, 120, initializer: initializer),

@@ -278,16 +278,16 @@ public final class OSCARTextEmbeddings: Module {
     public let wordEmbeddings: Embedding
     public let positionEmbeddings: Embedding
     public let tokenTypeEmbeddings: Embedding
-    public let layerNorm: LayerNormalization
-    public let dropout: DropoutLayer
+    public let layerNorm: LayerNorm
+    public let dropout: Dropout
 
     init(_ c: OSCARConfiguration, initializer: Initializer) throws {
         wordEmbeddings = try Embedding(c.vocabularySize, c.hiddenSize, initialization: c.initialization, initializer: initializer)
         positionEmbeddings = try Embedding(c.maxPositions, c.hiddenSize, initialization: c.initialization, initializer: initializer)
         tokenTypeEmbeddings = try Embedding(c.typeVocabularySize, c.hiddenSize, initialization: c.initialization,
                                             initializer: initializer)
-        layerNorm = try LayerNormalization(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer)
-        dropout = DropoutLayer(probability: c.hiddenDropout, initializer: initializer)
+        layerNorm = try LayerNorm(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer)
+        dropout = Dropout(probability: c.hiddenDropout, initializer: initializer)
     }
 
     public override func namedChildren() -> [(String, Module)] {
@@ -321,11 +321,11 @@ public final class OSCARPooler: Module {
 /// BERT's prediction-head transform: dense, GELU, layer norm.
 public final class OSCARHeadTransform: Module {
     public let dense: Linear
-    public let layerNorm: LayerNormalization
+    public let layerNorm: LayerNorm
 
     init(_ c: OSCARConfiguration, initializer: Initializer) throws {
         dense = try Linear(c.hiddenSize, c.hiddenSize, initialization: c.initialization, initializer: initializer)
-        layerNorm = try LayerNormalization(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer)
+        layerNorm = try LayerNorm(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer)
     }
 
     public override func namedChildren() -> [(String, Module)] { [("dense", dense), ("LayerNorm", layerNorm)] }
@@ -389,9 +389,9 @@ public final class OSCAR: Module {
     public let embeddings: OSCARTextEmbeddings
     /// Region features → hidden (`img_embedding`).
     public let imgEmbedding: Linear
-    /// The image embedding's layer norm (Oscar's top-level `LayerNorm`).
-    public let imgLayerNorm: LayerNormalization?
-    public let imgDropout: DropoutLayer
+    /// The image embedding's layer norm (Oscar's top-level `LayerNormalization`).
+    public let imgLayerNorm: LayerNorm?
+    public let imgDropout: Dropout
     public let encoder: TransformerEncoder
     public let pooler: OSCARPooler
     public let cls: OSCARPretrainingHeads
@@ -418,8 +418,8 @@ public final class OSCAR: Module {
         self.configuration = c
         embeddings = try OSCARTextEmbeddings(c, initializer: initializer)
         imgEmbedding = try Linear(c.regionFeatureSize, c.hiddenSize, initialization: c.initialization, initializer: initializer)
-        imgLayerNorm = c.imageLayerNorm ? try LayerNormalization(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer) : nil
-        imgDropout = DropoutLayer(probability: c.hiddenDropout, initializer: initializer)
+        imgLayerNorm = c.imageLayerNorm ? try LayerNorm(c.hiddenSize, epsilon: c.layerNormEpsilon, initializer: initializer) : nil
+        imgDropout = Dropout(probability: c.hiddenDropout, initializer: initializer)
         encoder = try TransformerEncoder(layers: c.layers, hidden: c.hiddenSize, heads: c.heads, intermediate: c.intermediateSize,
                                          dropout: c.hiddenDropout, attentionDropout: c.attentionDropout,
                                          layerNormEpsilon: c.layerNormEpsilon, initialization: c.initialization,

@@ -439,7 +439,7 @@ public final class RegNetStage: Module {
 public final class RegNet: Module, Layer {
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
-    public let maxpool: MaxPool?
+    public let maxpool: MaxPool2d?
     public let stages: [RegNetStage]
     public let fc: Linear
     public let configuration: RegNetConfiguration
@@ -457,7 +457,7 @@ public final class RegNet: Module, Layer {
         case .imagenet:
             conv1 = try Conv2d(channels, c.stemChannels, kernelSize: 7, stride: 2, padding: 3, bias: false,
                                initializer: initializer)
-            maxpool = MaxPool(kernel: 3, stride: 2, padding: 1)
+            maxpool = MaxPool2d(kernel: 3, stride: 2, padding: 1)
         }
         bn1 = try BatchNorm2d(c.stemChannels, initializer: initializer)
         var stages: [RegNetStage] = []

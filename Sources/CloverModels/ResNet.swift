@@ -109,12 +109,12 @@ public final class Bottleneck: Module, Layer {
 public final class ResNet: Module, Layer {
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
-    public let maxpool: MaxPool
+    public let maxpool: MaxPool2d
     public let layer1: Sequential
     public let layer2: Sequential
     public let layer3: Sequential
     public let layer4: Sequential
-    public let avgpool: GlobalAvgPool
+    public let avgpool: GlobalAvgPool2d
     public let fc: Linear
 
     /// - Parameters:
@@ -132,7 +132,7 @@ public final class ResNet: Module, Layer {
         }
         conv1 = try initializer.kaimingConv2d(channels, width, kernelSize: 7, stride: 2, padding: 3)
         bn1 = try BatchNorm2d(width, initializer: initializer)
-        maxpool = MaxPool(kernel: 3, stride: 2, padding: 1)
+        maxpool = MaxPool2d(kernel: 3, stride: 2, padding: 1)
 
         // torchvision's `_make_layer`: the first block of a stage takes the
         // stride and, when the shape changes, a 1x1 conv + BN projection.
@@ -165,7 +165,7 @@ public final class ResNet: Module, Layer {
         layer2 = try stage(width * 2, blocks: blocks[1], stride: 2)
         layer3 = try stage(width * 4, blocks: blocks[2], stride: 2)
         layer4 = try stage(width * 8, blocks: blocks[3], stride: 2)
-        avgpool = GlobalAvgPool()
+        avgpool = GlobalAvgPool2d()
         fc = try Linear(inPlanes, classes, initializer: initializer)
     }
 
@@ -203,7 +203,7 @@ public final class CIFARResNet: Module, Layer {
     public let layer1: Sequential
     public let layer2: Sequential
     public let layer3: Sequential
-    public let avgpool: GlobalAvgPool
+    public let avgpool: GlobalAvgPool2d
     public let fc: Linear
 
     /// A standard depth (ResNet-20 … ResNet-110).
@@ -234,7 +234,7 @@ public final class CIFARResNet: Module, Layer {
         layer1 = try stage(width, stride: 1)
         layer2 = try stage(width * 2, stride: 2)
         layer3 = try stage(width * 4, stride: 2)
-        avgpool = GlobalAvgPool()
+        avgpool = GlobalAvgPool2d()
         fc = try Linear(inPlanes, classes, initializer: initializer)
     }
 

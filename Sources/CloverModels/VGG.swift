@@ -39,7 +39,7 @@ public enum VGGConfig: CaseIterable, Sendable {
 /// `classifier.0.weight` … `classifier.6.bias`.
 public final class VGG: Module, Layer {
     public let features: Sequential
-    public let avgpool: AdaptiveAvgPool
+    public let avgpool: AdaptiveAvgPool2d
     public let classifier: Sequential
 
     /// - Parameters:
@@ -61,7 +61,7 @@ public final class VGG: Module, Layer {
         for item in config.layers {
             switch item {
             case .pool:
-                layers.append(MaxPool(kernel: 2, stride: 2))
+                layers.append(MaxPool2d(kernel: 2, stride: 2))
             case let .conv(tableChannels):
                 let outChannels = max(1, tableChannels * width / 64)
                 layers.append(try initializer.kaimingConv2d(inChannels, outChannels, kernelSize: 3, padding: 1, bias: true))
@@ -71,14 +71,14 @@ public final class VGG: Module, Layer {
             }
         }
         features = Sequential(layers)
-        avgpool = AdaptiveAvgPool(outputSize: poolSize)
+        avgpool = AdaptiveAvgPool2d(outputSize: poolSize)
         classifier = Sequential([
             try initializer.normalLinear(inChannels * poolSize * poolSize, hiddenFeatures, std: 0.01),
             ActivationLayer(.relu),
-            DropoutLayer(probability: dropout, initializer: initializer),
+            Dropout(probability: dropout, initializer: initializer),
             try initializer.normalLinear(hiddenFeatures, hiddenFeatures, std: 0.01),
             ActivationLayer(.relu),
-            DropoutLayer(probability: dropout, initializer: initializer),
+            Dropout(probability: dropout, initializer: initializer),
             try initializer.normalLinear(hiddenFeatures, classes, std: 0.01),
         ])
     }
@@ -109,7 +109,7 @@ extension VGG {
 /// input side repeats each pixel (what adaptive pooling does there, e.g. a
 /// 32² image reaching VGG's pool at 1x1 is spread over 7x7, as in
 /// torchvision). Other ratios throw.
-public final class AdaptiveAvgPool: Module, Layer {
+public final class AdaptiveAvgPool2d: Module, Layer {
     public let outputSize: Int
 
     /// Pools to `outputSize`x`outputSize`.

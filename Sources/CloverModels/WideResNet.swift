@@ -16,7 +16,7 @@ public final class PreActBlock: Module, Layer {
     public let bn1: BatchNorm2d
     public let conv1: Conv2d
     public let bn2: BatchNorm2d
-    public let dropout: DropoutLayer
+    public let dropout: Dropout
     public let conv2: Conv2d
     public let convShortcut: Conv2d?
 
@@ -26,7 +26,7 @@ public final class PreActBlock: Module, Layer {
         bn1 = try BatchNorm2d(inPlanes, initializer: initializer)
         conv1 = try initializer.kaimingConv2d(inPlanes, planes, kernelSize: 3, stride: stride, padding: 1)
         bn2 = try BatchNorm2d(planes, initializer: initializer)
-        self.dropout = DropoutLayer(probability: dropout, initializer: initializer)
+        self.dropout = Dropout(probability: dropout, initializer: initializer)
         conv2 = try initializer.kaimingConv2d(planes, planes, kernelSize: 3, padding: 1)
         convShortcut = stride != 1 || inPlanes != planes
             ? try initializer.kaimingConv2d(inPlanes, planes, kernelSize: 1, stride: stride) : nil
@@ -100,7 +100,7 @@ public final class WideResNet: Module, Layer {
     public let block2: WideResNetStage
     public let block3: WideResNetStage
     public let bn1: BatchNorm2d
-    public let avgpool: GlobalAvgPool
+    public let avgpool: GlobalAvgPool2d
     public let fc: Linear
 
     /// - Parameters:
@@ -120,7 +120,7 @@ public final class WideResNet: Module, Layer {
         block2 = try WideResNetStage(widths[1], widths[2], blocks: n, stride: 2, dropout: dropout, initializer: initializer)
         block3 = try WideResNetStage(widths[2], widths[3], blocks: n, stride: 2, dropout: dropout, initializer: initializer)
         bn1 = try BatchNorm2d(widths[3], initializer: initializer)
-        avgpool = GlobalAvgPool()
+        avgpool = GlobalAvgPool2d()
         fc = try Linear(widths[3], classes, initializer: initializer)
         fc.bias?.rebind(try initializer.constant([classes], 0))
     }
@@ -168,7 +168,7 @@ public final class PreActResNet: Module, Layer {
     public let layer3: Sequential
     public let layer4: Sequential
     public let bn1: BatchNorm2d
-    public let avgpool: GlobalAvgPool
+    public let avgpool: GlobalAvgPool2d
     public let fc: Linear
 
     /// - Parameter width: channels of the first stage (64), doubled at each
@@ -189,7 +189,7 @@ public final class PreActResNet: Module, Layer {
         layer3 = try stage(width * 4, blocks: blocks[2], stride: 2)
         layer4 = try stage(width * 8, blocks: blocks[3], stride: 2)
         bn1 = try BatchNorm2d(inPlanes, initializer: initializer)
-        avgpool = GlobalAvgPool()
+        avgpool = GlobalAvgPool2d()
         fc = try Linear(inPlanes, classes, initializer: initializer)
     }
 

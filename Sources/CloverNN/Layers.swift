@@ -39,7 +39,7 @@ public final class Initializer {
 public final class Conv2d: Module, Layer {
     public let weight: Parameter
     public let bias: Parameter?
-    public let parameters: Conv2DParameters
+    public let parameters: Convolution2DParameters
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 dilation: Int = 1, groups: Int = 1, bias: Bool = true, initializer: Initializer) throws {
@@ -50,7 +50,7 @@ public final class Conv2d: Module, Layer {
         let bound = 1 / Float(fanIn).squareRoot()
         weight = Parameter(try initializer.uniform([outChannels, inChannels / groups, kernelSize, kernelSize], bound: bound))
         self.bias = bias ? Parameter(try initializer.uniform([outChannels], bound: bound)) : nil
-        parameters = Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
+        parameters = Convolution2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
     public var outChannels: Int { weight.shape[0] }
@@ -127,7 +127,7 @@ public final class BatchNorm2d: Module, Layer {
 }
 
 /// Layer normalisation over the last axis (`nn.LayerNorm`).
-public final class LayerNormalization: Module, Layer {
+public final class LayerNorm: Module, Layer {
     public let weight: Parameter
     public let bias: Parameter
     public let epsilon: Float
@@ -172,7 +172,7 @@ public final class ActivationLayer: Module, Layer {
 }
 
 /// Max pooling (`nn.MaxPool2d`).
-public final class MaxPool: Module, Layer {
+public final class MaxPool2d: Module, Layer {
     public let kernel: Int, stride: Int, padding: Int
     public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
         self.kernel = kernel
@@ -185,7 +185,7 @@ public final class MaxPool: Module, Layer {
 }
 
 /// Average pooling (`nn.AvgPool2d`, padding counted).
-public final class AvgPool: Module, Layer {
+public final class AvgPool2d: Module, Layer {
     public let kernel: Int, stride: Int, padding: Int
     public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
         self.kernel = kernel
@@ -198,7 +198,7 @@ public final class AvgPool: Module, Layer {
 }
 
 /// Global average pooling to `[N, C, 1, 1]` (`nn.AdaptiveAvgPool2d(1)`).
-public final class GlobalAvgPool: Module, Layer {
+public final class GlobalAvgPool2d: Module, Layer {
     public override init() {}
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try globalAvgPool2d(x) }
 }
@@ -213,7 +213,7 @@ public final class Flatten: Module, Layer {
 
 /// Dropout (`nn.Dropout`): a fresh Philox seed per call in training,
 /// identity in evaluation.
-public final class DropoutLayer: Module, Layer {
+public final class Dropout: Module, Layer {
     public let probability: Float
     private var seed: UInt64
     public init(probability: Float, initializer: Initializer) {
@@ -229,7 +229,7 @@ public final class DropoutLayer: Module, Layer {
 
 /// Stochastic depth on a residual branch (per-sample drop), as
 /// torchvision's `StochasticDepth(p, "row")`.
-public final class StochasticDepthLayer: Module, Layer {
+public final class StochasticDepth: Module, Layer {
     public let probability: Float
     private var seed: UInt64
     public init(probability: Float, initializer: Initializer) {

@@ -67,7 +67,7 @@ open class Module {
     ///
     /// Open so that a module can name its children as a foreign checkpoint
     /// format does where reflection cannot (BERT's `attention.self`,
-    /// `LayerNorm`); an override must list every child, since training mode
+    /// `LayerNormalization`); an override must list every child, since training mode
     /// and parameters are found through it.
     open func namedChildren() -> [(String, Module)] {
         var result: [(String, Module)] = []

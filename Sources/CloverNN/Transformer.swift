@@ -18,7 +18,7 @@ import Clover
 //
 // so `encoder.layer.0.attention.self.query.weight` is the same key in both.
 // The Swift properties keep idiomatic names; `namedChildren()` maps them to
-// BERT's (`self` is a Swift keyword and `LayerNorm` is not snake case, so
+// BERT's (`self` is a Swift keyword and `LayerNormalization` is not snake case, so
 // reflection alone cannot produce these names).
 
 /// How transformer layers draw their weights.
@@ -97,7 +97,7 @@ public final class MultiheadAttention: Module {
     /// The output projection (`attention.output.dense`).
     public let output: Linear
     /// Dropout on the attention probabilities (`attention_probs_dropout_prob`).
-    public let probabilityDropout: DropoutLayer
+    public let probabilityDropout: Dropout
     public let heads: Int
 
     public init(hidden: Int, heads: Int, dropout: Float = 0.1, initialization: TransformerInitialization = .bert,
@@ -110,7 +110,7 @@ public final class MultiheadAttention: Module {
         key = try Linear(hidden, hidden, initialization: initialization, initializer: initializer)
         value = try Linear(hidden, hidden, initialization: initialization, initializer: initializer)
         output = try Linear(hidden, hidden, initialization: initialization, initializer: initializer)
-        probabilityDropout = DropoutLayer(probability: dropout, initializer: initializer)
+        probabilityDropout = Dropout(probability: dropout, initializer: initializer)
     }
 
     public override func namedChildren() -> [(String, Module)] {
@@ -149,17 +149,17 @@ public final class MultiheadAttention: Module {
 
 /// One BERT encoder layer (post-layer-norm):
 ///
-///     h = LayerNorm(x + Dropout(SelfAttention(x)))
-///     y = LayerNorm(h + Dropout(Dense(GELU(Dense(h)))))
+///     h = LayerNormalization(x + Dropout(SelfAttention(x)))
+///     y = LayerNormalization(h + Dropout(Dense(GELU(Dense(h)))))
 ///
 /// with layer-norm ε 1e-12 by default (BERT's `layer_norm_eps`). Names as
 /// HuggingFace's `BertLayer`; see the top of this file.
 public final class TransformerEncoderLayer: Module {
     public let attention: MultiheadAttention
     /// Dropout on the attention block's output (`attention.output.dropout`).
-    public let attentionDropout: DropoutLayer
-    /// `attention.output.LayerNorm`.
-    public let attentionLayerNorm: LayerNormalization
+    public let attentionDropout: Dropout
+    /// `attention.output.LayerNormalization`.
+    public let attentionLayerNorm: LayerNorm
     /// The feed-forward expansion `hidden → intermediate` (`intermediate.dense`).
     public let intermediate: Linear
     /// The feed-forward nonlinearity (GELU for BERT).
@@ -167,9 +167,9 @@ public final class TransformerEncoderLayer: Module {
     /// The feed-forward projection `intermediate → hidden` (`output.dense`).
     public let output: Linear
     /// `output.dropout`.
-    public let outputDropout: DropoutLayer
-    /// `output.LayerNorm`.
-    public let outputLayerNorm: LayerNormalization
+    public let outputDropout: Dropout
+    /// `output.LayerNormalization`.
+    public let outputLayerNorm: LayerNorm
 
     /// - Parameters:
     ///   - hidden: the model width.
@@ -183,13 +183,13 @@ public final class TransformerEncoderLayer: Module {
                 initialization: TransformerInitialization = .bert, initializer: Initializer) throws {
         attention = try MultiheadAttention(hidden: hidden, heads: heads, dropout: attentionDropout,
                                            initialization: initialization, initializer: initializer)
-        self.attentionDropout = DropoutLayer(probability: dropout, initializer: initializer)
-        attentionLayerNorm = try LayerNormalization(hidden, epsilon: layerNormEpsilon, initializer: initializer)
+        self.attentionDropout = Dropout(probability: dropout, initializer: initializer)
+        attentionLayerNorm = try LayerNorm(hidden, epsilon: layerNormEpsilon, initializer: initializer)
         self.intermediate = try Linear(hidden, intermediate, initialization: initialization, initializer: initializer)
         self.activation = ActivationLayer(activation)
         output = try Linear(intermediate, hidden, initialization: initialization, initializer: initializer)
-        outputDropout = DropoutLayer(probability: dropout, initializer: initializer)
-        outputLayerNorm = try LayerNormalization(hidden, epsilon: layerNormEpsilon, initializer: initializer)
+        outputDropout = Dropout(probability: dropout, initializer: initializer)
+        outputLayerNorm = try LayerNorm(hidden, epsilon: layerNormEpsilon, initializer: initializer)
     }
 
     public override func namedChildren() -> [(String, Module)] {

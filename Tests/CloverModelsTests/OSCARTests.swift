@@ -26,12 +26,12 @@ final class OSCARTests: XCTestCase {
 
     func testBaseParameterCountIsTheHandArithmetic() throws {
         let (v, d, p, t, f, ffn, layers) = (30522, 768, 512, 2, 2054, 3072, 12)
-        let embeddings = v * d + p * d + t * d + 2 * d                      // word, position, type, LayerNorm
-        let image = f * d + d + 2 * d                                        // img_embedding + its LayerNorm
+        let embeddings = v * d + p * d + t * d + 2 * d                      // word, position, type, LayerNormalization
+        let image = f * d + d + 2 * d                                        // img_embedding + its LayerNormalization
         // Q, K, V and output projections, two LayerNorms, the feed-forward pair.
         let perLayer = 4 * (d * d + d) + 2 * (2 * d) + (d * ffn + ffn) + (ffn * d + d)
         let pooler = d * d + d
-        let maskedTokenHead = (d * d + d) + 2 * d + v                        // transform dense + LayerNorm + bias (decoder tied)
+        let maskedTokenHead = (d * d + d) + 2 * d + v                        // transform dense + LayerNormalization + bias (decoder tied)
         let contrastiveHead = d + 1
         XCTAssertEqual(perLayer, 7_087_872)
         XCTAssertEqual(embeddings + layers * perLayer + pooler, 109_482_240)  // BERT-base as HuggingFace counts it

@@ -43,7 +43,7 @@ final class TransformerTests: XCTestCase {
         layer.eval()
         let a = try layer(x, mask: mask).toArray(), b = try layer(x, mask: mask).toArray()
         XCTAssertEqual(a, b, "evaluation is deterministic")
-        // The last op is a LayerNorm with weight 1, bias 0: every row has mean 0 and variance ≈ 1.
+        // The last op is a LayerNormalization with weight 1, bias 0: every row has mean 0 and variance ≈ 1.
         for r in 0..<8 {
             let row = a[(r * 8)..<(r * 8 + 8)].map(Double.init)
             let mean = row.reduce(0, +) / 8
@@ -84,6 +84,6 @@ final class TransformerTests: XCTestCase {
         // Every dropout is reached by train()/eval() through the renamed children.
         encoder.eval()
         XCTAssertTrue(encoder.allModules().allSatisfy { !$0.isTraining })
-        XCTAssertEqual(encoder.allModules().filter { $0 is DropoutLayer }.count, 6)
+        XCTAssertEqual(encoder.allModules().filter { $0 is Dropout }.count, 6)
     }
 }

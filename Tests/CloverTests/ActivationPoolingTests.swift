@@ -78,13 +78,13 @@ final class ActivationPoolingTests: XCTestCase {
             // 2x2 s2 over a constant 4x4: each window's top-left element wins.
             let x = try Tensor.full([1, 1, 4, 4], value: 3, on: device)
             let dy = try Tensor(shape: [1, 1, 2, 2], values: [1, 2, 3, 4], on: device)
-            let dx = try apply1(MaxPool2dBackward(PoolWindow(kernel: 2)), [dy, x]).toArray()
+            let dx = try apply1(MaxPooling2DBackward(PoolWindow(kernel: 2)), [dy, x]).toArray()
             XCTAssertEqual(dx, [1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 0], "\(device)")
             // 3x3 s2 pad 1 over a constant 3x3: windows start in the padding, so the first real element
             // of each window wins: (0,0) for the top-left window, (0,1) and (1,0) for its neighbours.
             let x3 = try Tensor.full([1, 1, 3, 3], value: -2, on: device)
             let dy3 = try Tensor(shape: [1, 1, 2, 2], values: [1, 10, 100, 1000], on: device)
-            let dx3 = try apply1(MaxPool2dBackward(PoolWindow(kernel: 3, stride: 2, padding: 1)), [dy3, x3]).toArray()
+            let dx3 = try apply1(MaxPooling2DBackward(PoolWindow(kernel: 3, stride: 2, padding: 1)), [dy3, x3]).toArray()
             XCTAssertEqual(dx3, [1, 10, 0, 100, 1000, 0, 0, 0, 0], "\(device)")
             XCTAssertEqual(try maxPool2d(x3, kernel: 3, stride: 2, padding: 1).toArray(), [-2, -2, -2, -2])
         }
@@ -102,8 +102,8 @@ final class ActivationPoolingTests: XCTestCase {
         let ref = try Tensor(shape: shape, values: values, on: .reference)
         let y = try maxPool2d(ref, kernel: 3, stride: 2, padding: 1)
         let cot = (0..<y.count).map { _ in Float.random(in: -1...1, using: &rng) }
-        let dx = try apply1(MaxPool2dBackward(window), [try Tensor(shape: y.shape, values: cot), ref]).toArray()
-        let primitive = MaxPool2d(window)
+        let dx = try apply1(MaxPooling2DBackward(window), [try Tensor(shape: y.shape, values: cot), ref]).toArray()
+        let primitive = MaxPooling2D(window)
         func objective(_ v: [Float]) throws -> Double {
             let out = try primitive.evalReference([v], shapes: [shape])[0]
             return zip(out, cot).map { Double($0) * Double($1) }.reduce(0, +)
@@ -114,7 +114,7 @@ final class ActivationPoolingTests: XCTestCase {
             minus[j] -= 0.25
             XCTAssertEqual((try objective(plus) - objective(minus)) / 0.5, Double(dx[j]), accuracy: 1e-6, "element \(j)")
         }
-        let devDx = try apply1(MaxPool2dBackward(window),
+        let devDx = try apply1(MaxPooling2DBackward(window),
                                [try Tensor(shape: y.shape, values: cot, on: device), try ref.to(device)]).toArray()
         XCTAssertEqual(devDx, dx)
     }
@@ -193,7 +193,7 @@ final class ActivationPoolingTests: XCTestCase {
         XCTAssertEqual(a, b, "a seed reproduces its mask")
         XCTAssertNotEqual(a, c, "another seed gives another mask")
         // The gradient regenerates the forward mask.
-        let primitive = Dropout(probability: 0.5, seed: 1)
+        let primitive = InvertedDropout(probability: 0.5, seed: 1)
         let g = try primitive.vjp(inputs: [x], outputs: [], cotangents: [x])[0]!.toArray()
         XCTAssertEqual(g, a)
     }
@@ -240,7 +240,7 @@ final class ActivationPoolingTests: XCTestCase {
             let y = try apply1(StridedCopy(windows), [flat])
             assertError(try StridedCopy(windows).vjp(inputs: [flat], outputs: [y], cotangents: [y]),
                         ["strided_copy_backward", "repeats input elements"])
-            assertError(try apply1(MaxPool2dBackward(PoolWindow(kernel: 2)), [x, x]), ["maxpool2d_backward", "dy must be 1x2x2x2"])
+            assertError(try apply1(MaxPooling2DBackward(PoolWindow(kernel: 2)), [x, x]), ["maxpool2d_backward", "dy must be 1x2x2x2"])
         }
     }
 

@@ -65,7 +65,7 @@ final class ConvolutionShapeTests: XCTestCase {
         assertConvError("stride 0") { _ = try conv2d(try tensor([1, 3, 5, 5]), try tensor([4, 3, 3, 3]), stride: 0) }
         assertConvError("stride (1, 0)") {
             _ = try conv2d(try tensor([1, 3, 5, 5]), try tensor([4, 3, 3, 3]),
-                           parameters: Conv2DParameters(stride: (1, 0)))
+                           parameters: Convolution2DParameters(stride: (1, 0)))
         }
         assertConvError("dilation 0") {
             _ = try conv2d(try tensor([1, 3, 5, 5]), try tensor([4, 3, 3, 3]), dilation: 0)
@@ -74,7 +74,7 @@ final class ConvolutionShapeTests: XCTestCase {
             _ = try conv2d(try tensor([1, 3, 5, 5]), try tensor([4, 3, 3, 3]), padding: -1)
         }
         assertConvError("outputShape stride 0") {
-            _ = try Conv2DParameters(stride: 0).outputShape(input: [1, 3, 5, 5], weight: [4, 3, 3, 3])
+            _ = try Convolution2DParameters(stride: 0).outputShape(input: [1, 3, 5, 5], weight: [4, 3, 3, 3])
         }
     }
 
@@ -90,45 +90,45 @@ final class ConvolutionShapeTests: XCTestCase {
     }
 
     func testBackwardPrimitivesRejectWrongDy() throws {
-        let params = Conv2DParameters(stride: 2, padding: 1)
+        let params = Convolution2DParameters(stride: 2, padding: 1)
         // Forward output of [2, 3, 7, 7] with [4, 3, 3, 3] is [2, 4, 4, 4].
         XCTAssertEqual(try params.outputShape(input: [2, 3, 7, 7], weight: [4, 3, 3, 3]), [2, 4, 4, 4])
-        let data = Conv2DBackwardData(params, inputShape: [2, 3, 7, 7])
+        let data = Convolution2DBackwardData(params, inputShape: [2, 3, 7, 7])
         XCTAssertEqual(try data.outputShapes(for: [[2, 4, 4, 4], [4, 3, 3, 3]]), [[2, 3, 7, 7]])
         XCTAssertThrowsError(try data.outputShapes(for: [[2, 4, 5, 5], [4, 3, 3, 3]])) { error in
             XCTAssertTrue("\(error)".hasPrefix("conv2d_backward_data"), "\(error)")
         }
-        let weight = Conv2DBackwardWeight(params, weightShape: [4, 3, 3, 3])
+        let weight = Convolution2DBackwardWeight(params, weightShape: [4, 3, 3, 3])
         XCTAssertEqual(try weight.outputShapes(for: [[2, 4, 4, 4], [2, 3, 7, 7]]), [[4, 3, 3, 3]])
         XCTAssertThrowsError(try weight.outputShapes(for: [[1, 4, 4, 4], [2, 3, 7, 7]])) { error in
             XCTAssertTrue("\(error)".hasPrefix("conv2d_backward_weight"), "\(error)")
         }
-        XCTAssertEqual(try Conv2DBackwardBias().outputShapes(for: [[2, 4, 4, 4]]), [[4]])
-        XCTAssertThrowsError(try Conv2DBackwardBias().outputShapes(for: [[2, 4, 16]]))
+        XCTAssertEqual(try Convolution2DBackwardBias().outputShapes(for: [[2, 4, 4, 4]]), [[4]])
+        XCTAssertThrowsError(try Convolution2DBackwardBias().outputShapes(for: [[2, 4, 16]]))
     }
 
     func testOutputShapes() throws {
-        func shape(_ x: [Int], _ w: [Int], _ p: Conv2DParameters) throws -> [Int] {
+        func shape(_ x: [Int], _ w: [Int], _ p: Convolution2DParameters) throws -> [Int] {
             try p.outputShape(input: x, weight: w)
         }
         // ResNet stem: 224x224, 7x7 stride 2 padding 3 -> 112x112.
-        XCTAssertEqual(try shape([8, 3, 224, 224], [64, 3, 7, 7], Conv2DParameters(stride: 2, padding: 3)),
+        XCTAssertEqual(try shape([8, 3, 224, 224], [64, 3, 7, 7], Convolution2DParameters(stride: 2, padding: 3)),
                        [8, 64, 112, 112])
         // 3x3 "same" convolution.
-        XCTAssertEqual(try shape([1, 64, 56, 56], [64, 64, 3, 3], Conv2DParameters(stride: 1, padding: 1)),
+        XCTAssertEqual(try shape([1, 64, 56, 56], [64, 64, 3, 3], Convolution2DParameters(stride: 1, padding: 1)),
                        [1, 64, 56, 56])
         // 3x3 stride 2 padding 1 on an odd size rounds up: 7 -> 4.
-        XCTAssertEqual(try shape([1, 3, 7, 7], [5, 3, 3, 3], Conv2DParameters(stride: 2, padding: 1)), [1, 5, 4, 4])
+        XCTAssertEqual(try shape([1, 3, 7, 7], [5, 3, 3, 3], Convolution2DParameters(stride: 2, padding: 1)), [1, 5, 4, 4])
         // 1x1 stride 2 downsample: 56 -> 28.
-        XCTAssertEqual(try shape([2, 64, 56, 56], [128, 64, 1, 1], Conv2DParameters(stride: 2)), [2, 128, 28, 28])
+        XCTAssertEqual(try shape([2, 64, 56, 56], [128, 64, 1, 1], Convolution2DParameters(stride: 2)), [2, 128, 28, 28])
         // Dilation 2 valid: effective 5x5 on 13x13 -> 9x9.
-        XCTAssertEqual(try shape([1, 3, 13, 13], [3, 3, 3, 3], Conv2DParameters(stride: 1, dilation: 2)), [1, 3, 9, 9])
+        XCTAssertEqual(try shape([1, 3, 13, 13], [3, 3, 3, 3], Convolution2DParameters(stride: 1, dilation: 2)), [1, 3, 9, 9])
         // Depthwise keeps channels.
-        XCTAssertEqual(try shape([2, 32, 14, 14], [32, 1, 3, 3], Conv2DParameters(stride: 1, padding: 1, groups: 32)),
+        XCTAssertEqual(try shape([2, 32, 14, 14], [32, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 32)),
                        [2, 32, 14, 14])
         // Asymmetric everything: H (7 + 4 - 5) / 1 + 1 = 7, W (5 + 2 - 2) / 2 + 1 = 3.
         XCTAssertEqual(try shape([1, 3, 7, 5], [4, 3, 3, 2],
-                                 Conv2DParameters(stride: (1, 2), padding: (2, 1), dilation: (2, 1))), [1, 4, 7, 3])
+                                 Convolution2DParameters(stride: (1, 2), padding: (2, 1), dilation: (2, 1))), [1, 4, 7, 3])
         // Through the op on the reference device.
         let y = try conv2d(try tensor([2, 4, 9, 9]), try tensor([6, 2, 3, 3]), bias: try tensor([6]),
                            stride: 2, groups: 2)
@@ -144,17 +144,17 @@ final class ConvolutionShapeTests: XCTestCase {
         let tolerance = Tolerance(absolute: 1e-4, relative: 1e-4)
         // One shape per algorithm; the depthwise and grouped ones have
         // N·OH·OW > 512, so their backward-weight partial sums are split.
-        let shapes: [(Conv2DParameters, [[Int]], ConvAlgorithm)] = [
-            (Conv2DParameters(stride: 2, padding: 0), [[3, 3, 9, 8], [4, 3, 3, 3], [4]], .im2colGEMM),
-            (Conv2DParameters(stride: 1, groups: 2), [[3, 40, 5, 6], [34, 20, 1, 1], [34]], .pointwiseGEMM),
-            (Conv2DParameters(stride: 1, groups: 2), [[3, 4, 5, 6], [6, 2, 1, 1], [6]], .groupedDirect),
-            (Conv2DParameters(stride: 1, padding: 2, groups: 4), [[3, 4, 20, 20], [4, 1, 5, 5], [4]], .depthwise),
-            (Conv2DParameters(stride: 1, padding: 1, groups: 2), [[3, 6, 20, 20], [4, 3, 3, 3], [4]], .groupedDirect),
+        let shapes: [(Convolution2DParameters, [[Int]], ConvAlgorithm)] = [
+            (Convolution2DParameters(stride: 2, padding: 0), [[3, 3, 9, 8], [4, 3, 3, 3], [4]], .im2colGEMM),
+            (Convolution2DParameters(stride: 1, groups: 2), [[3, 40, 5, 6], [34, 20, 1, 1], [34]], .pointwiseGEMM),
+            (Convolution2DParameters(stride: 1, groups: 2), [[3, 4, 5, 6], [6, 2, 1, 1], [6]], .groupedDirect),
+            (Convolution2DParameters(stride: 1, padding: 2, groups: 4), [[3, 4, 20, 20], [4, 1, 5, 5], [4]], .depthwise),
+            (Convolution2DParameters(stride: 1, padding: 1, groups: 2), [[3, 6, 20, 20], [4, 3, 3, 3], [4]], .groupedDirect),
         ]
         for (parameters, inputShapes, algorithm) in shapes {
             XCTAssertEqual(try parameters.algorithm(input: inputShapes[0], weight: inputShapes[1]), algorithm)
             let testCase = ConformanceCase(op: "conv2d", label: "NaN-poisoned pool \(algorithm)",
-                                           primitive: Conv2D(parameters), inputShapes: inputShapes,
+                                           primitive: Convolution2D(parameters), inputShapes: inputShapes,
                                            forward: tolerance, backward: tolerance)
             // Every bucket from 256 bytes to 64 KiB, three deep, filled with NaN
             // and returned to the pool (covers y, dx, dw, db, the column
@@ -177,11 +177,11 @@ final class ConvolutionShapeTests: XCTestCase {
     }
 
     /// The OpenCL path each representative network shape takes (see
-    /// ``Conv2DParameters/algorithm(input:weight:)``).
+    /// ``Convolution2DParameters/algorithm(input:weight:)``).
     func testDispatchPicksTheIntendedAlgorithm() throws {
         func algorithm(_ x: [Int], _ w: [Int], stride: Int = 1, padding: Int = 0, dilation: Int = 1,
                        groups: Int = 1) throws -> ConvAlgorithm {
-            try Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
+            try Convolution2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
                 .algorithm(input: x, weight: w)
         }
         // ResNet-50 bottleneck 1x1s: GEMM on the tensors, no im2col.
@@ -227,7 +227,7 @@ final class ConvolutionShapeTests: XCTestCase {
         XCTAssertEqual(try algorithm([8, 3, 224, 224], [64, 3, 7, 7], stride: 2, padding: 3), .im2colGEMM)
         XCTAssertEqual(try algorithm([8, 64, 56, 56], [64, 64, 3, 3], padding: 1), .im2colGEMM)
         // Non-square stride is never specialised.
-        XCTAssertEqual(try Conv2DParameters(stride: (1, 2), padding: (1, 1), groups: 4)
+        XCTAssertEqual(try Convolution2DParameters(stride: (1, 2), padding: (1, 1), groups: 4)
             .algorithm(input: [1, 4, 9, 9], weight: [4, 1, 3, 3]), .im2colGEMM)
         // Invalid shapes throw the shape rule's error.
         assertConvError("algorithm of a mismatched weight") {
@@ -241,7 +241,7 @@ final class ConvolutionShapeTests: XCTestCase {
     func testSweepCoversEveryAlgorithm() throws {
         var counts: [ConvAlgorithm: Int] = [:]
         for c in ConformanceSuite.allCases() where c.op == "conv2d" {
-            let conv = try XCTUnwrap(c.primitive as? Conv2D)
+            let conv = try XCTUnwrap(c.primitive as? Convolution2D)
             let algorithm = try conv.forcedChoice?.algorithm
                 ?? conv.parameters.algorithm(input: c.inputShapes[0], weight: c.inputShapes[1])
             counts[algorithm, default: 0] += 1
@@ -260,7 +260,7 @@ final class Im2colFormTests: XCTestCase {
         im2colRowLoopOverride = false
         defer { im2colRowLoopOverride = nil }
         let cases = ConformanceSuite.allCases().filter {
-            guard $0.op == "conv2d", let conv = $0.primitive as? Conv2D else { return false }
+            guard $0.op == "conv2d", let conv = $0.primitive as? Convolution2D else { return false }
             return (try? conv.parameters.algorithm(input: $0.inputShapes[0], weight: $0.inputShapes[1])) == .im2colGEMM
         }
         XCTAssertGreaterThan(cases.count, 10)

@@ -137,7 +137,7 @@ final class GradientNeedsTests: XCTestCase {
     func testPointwiseRoutesMatchTheReference() throws {
         let device = try TestDevice.get()
         let cases = ConformanceSuite.allCases().filter {
-            guard $0.op == "conv2d", let conv = $0.primitive as? Conv2D else { return false }
+            guard $0.op == "conv2d", let conv = $0.primitive as? Convolution2D else { return false }
             return (try? conv.parameters.algorithm(input: $0.inputShapes[0], weight: $0.inputShapes[1])) == .pointwiseGEMM
         }
         XCTAssertGreaterThan(cases.count, 5)

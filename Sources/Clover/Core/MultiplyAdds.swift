@@ -25,7 +25,7 @@ public enum MultiplyAdds {
     }
 }
 
-extension Conv2D: MultiplyAddCounting {
+extension Convolution2D: MultiplyAddCounting {
     /// N·O·OH·OW·(C/groups)·KH·KW.
     public func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int {
         let w = inputs[1]

@@ -5,8 +5,8 @@ import CloverRuntime
 // Kernels: Kernels/conv.cl (im2col, col2im, bias), Kernels/depthwise.cl and Kernels/grouped.cl (the
 // direct paths); every GEMM goes through CLBlast.
 //
-// Each OpenCL pass picks one of four paths by shape (`Conv2DGeometry.algorithm`, documented on
-// `Conv2DParameters.algorithm(input:weight:)`; the paths other than im2col live in
+// Each OpenCL pass picks one of four paths by shape (`Convolution2DGeometry.algorithm`, documented on
+// `Convolution2DParameters.algorithm(input:weight:)`; the paths other than im2col live in
 // ConvolutionKernels.swift): pointwiseGEMM (1x1 stride 1 padding 0, GEMM on the tensors
 // or their [C, N·P] relayout, a fixed number of launches per pass), depthwise, groupedDirect (few channels per group) and the general im2col path below.
 //
@@ -20,7 +20,7 @@ import CloverRuntime
 
 /// Stride, padding, dilation and groups of a 2-D convolution, with PyTorch's
 /// semantics: `OH = (H + 2·padH − dilH·(KH − 1) − 1) / strideH + 1`.
-public struct Conv2DParameters: Equatable, Sendable, CustomStringConvertible {
+public struct Convolution2DParameters: Equatable, Sendable, CustomStringConvertible {
     public var strideH: Int
     public var strideW: Int
     public var paddingH: Int
@@ -80,7 +80,7 @@ public struct Conv2DParameters: Equatable, Sendable, CustomStringConvertible {
 
     /// The sizes of a convolution of `input` with `weight`, or an error
     /// naming `op` and `shapes` (the caller's full input list).
-    func geometry(input x: [Int], weight w: [Int], op: String, shapes: [[Int]]) throws -> Conv2DGeometry {
+    func geometry(input x: [Int], weight w: [Int], op: String, shapes: [[Int]]) throws -> Convolution2DGeometry {
         func mismatch(_ reason: String) -> CloverError { .shapeMismatch(op: op, shapes: shapes, reason: reason) }
         try validate(op: op, shapes: shapes)
         guard x.count == 4 else { throw mismatch("input must be rank 4 [N, C, H, W], got rank \(x.count)") }
@@ -100,18 +100,18 @@ public struct Conv2DParameters: Equatable, Sendable, CustomStringConvertible {
             throw mismatch("kernel \(kh)x\(kw) with dilation \(dilationH)x\(dilationW) spans \(extentH)x\(extentW), "
                            + "larger than the padded input \(paddedH)x\(paddedW)")
         }
-        return Conv2DGeometry(n: x[0], c: c, h: x[2], w: x[3], o: o, kh: kh, kw: kw,
+        return Convolution2DGeometry(n: x[0], c: c, h: x[2], w: x[3], o: o, kh: kh, kw: kw,
                               oh: (paddedH - extentH) / strideH + 1, ow: (paddedW - extentW) / strideW + 1,
                               parameters: self)
     }
 }
 
 /// The sizes of one convolution, derived once by the shape rule.
-struct Conv2DGeometry {
+struct Convolution2DGeometry {
     let n, c, h, w: Int
     let o, kh, kw: Int
     let oh, ow: Int
-    let parameters: Conv2DParameters
+    let parameters: Convolution2DParameters
 
     var groups: Int { parameters.groups }
     /// Input and output channels per group.
@@ -137,11 +137,11 @@ public let defaultConvColumnBufferLimitBytes = 256 << 20
 /// optionally `bias` `[O]`; output `[N, O, OH, OW]`.
 ///
 /// On OpenCL the forward pass and both gradients run on the path
-/// ``Conv2DParameters/algorithm(input:weight:)`` picks for the shapes:
+/// ``Convolution2DParameters/algorithm(input:weight:)`` picks for the shapes:
 /// GEMM straight on the tensors for 1x1 kernels, direct kernels for
 /// depthwise and thin grouped 3x3 convolutions, im2col + GEMM otherwise.
-public struct Conv2D: Primitive {
-    public let parameters: Conv2DParameters
+public struct Convolution2D: Primitive {
+    public let parameters: Convolution2DParameters
     /// Upper bound on the im2col buffer of the OpenCL path; the batch is
     /// processed in chunks of samples that fit (at least one sample). Only
     /// the ``ConvAlgorithm/im2colGEMM`` path has a column buffer.
@@ -152,7 +152,7 @@ public struct Conv2D: Primitive {
     /// which cover every geometry.
     public var forcedChoice: ConvChoice?
 
-    public init(_ parameters: Conv2DParameters = Conv2DParameters(),
+    public init(_ parameters: Convolution2DParameters = Convolution2DParameters(),
                 columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.columnBufferLimitBytes = columnBufferLimitBytes
@@ -161,7 +161,7 @@ public struct Conv2D: Primitive {
 
     public var name: String { "conv2d" }
 
-    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+    func geometry(_ shapes: [[Int]]) throws -> Convolution2DGeometry {
         guard shapes.count == 2 || shapes.count == 3 else {
             throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects x, weight and optionally bias")
         }
@@ -226,7 +226,7 @@ public struct Conv2D: Primitive {
 }
 
 /// The forward pass on `choice`'s path, bias included.
-func convForwardPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                      shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
                      columnBufferLimitBytes: Int) throws {
         switch choice.algorithm {
@@ -263,7 +263,7 @@ func convForwardPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: Co
     /// matrix [C·KH·KW, nb·P], one GEMM per group for the whole chunk, then a
     /// transpose of the [O, nb, P] result into NCHW. Few large GEMMs instead
     /// of one per sample: CLBlast is efficient only on large matrices.
-func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func im2colForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                    x: BufferView, w: BufferView, y: BufferView, columnBufferLimitBytes: Int) throws {
         let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
         let col = try context.allocateView(count: chunk * g.columnPerSample)
@@ -287,7 +287,7 @@ func im2colForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
         }
     }
 
-extension Conv2D {
+extension Convolution2D {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
     }
@@ -297,36 +297,36 @@ extension Conv2D {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let x = inputs[0], weight = inputs[1], dy = cotangents[0]
         let dx = needsGradient.needs(0)
-            ? try apply1(Conv2DBackwardData(parameters, inputShape: x.shape,
+            ? try apply1(Convolution2DBackwardData(parameters, inputShape: x.shape,
                                             columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice),
                          [dy, weight])
             : nil
         let dw = needsGradient.needs(1)
-            ? try apply(Conv2DBackwardWeight(parameters, weightShape: weight.shape,
+            ? try apply(Convolution2DBackwardWeight(parameters, weightShape: weight.shape,
                                              columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice), [dy, x],
                         into: [weight.claimGradientDestination()])[0]
             : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
             grads.append(needsGradient.needs(2)
-                ? try apply(Conv2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0] : nil)
+                ? try apply(Convolution2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0] : nil)
         }
         return grads
     }
 }
 
-/// Gradient of ``Conv2D`` with respect to its input: inputs `dy`
+/// Gradient of ``Convolution2D`` with respect to its input: inputs `dy`
 /// `[N, O, OH, OW]` and `weight`; output `dx` of the stored input shape.
-public struct Conv2DBackwardData: Primitive {
-    public let parameters: Conv2DParameters
+public struct Convolution2DBackwardData: Primitive {
+    public let parameters: Convolution2DParameters
     /// The forward input's shape `[N, C, H, W]`: several input sizes map to
     /// the same output size when the stride exceeds 1, so it cannot be inferred.
     public let inputShape: [Int]
     public var columnBufferLimitBytes: Int
-    /// See ``Conv2D/forcedChoice``.
+    /// See ``Convolution2D/forcedChoice``.
     public var forcedChoice: ConvChoice?
 
-    public init(_ parameters: Conv2DParameters, inputShape: [Int],
+    public init(_ parameters: Convolution2DParameters, inputShape: [Int],
                 columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.inputShape = inputShape
@@ -336,7 +336,7 @@ public struct Conv2DBackwardData: Primitive {
 
     public var name: String { "conv2d_backward_data" }
 
-    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+    func geometry(_ shapes: [[Int]]) throws -> Convolution2DGeometry {
         guard shapes.count == 2 else {
             throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects dy and weight")
         }
@@ -401,7 +401,7 @@ public struct Conv2DBackwardData: Primitive {
 }
 
 /// The data gradient on `choice`'s path.
-func convBackwardDataPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+func convBackwardDataPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                           shapes: [[Int]], dy: BufferView, w: BufferView, dx: BufferView,
                           columnBufferLimitBytes: Int) throws {
         switch choice.algorithm {
@@ -442,17 +442,17 @@ func convBackwardDataPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choic
         }
     }
 
-/// Gradient of ``Conv2D`` with respect to its weight: inputs `dy`
+/// Gradient of ``Convolution2D`` with respect to its weight: inputs `dy`
 /// `[N, O, OH, OW]` and `x`; output `dw` of the stored weight shape.
-public struct Conv2DBackwardWeight: Primitive {
-    public let parameters: Conv2DParameters
+public struct Convolution2DBackwardWeight: Primitive {
+    public let parameters: Convolution2DParameters
     /// The forward weight's shape `[O, C/groups, KH, KW]`.
     public let weightShape: [Int]
     public var columnBufferLimitBytes: Int
-    /// See ``Conv2D/forcedChoice``.
+    /// See ``Convolution2D/forcedChoice``.
     public var forcedChoice: ConvChoice?
 
-    public init(_ parameters: Conv2DParameters, weightShape: [Int],
+    public init(_ parameters: Convolution2DParameters, weightShape: [Int],
                 columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
         self.weightShape = weightShape
@@ -462,7 +462,7 @@ public struct Conv2DBackwardWeight: Primitive {
 
     public var name: String { "conv2d_backward_weight" }
 
-    func geometry(_ shapes: [[Int]]) throws -> Conv2DGeometry {
+    func geometry(_ shapes: [[Int]]) throws -> Convolution2DGeometry {
         guard shapes.count == 2 else {
             throw CloverError.shapeMismatch(op: name, shapes: shapes, reason: "expects dy and x")
         }
@@ -527,7 +527,7 @@ public struct Conv2DBackwardWeight: Primitive {
 }
 
 /// The weight gradient on `choice`'s path.
-func convBackwardWeightPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ choice: ConvChoice, op name: String,
+func convBackwardWeightPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                             shapes: [[Int]], dy: BufferView, x: BufferView, dw: BufferView,
                             columnBufferLimitBytes: Int) throws {
         switch choice.algorithm {
@@ -568,9 +568,9 @@ func convBackwardWeightPass(_ context: OpenCLContext, _ g: Conv2DGeometry, _ cho
         }
     }
 
-/// Gradient of ``Conv2D`` with respect to its bias: input `dy`
+/// Gradient of ``Convolution2D`` with respect to its bias: input `dy`
 /// `[N, O, OH, OW]`, output `db` `[O]` (the sum over N, OH and OW).
-public struct Conv2DBackwardBias: Primitive {
+public struct Convolution2DBackwardBias: Primitive {
     public init() {}
     public var name: String { "conv2d_backward_bias" }
 
@@ -620,7 +620,7 @@ public struct Conv2DBackwardBias: Primitive {
 /// defines, so the family compiles to one program instead of one per define set.
 func convKernel(_ context: OpenCLContext, _ name: KernelName) throws -> Kernel {
     try context.kernel(name, defines: [
-        "WG": "\(Conv2DBackwardBias.groupSize)", "ROW_LOOP": im2colRowLoop(context) ? "1" : "0",
+        "WG": "\(Convolution2DBackwardBias.groupSize)", "ROW_LOOP": im2colRowLoop(context) ? "1" : "0",
     ])
 }
 
@@ -632,7 +632,7 @@ func im2colRowLoop(_ context: OpenCLContext) -> Bool { im2colRowLoopOverride ?? 
 /// on the CPU device CI has).
 nonisolated(unsafe) var im2colRowLoopOverride: Bool?
 
-extension Conv2DGeometry {
+extension Convolution2DGeometry {
     /// Samples per chunk so that the chunk's column matrix fits in
     /// `limitBytes` (at least one, whatever its size).
     func samplesPerChunk(limitBytes: Int) -> Int {
@@ -678,7 +678,7 @@ extension Conv2DGeometry {
 let maxStridedPlanes = 32_768
 
 /// Fills `col` with the column matrices of `samples` samples starting at `x`.
-func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
+func convIm2col(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
     let planes = samples * g.c * g.kh * g.kw
     let kernel = try convKernel(context, .im2col)
     let first = im2colRowLoop(context) ? g.oh : g.p
@@ -689,7 +689,7 @@ func convIm2col(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, sa
 }
 
 /// Writes `dx` for `samples` samples from their column-gradient matrices.
-func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
+func convCol2im(_ context: OpenCLContext, _ g: Convolution2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
     let planes = samples * g.c
     let kernel = try convKernel(context, .col2im)
     let first = im2colRowLoop(context) ? g.h : g.h * g.w
@@ -705,10 +705,10 @@ func convCol2im(_ context: OpenCLContext, _ g: Conv2DGeometry, col: BufferView, 
 public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil,
                    stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws -> Tensor {
     try conv2d(x, weight, bias: bias,
-               parameters: Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups))
+               parameters: Convolution2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups))
 }
 
-/// 2-D convolution with separate height and width parameters; see ``Conv2DParameters``.
-public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Conv2DParameters) throws -> Tensor {
-    try apply1(Conv2D(parameters), bias.map { [x, weight, $0] } ?? [x, weight])
+/// 2-D convolution with separate height and width parameters; see ``Convolution2DParameters``.
+public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Convolution2DParameters) throws -> Tensor {
+    try apply1(Convolution2D(parameters), bias.map { [x, weight, $0] } ?? [x, weight])
 }

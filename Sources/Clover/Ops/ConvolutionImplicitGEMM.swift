@@ -117,7 +117,7 @@ func fastDivisionConstants(_ d: Int) -> (mul: UInt32, shift: Int32) {
     return (UInt32(mul), Int32(p - 32))
 }
 
-extension Conv2DGeometry {
+extension Convolution2DGeometry {
     /// The implicit-GEMM kernels index every tensor in 32-bit `int`.
     func checkImplicitGemmLimits(op: String, shapes: [[Int]], on context: OpenCLContext) throws {
         try checkKernelLimits(op: op, shapes: shapes, on: context)
@@ -137,7 +137,7 @@ extension Conv2DGeometry {
 }
 
 /// A kernel of `Kernels/convgemm.cl` for `set`, the geometry's kernel size and strides.
-func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Conv2DGeometry,
+func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry,
                     _ set: ConvGemmParameters) throws -> Kernel {
     let problems = set.violations
     guard problems.isEmpty else {
@@ -163,7 +163,7 @@ private func gemmRange(_ set: ConvGemmParameters, rows: Int, columns: Int, depth
 }
 
 /// `y = conv(x, w) (+ bias)` in one launch.
-func implicitGemmForward(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: ConvGemmParameters,
+func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                          x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
     let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set)
     let range = gemmRange(set, rows: g.og, columns: g.n * g.p, depth: g.groups)
@@ -175,7 +175,7 @@ func implicitGemmForward(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: C
 }
 
 /// `dx = convᵀ(dy, w)` in one launch; every dx entry is written.
-func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: ConvGemmParameters,
+func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                               dy: BufferView, w: BufferView, dx: BufferView) throws {
     let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardDataDirect : .convgemmBackwardData, g, set)
     let range = gemmRange(set, rows: g.cg, columns: g.n * g.h * g.w, depth: g.groups)
@@ -188,7 +188,7 @@ func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry, _ s
 /// work-groups to fill the device (4 per compute unit), each split at least
 /// 256 positions, the partial products within 64 MiB, and G·S within a grid
 /// dimension. A function of the geometry and device only, so runs repeat bit for bit.
-func implicitGemmWeightSplits(_ g: Conv2DGeometry, _ set: ConvGemmParameters, computeUnits: Int) -> Int {
+func implicitGemmWeightSplits(_ g: Convolution2DGeometry, _ set: ConvGemmParameters, computeUnits: Int) -> Int {
     let positions = g.n * g.p
     let tiles = set.direct
         ? ((g.og + set.workM - 1) / set.workM) * ((g.k + set.workN - 1) / set.workN) * g.groups
@@ -203,7 +203,7 @@ func implicitGemmWeightSplits(_ g: Conv2DGeometry, _ set: ConvGemmParameters, co
 
 /// `dw = Σ dy · x~ᵀ` in two launches: split-K partial products, then their
 /// sum in split order (deterministic, no atomics).
-func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry, _ set: ConvGemmParameters,
+func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                                 dy: BufferView, x: BufferView, dw: BufferView) throws {
     let splits = implicitGemmWeightSplits(g, set, computeUnits: context.device.computeUnits)
     let positions = g.n * g.p

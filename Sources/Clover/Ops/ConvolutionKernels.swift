@@ -2,8 +2,8 @@ import CloverKernels
 import CloverRuntime
 
 // The specialised OpenCL paths of the conv2d family (see Convolution.swift for the op, its shape
-// rule, CPU reference and the general im2col path). `Conv2D`, `Conv2DBackwardData` and
-// `Conv2DBackwardWeight` each pick a path with `Conv2DGeometry.algorithm`, so one shape always takes
+// rule, CPU reference and the general im2col path). `Convolution2D`, `Convolution2DBackwardData` and
+// `Convolution2DBackwardWeight` each pick a path with `Convolution2DGeometry.algorithm`, so one shape always takes
 // the same path forward and backward:
 //
 //   pointwiseGEMM  1x1 kernel, stride 1, padding 0 (any dilation, which a 1x1 kernel ignores),
@@ -33,7 +33,7 @@ import CloverRuntime
 // The direct kernels are compiled per (KH, KW, SH, SW, PH, PW) so their tap loops unroll.
 
 /// Which OpenCL implementation runs a convolution; see
-/// ``Conv2DParameters/algorithm(input:weight:)`` for the rules.
+/// ``Convolution2DParameters/algorithm(input:weight:)`` for the rules.
 public enum ConvAlgorithm: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     /// 1x1, stride 1, padding 0: CLBlast GEMM straight on the NCHW tensors.
     case pointwiseGEMM
@@ -51,7 +51,7 @@ public enum ConvAlgorithm: String, Codable, Sendable, CaseIterable, CustomString
     public var description: String { rawValue }
 }
 
-extension Conv2DParameters {
+extension Convolution2DParameters {
     /// The shape class of an input `[N, C, H, W]` and a weight
     /// `[O, C/groups, KH, KW]`: the specialised path it may take, or
     /// ``ConvAlgorithm/im2colGEMM`` for the general class, which runs
@@ -82,8 +82,8 @@ extension Conv2DParameters {
 /// grouped direct kernels; beyond it per-group GEMMs are thick enough for CLBlast.
 let groupedDirectMaxChannelsPerGroup = 16
 
-extension Conv2DGeometry {
-    /// The dispatch rule documented on ``Conv2DParameters/algorithm(input:weight:)``.
+extension Convolution2DGeometry {
+    /// The dispatch rule documented on ``Convolution2DParameters/algorithm(input:weight:)``.
     var algorithm: ConvAlgorithm {
         let s = parameters
         let noDilation = s.dilationH == 1 && s.dilationW == 1
@@ -162,7 +162,7 @@ private let widestRelayoutColumns = 65_535 * 32
 /// group) instead of through the wide relayout: where CLBlast would not
 /// allocate temporaries on the call (see ``clblastBatchedGemmAllocates``)
 /// and groups == 1, or where the wide matrix would be too wide for a GPU grid.
-private func batchesOverSamples(_ context: OpenCLContext, _ g: Conv2DGeometry, transposeA: Bool,
+private func batchesOverSamples(_ context: OpenCLContext, _ g: Convolution2DGeometry, transposeA: Bool,
                                 m: Int, n: Int, k: Int, lda: Int) throws -> Bool {
     if g.n * g.p > widestRelayoutColumns { return true }
     if let forced = pointwiseSampleBatchOverride { return forced }
@@ -171,7 +171,7 @@ private func batchesOverSamples(_ context: OpenCLContext, _ g: Conv2DGeometry, t
 }
 
 /// `y = W · x` for a 1x1, stride-1, padding-0 convolution (bias not included).
-func pointwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func pointwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                       x: BufferView, w: BufferView, y: BufferView) throws {
     if g.p == 1 {
         // Y[:, g] (N × O/G) = X[:, g] (N × C/G) · W_gᵀ (C/G × O/G).
@@ -213,7 +213,7 @@ func pointwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry,
 
 /// `dx = Wᵀ · dy` for a 1x1, stride-1, padding-0 convolution. Every input
 /// pixel is read by exactly one output pixel, so the GEMM writes all of dx.
-func pointwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func pointwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
     if g.p == 1 {
         // dX[:, g] (N × C/G) = dY[:, g] (N × O/G) · W_g (O/G × C/G).
@@ -254,7 +254,7 @@ func pointwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
 
 /// `dW = Σₙ dy[n] · x[n]ᵀ` for a 1x1, stride-1, padding-0 convolution: one
 /// GEMM whose inner dimension runs over every sample and pixel.
-func pointwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func pointwiseBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                              dy: BufferView, x: BufferView, dw: BufferView) throws {
     // beta = 0 throughout: CLBlast never reads dW, so a recycled buffer's
     // garbage cannot leak in.
@@ -302,7 +302,7 @@ enum DirectConv {
     /// A kernel of `Kernels/<family>.cl` (`depthwise` or `grouped`)
     /// specialised for the geometry's kernel size, stride and padding; all
     /// kernels of one family and geometry share one program.
-    static func kernel(_ context: OpenCLContext, _ name: KernelName, _ g: Conv2DGeometry) throws -> Kernel {
+    static func kernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry) throws -> Kernel {
         let s = g.parameters
         var defines = ["KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
                        "PH": "\(s.paddingH)", "PW": "\(s.paddingW)", "TH": "\(tile)", "TW": "\(tile)",
@@ -315,7 +315,7 @@ enum DirectConv {
 }
 
 /// Depthwise forward with the bias (if any) fused.
-func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, w: BufferView,
+func depthwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: BufferView, w: BufferView,
                       bias: BufferView?, y: BufferView) throws {
     let kernel = try DirectConv.kernel(context, .depthwiseForward, g)
     // Without a bias the weight stands in as a never-read pointer (has_bias = 0).
@@ -329,7 +329,7 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferVi
     ])
 }
 
-func depthwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func depthwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
     let kernel = try DirectConv.kernel(context, .depthwiseBackwardData, g)
     let t = DirectConv.tile
@@ -339,7 +339,7 @@ func depthwiseBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
     ])
 }
 
-func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                              dy: BufferView, x: BufferView, dw: BufferView) throws {
     let taps = g.kh * g.kw
     let splits = DirectConv.splits(positions: g.n * g.p)
@@ -359,7 +359,7 @@ func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
 }
 
 /// Grouped forward with the bias (if any) fused.
-func groupedForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView, w: BufferView,
+func groupedForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: BufferView, w: BufferView,
                     bias: BufferView?, y: BufferView) throws {
     let blocks = (g.og + DirectConv.channelBlock - 1) / DirectConv.channelBlock
     let kernel = try DirectConv.kernel(context, .groupedForward, g)
@@ -375,7 +375,7 @@ func groupedForward(_ context: OpenCLContext, _ g: Conv2DGeometry, x: BufferView
     ])
 }
 
-func groupedBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func groupedBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                          dy: BufferView, w: BufferView, dx: BufferView) throws {
     let blocks = (g.cg + DirectConv.channelBlock - 1) / DirectConv.channelBlock
     let kernel = try DirectConv.kernel(context, .groupedBackwardData, g)
@@ -388,7 +388,7 @@ func groupedBackwardData(_ context: OpenCLContext, _ g: Conv2DGeometry,
     ])
 }
 
-func groupedBackwardWeight(_ context: OpenCLContext, _ g: Conv2DGeometry,
+func groupedBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                            dy: BufferView, x: BufferView, dw: BufferView) throws {
     let taps = g.kh * g.kw
     let blocks = (g.cg + DirectConv.channelBlock - 1) / DirectConv.channelBlock

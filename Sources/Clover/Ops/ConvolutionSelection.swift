@@ -14,7 +14,7 @@ import CloverRuntime
 // Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does. Per geometry
 // (shapes, stride, padding, dilation, groups) and pass, the candidates — implicit GEMM with each
 // parameter set of ConvGemmParameters.searchSpace, im2col + CLBlast, and the direct or pointwise
-// path where the shape rule (Conv2DGeometry.algorithm) allows one — are first checked against the
+// path where the shape rule (Convolution2DGeometry.algorithm) allows one — are first checked against the
 // CPU reference on a small case of the same kernel, stride, padding, dilation and groups (a wrong
 // or failing candidate is disqualified: a kernel fault can poison a GPU context, but a wrong
 // result must never be timed), then timed on the geometry itself; the fastest is remembered and
@@ -53,7 +53,7 @@ public struct ConvChoice: Codable, Hashable, Sendable, CustomStringConvertible {
 public struct ConvGeometry: Sendable {
     public var input: [Int]
     public var weight: [Int]
-    public var parameters: Conv2DParameters
+    public var parameters: Convolution2DParameters
     public var pass: ConvPass
     /// ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
     public var key: String
@@ -91,18 +91,18 @@ public enum ConvAlgorithmSelection {
     public static let environmentVariable = "CLOVER_CONV_TUNING"
 
     /// The record key of one geometry and pass.
-    public static func key(input: [Int], weight: [Int], parameters: Conv2DParameters, pass: ConvPass) -> String {
+    public static func key(input: [Int], weight: [Int], parameters: Convolution2DParameters, pass: ConvPass) -> String {
         let s = parameters
         return "\(pass) x\(input.map(String.init).joined(separator: "x")) w\(weight.map(String.init).joined(separator: "x"))"
             + " s\(s.strideH)x\(s.strideW) p\(s.paddingH)x\(s.paddingW) d\(s.dilationH)x\(s.dilationW) g\(s.groups)"
     }
 
-    static func key(_ g: Conv2DGeometry, _ pass: ConvPass) -> String {
+    static func key(_ g: Convolution2DGeometry, _ pass: ConvPass) -> String {
         key(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw], parameters: g.parameters, pass: pass)
     }
 
     /// The candidates for a geometry and pass, heuristic default first.
-    static func candidates(_ g: Conv2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> [ConvChoice] {
+    static func candidates(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> [ConvChoice] {
         var list = [heuristic(g, pass, kind: kind)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
@@ -117,7 +117,7 @@ public enum ConvAlgorithmSelection {
     /// On CPU devices the weight gradient stays on im2col + CLBlast, which
     /// measured 1.3–2.5× faster there than the implicit kernels on ResNet-20's
     /// shapes (the forward and data gradient were 1.1–3× slower).
-    static func heuristic(_ g: Conv2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
+    static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
         if kind == .cpu && pass == .backwardWeight { return ConvChoice(.im2colGEMM) }
         let rows = pass == .backwardData ? g.cg : g.og
@@ -126,7 +126,7 @@ public enum ConvAlgorithmSelection {
 
     /// The choice for one pass: forced (tests), measured in this process or
     /// persisted, measured now under ``autotune``, else the heuristic.
-    static func choice(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
+    static func choice(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
         let key = key(g, pass)
         state.withLock { s in
             guard s.recording != nil, !s.recording!.contains(where: { $0.key == key }) else { return }
@@ -156,14 +156,14 @@ public enum ConvAlgorithmSelection {
     /// Checks every candidate of a geometry and pass, times those that are
     /// right, and remembers the fastest for `context`'s device in this process.
     @discardableResult
-    public static func tune(_ context: OpenCLContext, input: [Int], weight: [Int], parameters: Conv2DParameters,
+    public static func tune(_ context: OpenCLContext, input: [Int], weight: [Int], parameters: Convolution2DParameters,
                             pass: ConvPass, repeats: Int = 3) throws -> ConvTuningEntry {
         let g = try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
         try loadOnce(context)
         return try measure(context, g, pass, repeats: repeats)
     }
 
-    private static func measure(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass,
+    private static func measure(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass,
                                 repeats: Int = 3) throws -> ConvTuningEntry {
         var times: [String: Double] = [:]
         var rejected: [String: String] = [:]
@@ -198,18 +198,18 @@ public enum ConvAlgorithmSelection {
     /// small enough for the CPU reference: 2 samples, a few output rows and
     /// columns, and (without groups) at most 24 in and 40 out channels, so
     /// tiles are partial.
-    static func smallCase(_ g: Conv2DGeometry) -> Conv2DGeometry {
+    static func smallCase(_ g: Convolution2DGeometry) -> Convolution2DGeometry {
         let s = g.parameters
         let c = g.groups == 1 ? min(g.c, 24) : g.c, o = g.groups == 1 ? min(g.o, 40) : g.o
         let extentH = s.dilationH * (g.kh - 1) + 1, extentW = s.dilationW * (g.kw - 1) + 1
         let h = min(g.h, max(extentH - 2 * s.paddingH, 1) + 4 * s.strideH + 1)
         let w = min(g.w, max(extentW - 2 * s.paddingW, 1) + 5 * s.strideW + 2)
         let oh = (h + 2 * s.paddingH - extentH) / s.strideH + 1, ow = (w + 2 * s.paddingW - extentW) / s.strideW + 1
-        return Conv2DGeometry(n: min(g.n, 2), c: c, h: h, w: w, o: o, kh: g.kh, kw: g.kw, oh: oh, ow: ow, parameters: s)
+        return Convolution2DGeometry(n: min(g.n, 2), c: c, h: h, w: w, o: o, kh: g.kh, kw: g.kw, oh: oh, ow: ow, parameters: s)
     }
 
     /// The pass's inputs and output sizes: forward (x, w) → y; data (dy, w) → dx; weight (dy, x) → dw.
-    private static func operandCounts(_ g: Conv2DGeometry, _ pass: ConvPass) -> ([Int], Int) {
+    private static func operandCounts(_ g: Convolution2DGeometry, _ pass: ConvPass) -> ([Int], Int) {
         let x = g.n * g.inputPerSample, y = g.n * g.outputPerSample, w = g.o * g.k
         switch pass {
         case .forward: return ([x, w], y)
@@ -218,7 +218,7 @@ public enum ConvAlgorithmSelection {
         }
     }
 
-    private static func run(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
+    private static func run(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
                             _ a: BufferView, _ b: BufferView, _ out: BufferView) throws {
         let shapes = [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]]
         switch pass {
@@ -235,7 +235,7 @@ public enum ConvAlgorithmSelection {
     }
 
     /// The largest error of `choice` on `g` relative to the CPU reference's largest magnitude.
-    static func check(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice) throws -> Double {
+    static func check(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass, _ choice: ConvChoice) throws -> Double {
         let (counts, outCount) = operandCounts(g, pass)
         var rng = SplitMix64(seed: 11)
         let inputs = counts.map { rng.uniformArray(count: $0, bound: 1) }
@@ -243,11 +243,11 @@ public enum ConvAlgorithmSelection {
         let reference: [Float]
         switch pass {
         case .forward:
-            reference = try Conv2D(g.parameters).evalReference(inputs, shapes: [xShape, wShape])[0]
+            reference = try Convolution2D(g.parameters).evalReference(inputs, shapes: [xShape, wShape])[0]
         case .backwardData:
-            reference = try Conv2DBackwardData(g.parameters, inputShape: xShape).evalReference(inputs, shapes: [yShape, wShape])[0]
+            reference = try Convolution2DBackwardData(g.parameters, inputShape: xShape).evalReference(inputs, shapes: [yShape, wShape])[0]
         case .backwardWeight:
-            reference = try Conv2DBackwardWeight(g.parameters, weightShape: wShape).evalReference(inputs, shapes: [yShape, xShape])[0]
+            reference = try Convolution2DBackwardWeight(g.parameters, weightShape: wShape).evalReference(inputs, shapes: [yShape, xShape])[0]
         }
         let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
         try context.upload(inputs[0], to: a)
@@ -267,7 +267,7 @@ public enum ConvAlgorithmSelection {
     }
 
     /// Seconds per run of `choice` on `g` (the fastest of `repeats` after a warm-up run).
-    static func time(_ context: OpenCLContext, _ g: Conv2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
+    static func time(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
                      repeats: Int) throws -> Double {
         let (counts, outCount) = operandCounts(g, pass)
         var rng = SplitMix64(seed: 12)

@@ -75,7 +75,7 @@ struct DropMask {
 ///
 /// The op is linear in `x` for a fixed mask, so its gradient is the same op
 /// applied to `dy`. `p` must lie in `[0, 1)`; `p = 0` is the identity.
-public struct Dropout: Primitive {
+public struct InvertedDropout: Primitive {
     /// The drop probability `p`, in `[0, 1)`.
     public let probability: Float
     /// The Philox key: one seed gives one mask on every device.
@@ -125,7 +125,7 @@ public struct Dropout: Primitive {
 ///
 /// Linear in `x` for a fixed mask, so its gradient is the same op applied to
 /// `dy`. `p` must lie in `[0, 1)`.
-public struct StochasticDepth: Primitive {
+public struct DropPath: Primitive {
     /// The drop probability `p`, in `[0, 1)`.
     public let probability: Float
     /// The Philox key: one seed gives one mask on every device.
@@ -173,19 +173,19 @@ public struct StochasticDepth: Primitive {
 }
 
 /// Dropout with drop probability `probability`: in training, `x · mask /
-/// (1 − p)` with the mask drawn from `seed` (see ``Dropout``); in inference,
+/// (1 − p)` with the mask drawn from `seed` (see ``InvertedDropout``); in inference,
 /// or when `p = 0`, `x` itself.
 public func dropout(_ x: Tensor, probability: Float, seed: UInt64, training: Bool) throws -> Tensor {
     try DropMask(probability: probability, seed: seed).validate(op: "dropout")
     guard training, probability != 0 else { return x }
-    return try apply1(Dropout(probability: probability, seed: seed), [x])
+    return try apply1(InvertedDropout(probability: probability, seed: seed), [x])
 }
 
 /// Stochastic depth of a residual branch `x` `[N, ...]`: in training, each
 /// sample's branch is dropped with probability `p` and kept ones scaled by
-/// `1 / (1 − p)` (see ``StochasticDepth``); in inference, or when `p = 0`, `x`.
+/// `1 / (1 − p)` (see ``DropPath``); in inference, or when `p = 0`, `x`.
 public func stochasticDepth(_ x: Tensor, probability: Float, seed: UInt64, training: Bool) throws -> Tensor {
     try DropMask(probability: probability, seed: seed).validate(op: "stochastic_depth")
     guard training, probability != 0 else { return x }
-    return try apply1(StochasticDepth(probability: probability, seed: seed), [x])
+    return try apply1(DropPath(probability: probability, seed: seed), [x])
 }

@@ -576,10 +576,10 @@ public struct BatchNormRunningUpdate: Primitive {
 /// Outputs `y`, the per-row mean and the per-row inverse standard deviation
 /// `1/sqrt(var + epsilon)` (biased variance), both of the leading shape
 /// `x.shape.dropLast()` (`[]` for a rank-1 `x`). The vjp gives `[dx, dgamma,
-/// dbeta]` through ``LayerNormBackward``; the statistics outputs are saved
+/// dbeta]` through ``LayerNormalizationBackward``; the statistics outputs are saved
 /// values whose cotangents are ignored. With `outputsStatistics: false` the
 /// only output is `y`.
-public struct LayerNorm: Primitive {
+public struct LayerNormalization: Primitive {
     /// Added to the variance before the square root.
     public let epsilon: Float
     /// Whether the row mean and inverse std are outputs 1 and 2.
@@ -644,8 +644,8 @@ public struct LayerNorm: Primitive {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
-            : Array(try apply(LayerNorm(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
-        return try apply(LayerNormBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
+            : Array(try apply(LayerNormalization(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
+        return try apply(LayerNormalizationBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
                          into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
     }
 }
@@ -654,7 +654,7 @@ public struct LayerNorm: Primitive {
 /// and `invstd`; outputs, with `x̂ = (x − mean)·invstd` and `g = dy·gamma`:
 /// `dx = invstd·(g − mean_D(g) − x̂·mean_D(g·x̂))` per row, and `dgamma = Σ
 /// dy·x̂`, `dbeta = Σ dy` over the rows.
-public struct LayerNormBackward: Primitive {
+public struct LayerNormalizationBackward: Primitive {
     public init() {}
     public var name: String { "layernorm_backward" }
     private static let names = ["dy", "x", "gamma", "mean", "invstd"]
@@ -743,9 +743,9 @@ public func updateRunningStatistics(runningMean: Tensor, runningVariance: Tensor
     return (out[0], out[1])
 }
 
-/// Layer normalisation over the last axis; see ``LayerNorm``.
+/// Layer normalisation over the last axis; see ``LayerNormalization``.
 public func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor,
                       epsilon: Float = 1e-5) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
-    let out = try apply(LayerNorm(epsilon: epsilon), [x, gamma, beta])
+    let out = try apply(LayerNormalization(epsilon: epsilon), [x, gamma, beta])
     return (out[0], out[1], out[2])
 }

@@ -101,7 +101,7 @@ private func checkBackwardShapes(op: String, window: PoolWindow, dy: [Int], inpu
 /// Padding counts as −∞. Ties go to the first maximum in window scan order
 /// (rows top to bottom, each row left to right), which is also where the
 /// gradient goes; a NaN in a window makes the output NaN.
-public struct MaxPool2d: Primitive {
+public struct MaxPooling2D: Primitive {
     public let window: PoolWindow
     public init(_ window: PoolWindow) { self.window = window }
     /// A square window; `stride` defaults to `kernel`.
@@ -130,12 +130,12 @@ public struct MaxPool2d: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(MaxPool2dBackward(window), [cotangents[0], inputs[0]])]
+        [try apply1(MaxPooling2DBackward(window), [cotangents[0], inputs[0]])]
     }
 }
 
 /// For each output of a max pooling, the flat input index of its window's
-/// first maximum (the scan order documented on ``MaxPool2d``).
+/// first maximum (the scan order documented on ``MaxPooling2D``).
 private func referenceMaxPoolArgmax(_ x: [Float], input: [Int], output: [Int], window: PoolWindow) -> [Int] {
     let (n, c, h, w) = (input[0], input[1], input[2], input[3])
     let (oh, ow) = (output[2], output[3])
@@ -166,12 +166,12 @@ private func referenceMaxPoolArgmax(_ x: [Float], input: [Int], output: [Int], w
     return result
 }
 
-/// The gradient of ``MaxPool2d``: each `dy` goes to its window's first
+/// The gradient of ``MaxPooling2D``: each `dy` goes to its window's first
 /// maximum. Inputs: `dy` `[N, C, OH, OW]` and the forward input `x`.
 ///
 /// The OpenCL kernel gathers: each input element re-scans the windows that
 /// cover it, so no indices are saved and no atomics are needed.
-public struct MaxPool2dBackward: Primitive {
+public struct MaxPooling2DBackward: Primitive {
     public let window: PoolWindow
     public init(_ window: PoolWindow) { self.window = window }
     public var name: String { "maxpool2d_backward" }
@@ -206,7 +206,7 @@ public struct MaxPool2dBackward: Primitive {
 /// 2-D average pooling over an `[N, C, H, W]` input. Padded positions count
 /// as zeros and the divisor is always the window area (PyTorch's
 /// `count_include_pad=True`).
-public struct AvgPool2d: Primitive {
+public struct AveragePooling2D: Primitive {
     public let window: PoolWindow
     public init(_ window: PoolWindow) { self.window = window }
     /// A square window; `stride` defaults to `kernel`.
@@ -253,14 +253,14 @@ public struct AvgPool2d: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(AvgPool2dBackward(window, inputShape: inputs[0].shape), [cotangents[0]])]
+        [try apply1(AveragePooling2DBackward(window, inputShape: inputs[0].shape), [cotangents[0]])]
     }
 }
 
-/// The gradient of ``AvgPool2d``: each `dy` spread evenly over its window.
+/// The gradient of ``AveragePooling2D``: each `dy` spread evenly over its window.
 /// Input: `dy` `[N, C, OH, OW]`; the forward input's shape is a parameter
 /// because several input sizes pool to the same output size.
-public struct AvgPool2dBackward: Primitive {
+public struct AveragePooling2DBackward: Primitive {
     public let window: PoolWindow
     /// The forward input's shape `[N, C, H, W]`.
     public let inputShape: [Int]
@@ -308,7 +308,7 @@ public struct AvgPool2dBackward: Primitive {
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
         // Linear in dy, and the exact transpose of the forward pooling.
-        [try apply1(AvgPool2d(window), [cotangents[0]])]
+        [try apply1(AveragePooling2D(window), [cotangents[0]])]
     }
 }
 
@@ -316,7 +316,7 @@ public struct AvgPool2dBackward: Primitive {
 
 /// The mean over each `(n, c)` plane: `[N, C, H, W]` → `[N, C, 1, 1]`
 /// (PyTorch's `AdaptiveAvgPool2d(1)`).
-public struct GlobalAvgPool2d: Primitive {
+public struct GlobalAveragePooling2D: Primitive {
     public init() {}
     public var name: String { "global_avgpool" }
 
@@ -350,13 +350,13 @@ public struct GlobalAvgPool2d: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(GlobalAvgPool2dBackward(inputShape: inputs[0].shape), [cotangents[0]])]
+        [try apply1(GlobalAveragePooling2DBackward(inputShape: inputs[0].shape), [cotangents[0]])]
     }
 }
 
-/// The gradient of ``GlobalAvgPool2d``: `dx[n, c, h, w] = dy[n, c] / (H·W)`.
+/// The gradient of ``GlobalAveragePooling2D``: `dx[n, c, h, w] = dy[n, c] / (H·W)`.
 /// Input: `dy` `[N, C, 1, 1]`; the forward input's shape is a parameter.
-public struct GlobalAvgPool2dBackward: Primitive {
+public struct GlobalAveragePooling2DBackward: Primitive {
     /// The forward input's shape `[N, C, H, W]`.
     public let inputShape: [Int]
     public init(inputShape: [Int]) { self.inputShape = inputShape }
@@ -390,7 +390,7 @@ public struct GlobalAvgPool2dBackward: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        [try apply1(GlobalAvgPool2d(), [cotangents[0]])]
+        [try apply1(GlobalAveragePooling2D(), [cotangents[0]])]
     }
 }
 
@@ -471,15 +471,15 @@ public struct ChannelScaleBackward: Primitive {
     }
 }
 
-/// 2-D max pooling with a square window; see ``MaxPool2d``.
+/// 2-D max pooling with a square window; see ``MaxPooling2D``.
 public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int? = nil, padding: Int = 0) throws -> Tensor {
-    try apply1(MaxPool2d(kernel: kernel, stride: stride, padding: padding), [x])
+    try apply1(MaxPooling2D(kernel: kernel, stride: stride, padding: padding), [x])
 }
-/// 2-D average pooling with a square window; see ``AvgPool2d``.
+/// 2-D average pooling with a square window; see ``AveragePooling2D``.
 public func avgPool2d(_ x: Tensor, kernel: Int, stride: Int? = nil, padding: Int = 0) throws -> Tensor {
-    try apply1(AvgPool2d(kernel: kernel, stride: stride, padding: padding), [x])
+    try apply1(AveragePooling2D(kernel: kernel, stride: stride, padding: padding), [x])
 }
 /// The mean of each `(n, c)` plane, as `[N, C, 1, 1]`.
-public func globalAvgPool2d(_ x: Tensor) throws -> Tensor { try apply1(GlobalAvgPool2d(), [x]) }
+public func globalAvgPool2d(_ x: Tensor) throws -> Tensor { try apply1(GlobalAveragePooling2D(), [x]) }
 /// `x · s` with `s` `[N, C, 1, 1]` broadcast over each plane (squeeze-and-excitation).
 public func channelScale(_ x: Tensor, by s: Tensor) throws -> Tensor { try apply1(ChannelScale(), [x, s]) }

@@ -1,7 +1,7 @@
 import Clover
 
 extension ConformanceSuite {
-    /// 2-D convolution, forward and all three gradients (through `Conv2D.vjp`,
+    /// 2-D convolution, forward and all three gradients (through `Convolution2D.vjp`,
     /// which runs the backward-data, backward-weight and backward-bias
     /// primitives): batch 1 and more, odd and non-square spatial sizes, odd
     /// channel counts, 1x1 to 7x7 kernels, stride, padding, dilation,
@@ -28,14 +28,14 @@ extension ConformanceSuite {
             var input: [Int]            // [N, C, H, W]
             var outChannels: Int
             var kernel: (Int, Int)
-            var parameters: Conv2DParameters
+            var parameters: Convolution2DParameters
             var bias = true
             var offset = false
             var finiteDifference = false
             var columnLimitBytes = defaultConvColumnBufferLimitBytes
         }
-        func p(_ stride: Int = 1, _ padding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Conv2DParameters {
-            Conv2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
+        func p(_ stride: Int = 1, _ padding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Convolution2DParameters {
+            Convolution2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups)
         }
 
         var configs: [Config] = [
@@ -93,9 +93,9 @@ extension ConformanceSuite {
                    parameters: p(1, 1, groups: 3), bias: false, finiteDifference: true),
             // Height and width differ in kernel, stride, padding and dilation.
             Config(label: "3x2 kernel s(1,2) p(2,1) d(2,1)", input: [2, 3, 7, 5], outChannels: 4, kernel: (3, 2),
-                   parameters: Conv2DParameters(stride: (1, 2), padding: (2, 1), dilation: (2, 1)), offset: true),
+                   parameters: Convolution2DParameters(stride: (1, 2), padding: (2, 1), dilation: (2, 1)), offset: true),
             Config(label: "1x3 kernel s(2,1) p(0,1) small", input: [1, 2, 5, 4], outChannels: 3, kernel: (1, 3),
-                   parameters: Conv2DParameters(stride: (2, 1), padding: (0, 1)), finiteDifference: true),
+                   parameters: Convolution2DParameters(stride: (2, 1), padding: (0, 1)), finiteDifference: true),
         ]
         // Mid-size: GEMMs large enough for CLBlast's indirect (padded,
         // tiled) kernels rather than the direct ones the small cases use.
@@ -123,7 +123,7 @@ extension ConformanceSuite {
         configs.append(Config(label: "3x3 p0 groups 3 chunks of 1", input: chunkInput, outChannels: 3, kernel: (3, 3),
                               parameters: p(1, 0, groups: 3), columnLimitBytes: 1))
 
-        // The specialised paths (see Conv2DParameters.algorithm), on real
+        // The specialised paths (see Convolution2DParameters.algorithm), on real
         // network shapes scaled down to a few spatial tiles, plus awkward
         // sizes. Each label names the path the shape is meant to take; the
         // dispatch test in ConvolutionShapeTests checks that it does.
@@ -237,7 +237,7 @@ extension ConformanceSuite {
                 + (c.bias ? " bias" : "") + (c.offset ? " offset" : "")
             return ConformanceCase(
                 op: "conv2d", label: label,
-                primitive: Conv2D(c.parameters, columnBufferLimitBytes: c.columnLimitBytes),
+                primitive: Convolution2D(c.parameters, columnBufferLimitBytes: c.columnLimitBytes),
                 inputShapes: shapes, offsetInputs: c.offset, forward: tol, backward: tol,
                 finiteDifference: c.finiteDifference)
         }
@@ -247,7 +247,7 @@ extension ConformanceSuite {
         // awkward sizes that leave every tile partial: 3x3 stride 1 and 2, the 7x7 stride-2
         // stem, 5x5, 1x1 stride 2, grouped with dilation. Each set gets three of the six
         // geometries in turn, so all geometries and all kernels are covered.
-        let sweep: [(String, [Int], Int, (Int, Int), Conv2DParameters)] = [
+        let sweep: [(String, [Int], Int, (Int, Int), Convolution2DParameters)] = [
             ("3x3 p1 non-square", [2, 5, 9, 7], 11, (3, 3), p(1, 1)),
             ("3x3 s2 p1", [2, 6, 11, 13], 7, (3, 3), p(2, 1)),
             ("7x7 s2 p3 stem", [2, 3, 17, 15], 9, (7, 7), p(2, 3)),
@@ -264,7 +264,7 @@ extension ConformanceSuite {
                 cases.append(ConformanceCase(
                     op: "conv2d", label: "x \(formatShape(input)) w \(formatShape(weight)) \(name) forced \(choice)"
                         + (bias ? " bias" : ""),
-                    primitive: Conv2D(parameters, forcedChoice: choice),
+                    primitive: Convolution2D(parameters, forcedChoice: choice),
                     inputShapes: bias ? [input, weight, [out]] : [input, weight], offsetInputs: step == 1,
                     forward: tol, backward: tol, finiteDifference: false))
             }

@@ -18,16 +18,16 @@ extension ConformanceSuite {
             let seed = UInt64(0xD0_0000 + i)
             cases.append(ConformanceCase(
                 op: "dropout", label: "\(formatShape(shape)) p\(p) seed \(seed)\(i % 2 == 1 ? " offset" : "")",
-                primitive: Dropout(probability: p, seed: seed), inputShapes: [shape], distributions: nonzero,
+                primitive: InvertedDropout(probability: p, seed: seed), inputShapes: [shape], distributions: nonzero,
                 offsetInputs: i % 2 == 1, forward: tol, backward: tol, finiteDifference: shape.reduce(1, *) <= 100))
         }
         cases.append(ConformanceCase(
-            op: "dropout", label: "2x3x5 p0 is the identity", primitive: Dropout(probability: 0, seed: 1),
+            op: "dropout", label: "2x3x5 p0 is the identity", primitive: InvertedDropout(probability: 0, seed: 1),
             inputShapes: [[2, 3, 5]], distributions: nonzero, forward: tol, backward: tol))
         // A seed above 2^32 exercises the key's high word.
         cases.append(ConformanceCase(
             op: "dropout", label: "97x13 p0.3 seed 2^40+5 offset",
-            primitive: Dropout(probability: 0.3, seed: (1 << 40) + 5), inputShapes: [[97, 13]],
+            primitive: InvertedDropout(probability: 0.3, seed: (1 << 40) + 5), inputShapes: [[97, 13]],
             distributions: nonzero, offsetInputs: true, forward: tol, backward: tol))
 
         for (i, shape) in [[1, 3, 4, 4], [7, 5], [13, 2, 3, 3], [97, 1], [33, 16, 2, 2], [6, 24, 3, 1]].enumerated() {
@@ -35,7 +35,7 @@ extension ConformanceSuite {
             let seed = UInt64(0x5D_0000 + i)
             cases.append(ConformanceCase(
                 op: "stochastic_depth", label: "\(formatShape(shape)) p\(p) seed \(seed)\(i % 2 == 0 ? " offset" : "")",
-                primitive: StochasticDepth(probability: p, seed: seed), inputShapes: [shape], distributions: nonzero,
+                primitive: DropPath(probability: p, seed: seed), inputShapes: [shape], distributions: nonzero,
                 offsetInputs: i % 2 == 0, forward: tol, backward: tol, finiteDifference: shape.reduce(1, *) <= 100))
         }
         return cases

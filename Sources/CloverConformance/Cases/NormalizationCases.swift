@@ -146,19 +146,19 @@ extension ConformanceSuite {
             let d = s.shape.last!
             cases.append(ConformanceCase(
                 op: "layernorm", label: "\(formatShape(s.shape))\(s.offset ? " offset" : "")",
-                primitive: LayerNorm(epsilon: 1e-5), inputShapes: [s.shape, [d], [d]],
+                primitive: LayerNormalization(epsilon: 1e-5), inputShapes: [s.shape, [d], [d]],
                 distributions: [.uniform(-2, 3), gammaDist, betaDist], offsetInputs: s.offset,
                 forward: bnForward, backward: bnBackward))
         }
         cases.append(ConformanceCase(
             op: "layernorm", label: "4x97 mean 100 std 0.01",
-            primitive: LayerNorm(epsilon: 1e-5), inputShapes: [[4, 97], [97], [97]],
+            primitive: LayerNormalization(epsilon: 1e-5), inputShapes: [[4, 97], [97], [97]],
             distributions: [largeMean, gammaDist, betaDist], forward: stableForward, backward: stableBackward))
         for (shape, offset) in [([3, 7], false), ([2, 2, 5], true), ([1], false)] {
             let d = shape.last!
             cases.append(ConformanceCase(
                 op: "layernorm", label: "\(formatShape(shape)) y only\(offset ? " offset" : "")",
-                primitive: LayerNorm(epsilon: 1e-5, outputsStatistics: false), inputShapes: [shape, [d], [d]],
+                primitive: LayerNormalization(epsilon: 1e-5, outputsStatistics: false), inputShapes: [shape, [d], [d]],
                 distributions: [.uniform(-2, 3), gammaDist, betaDist], offsetInputs: offset,
                 forward: bnForward, backward: bnBackward, finiteDifference: true))
         }

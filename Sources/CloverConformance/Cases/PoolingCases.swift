@@ -26,10 +26,10 @@ extension ConformanceSuite {
                 index += 1
                 let label = "\(formatShape(shape)) \(window)" + (offset ? " offset" : "")
                 cases.append(ConformanceCase(
-                    op: "maxpool2d", label: label, primitive: MaxPool2d(window), inputShapes: [shape],
+                    op: "maxpool2d", label: label, primitive: MaxPooling2D(window), inputShapes: [shape],
                     offsetInputs: offset, forward: exact, backward: windowSum))
                 cases.append(ConformanceCase(
-                    op: "avgpool2d", label: label, primitive: AvgPool2d(window), inputShapes: [shape],
+                    op: "avgpool2d", label: label, primitive: AveragePooling2D(window), inputShapes: [shape],
                     offsetInputs: offset, forward: windowSum, backward: windowSum))
             }
         }
@@ -42,11 +42,11 @@ extension ConformanceSuite {
                                 (PoolWindow(kernel: 3, stride: 1, padding: 1), [1, 1, 4, 3])] {
             let label = "\(formatShape(shape)) \(window) finite differences"
             cases.append(ConformanceCase(
-                op: "maxpool2d", label: label, primitive: MaxPool2d(window), inputShapes: [shape],
+                op: "maxpool2d", label: label, primitive: MaxPooling2D(window), inputShapes: [shape],
                 distributions: [.uniform(-64, 64)], forward: exact, backward: windowSum,
                 finiteDifference: true, finiteDifferenceStep: 1e-3))
             cases.append(ConformanceCase(
-                op: "avgpool2d", label: label, primitive: AvgPool2d(window), inputShapes: [shape],
+                op: "avgpool2d", label: label, primitive: AveragePooling2D(window), inputShapes: [shape],
                 forward: windowSum, backward: windowSum, finiteDifference: true))
         }
 
@@ -60,7 +60,7 @@ extension ConformanceSuite {
             .enumerated() {
             cases.append(ConformanceCase(
                 op: "global_avgpool", label: formatShape(shape) + (i % 2 == 1 ? " offset" : ""),
-                primitive: GlobalAvgPool2d(), inputShapes: [shape], offsetInputs: i % 2 == 1,
+                primitive: GlobalAveragePooling2D(), inputShapes: [shape], offsetInputs: i % 2 == 1,
                 forward: mean, backward: mean, finiteDifference: shape.reduce(1, *) <= 300))
         }
 
