@@ -63,18 +63,7 @@
 #ifndef TK
 #define TK 16
 #endif
-#ifndef KH
-#define KH 3
-#endif
-#ifndef KW
-#define KW 3
-#endif
-#ifndef SH
-#define SH 1
-#endif
-#ifndef SW
-#define SW 1
-#endif
+#include "window.h"
 #ifndef RW
 #define RW 64
 #endif

@@ -39,18 +39,7 @@
 // they only skip the final store.
 // =================================================================================================
 
-#ifndef KH
-#define KH 3
-#endif
-#ifndef KW
-#define KW 3
-#endif
-#ifndef SH
-#define SH 1
-#endif
-#ifndef SW
-#define SW 1
-#endif
+#include "window.h"
 #ifndef PH
 #define PH (KH / 2)
 #endif
