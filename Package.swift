@@ -20,8 +20,9 @@
 //                          arrays only, so it needs no OpenCL
 //   CMPI, CMPIShim         system module over Open MPI, and C functions for its
 //                          predefined handles (macros Swift cannot import)
-//   CloverDistributed      MPI communicator, errors and gradient buckets for
-//                          data-parallel training (only the CLI links MPI)
+//   CloverDistributed      MPI communicator, errors, gradient buckets and their
+//                          averaging (overlapped with backward) for data-parallel
+//                          training (only the executables link MPI)
 //   clover                 the command-line tool
 //   clover-bench           kernel and model benchmarks (Benchmarks/CloverBench)
 import PackageDescription
@@ -143,7 +144,7 @@ let package = Package(
         ),
         .target(
             name: "CloverDistributed",
-            dependencies: ["CMPI", "CMPIShim"]
+            dependencies: ["CMPI", "CMPIShim", "Clover", "CloverRuntime"]
         ),
         .executableTarget(
             name: "clover",

@@ -33,8 +33,10 @@ struct CloverBench: ParsableCommand {
             Distributed (--distributed, or any run under Open MPI's mpirun): every rank runs the \
             model benchmarks with its gradients averaged over the ranks in every step, as \
             clover train --distributed does (25 MiB buckets, CLOVER_ALLREDUCE_BUCKET_BYTES to \
-            change; reduced after backward), and the model rows gain the world size, global \
-            batch, bytes allreduced, seconds in MPI_Allreduce and the share hidden, per step, and \
+            change; reduced during backward on GPUs, after it on CPU devices, \
+            CLOVER_ALLREDUCE_OVERLAP=1/0 to force), and the model rows gain the world size, global \
+            batch, bytes allreduced, seconds in MPI_Allreduce and the share hidden (behind \
+            backward with overlap), per step, and \
             global images/s. Kernel benchmarks are skipped; only rank 0 prints and writes --json. \
             Example: mpirun -np 2 clover-bench --distributed --quick --filter model/cifar-resnet20
             """

@@ -14,28 +14,28 @@ import Darwin
 /// rank times the model benchmarks' training steps with its gradients
 /// averaged over the ranks inside the optimiser's step, as
 /// `clover train --distributed` does (``Optimizer/gradientHook``,
-/// ``GradientBuckets`` of 25 MiB in a fixed order,
-/// ``Communicator/averageInBuckets(_:read:write:)``), and rank 0 reports.
+/// ``GradientBuckets`` of 25 MiB in a fixed order, the same
+/// ``GradientAverager``), and rank 0 reports.
 ///
 /// Each rank runs the row's batch (weak scaling: the global batch is the
-/// per-rank batch times the world size). The buckets are reduced after
-/// backward, which is `clover train`'s path on CPU devices (its default
-/// there); the reduction during backward (`OverlappedReduction`) lives in
-/// the `clover` executable target, which clover-bench cannot import, so
-/// `CLOVER_ALLREDUCE_OVERLAP=1` is refused here rather than silently
-/// measuring something else.
+/// per-rank batch times the world size). As in `clover train`, the buckets
+/// are reduced during backward (``OverlappedReduction``) on GPUs and after
+/// backward on CPU devices; `CLOVER_ALLREDUCE_OVERLAP=1` or `0` forces
+/// either. With overlap the row reports the share of `MPI_Allreduce` time
+/// hidden behind backward (the warm-up step, which builds the reduction for
+/// the optimiser's arena, is not timed).
 final class DistributedBench {
     let world: Communicator
-    /// `CLOVER_ALLREDUCE_BUCKET_BYTES`, as for `clover train`.
-    let bucketBytes: Int
-    private var buckets: GradientBuckets?
+    /// `CLOVER_ALLREDUCE_OVERLAP` and `CLOVER_ALLREDUCE_BUCKET_BYTES`, as for `clover train`.
+    private let averager: GradientAverager
+    var bucketBytes: Int { averager.bucketBytes }
 
-    /// Figures of each step since ``startCounting()``.
-    private var steps: [(statistics: ReductionStatistics, backwardWait: Double)] = []
+    /// Figures of each step since ``averageGradients(of:parameters:)``.
+    private var steps: [GradientAverager.Step] = []
 
-    private init(world: Communicator, bucketBytes: Int) {
+    private init(world: Communicator, environment: [String: String]) {
         self.world = world
-        self.bucketBytes = bucketBytes
+        averager = GradientAverager(world: world, environment: environment)
     }
 
     /// Joins the MPI job when `requested` (`--distributed`) or when Open MPI
@@ -44,18 +44,11 @@ final class DistributedBench {
     static func start(requested: Bool) throws -> DistributedBench? {
         let environment = ProcessInfo.processInfo.environment
         guard requested || Communicator.isLaunchedByOpenMPI(environment: environment) else { return nil }
-        if let overlap = environment["CLOVER_ALLREDUCE_OVERLAP"], overlap != "0" {
-            throw CloverError.invalidArgument(
-                op: "clover-bench --distributed",
-                reason: "CLOVER_ALLREDUCE_OVERLAP=\(overlap): clover-bench reduces gradients after backward only "
-                    + "(the overlapped reduction is clover train's); unset it or set 0")
-        }
         // Serialized: the buckets are reduced on a communication thread
-        // while this thread reads and writes the neighbouring buckets.
+        // while this thread reads and writes the neighbouring buckets, or
+        // enqueues backward.
         let world = try Communicator.initialize(requiring: .serialized)
-        let bucketBytes = environment["CLOVER_ALLREDUCE_BUCKET_BYTES"].flatMap { Int($0) }.map { max(4, $0) }
-            ?? GradientBuckets.defaultBucketBytes
-        let job = DistributedBench(world: world, bucketBytes: bucketBytes)
+        let job = DistributedBench(world: world, environment: environment)
         if !world.isRoot {
             // Only rank 0 prints the tables and progress; errors use stderr directly.
             StandardError.silenced = true
@@ -84,45 +77,16 @@ final class DistributedBench {
 
     /// Makes `optimizer` average its gradients over the ranks before every
     /// update, recording each step's figures.
-    func averageGradients(of optimizer: Optimizer) {
+    ///
+    /// - Parameter parameters: the optimiser's parameters, in its order
+    ///   (for the reduction during backward).
+    func averageGradients(of optimizer: Optimizer, parameters: [Parameter]) {
         steps = []
-        optimizer.gradientHook = { [unowned self] gradients in try self.average(gradients) }
-    }
-
-    /// The same reduction as `clover train --distributed` without overlap:
-    /// the optimiser's flat arena on an OpenCL device (drained first, so the
-    /// figures hold transfers and communication only), else one host array.
-    private func average(_ gradients: [Tensor]) throws {
-        let clock = ContinuousClock()
-        if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL {
-            let plan = bucketPlan(count: view.count)
-            let start = clock.now
-            try context.finish()
-            let wait = seconds(clock.now - start)
-            let statistics = try world.averageInBuckets(plan, read: { range in
-                try context.download(view.slice(offset: range.lowerBound, count: range.count), as: Float.self)
-            }, write: { range, values in
-                try context.upload(values, to: view.slice(offset: range.lowerBound, count: range.count))
-            })
-            steps.append((statistics, wait))
-        } else {
-            var flat = try gradients.flatMap { try $0.toArray() }
-            let statistics = try world.averageInBuckets(bucketPlan(count: flat.count), read: { Array(flat[$0]) },
-                                                        write: { flat.replaceSubrange($0, with: $1) })
-            var offset = 0
-            for g in gradients {
-                try g.copyValues(Array(flat[offset..<offset + g.count]))
-                offset += g.count
-            }
-            steps.append((statistics, 0))
+        // The previous model's arena and readiness observer go.
+        averager.stop()
+        optimizer.gradientHook = { [unowned self] gradients in
+            steps.append(try averager.average(gradients, parameters: parameters.map(\.tensor)))
         }
-    }
-
-    private func bucketPlan(count: Int) -> GradientBuckets {
-        if let buckets, buckets.count == count { return buckets }
-        let plan = GradientBuckets(count: count, bucketBytes: bucketBytes)
-        buckets = plan
-        return plan
     }
 
     /// The figures of the last `timedSteps` steps (the timed ones, after the
@@ -135,23 +99,27 @@ final class DistributedBench {
         var s = ReductionStatistics(), wait = 0.0
         for step in timed {
             s += step.statistics
-            wait += step.backwardWait
+            wait += step.backwardWaitSeconds
         }
+        // Every rank takes the same path (same device kind, same setting).
+        let overlap = !timed.isEmpty && timed.allSatisfy(\.overlapped)
         // Seconds averaged over the ranks; bytes and buckets are the same on every rank.
         var sums = [s.communicationSeconds, s.exposedSeconds, s.totalSeconds, wait, stepSeconds]
         try world.allreduceSum(&sums)
         let ranks = Double(world.size)
         let communication = sums[0] / ranks / n, exposed = sums[1] / ranks / n
+        let hidden = communication > 0 ? max(0, min(1, 1 - exposed / communication)) : 0
         let globalBatch = perRankBatch * world.size
         return DistributedFigures(
             worldSize: world.size, perRankBatch: perRankBatch, globalBatch: globalBatch,
-            buckets: Int((Double(s.buckets) / n).rounded()), bucketBytes: bucketBytes, overlap: false,
+            buckets: Int((Double(s.buckets) / n).rounded()), bucketBytes: bucketBytes, overlap: overlap,
             bytesPerStep: Double(s.bytes) / n, allreduceSecondsPerStep: communication,
             exposedSecondsPerStep: exposed, reductionSecondsPerStep: sums[2] / ranks / n,
             backwardWaitSecondsPerStep: sums[3] / ranks / n,
-            hiddenFraction: communication > 0 ? max(0, min(1, 1 - exposed / communication)) : 0,
-            hiddenBehind: "other buckets' device reads and writes (reduced after backward)",
-            hiddenBehindBackward: nil,
+            hiddenFraction: hidden,
+            hiddenBehind: overlap ? "backward (reduced during backward)"
+                : "other buckets' device reads and writes (reduced after backward)",
+            hiddenBehindBackward: overlap ? hidden : nil,
             imagesPerSecond: Double(globalBatch) / stepSeconds,
             stepSecondsOverRanks: sums[4] / ranks)
     }
@@ -167,6 +135,7 @@ final class DistributedBench {
 
     /// Waits for every rank and shuts MPI down.
     func finish() throws {
+        averager.stop()
         try world.barrier()
         try world.finalize()
     }
@@ -181,7 +150,7 @@ struct DistributedFigures: Codable {
     /// Buckets per step, and their size limit.
     var buckets: Int
     var bucketBytes: Int
-    /// Whether buckets were reduced during backward (never, in clover-bench).
+    /// Whether the timed steps' buckets were reduced during backward.
     var overlap: Bool
     /// Bytes each rank allreduced per step (its whole gradient, as Float).
     var bytesPerStep: Double
@@ -190,14 +159,18 @@ struct DistributedFigures: Codable {
     var allreduceSecondsPerStep: Double
     /// Of those, the seconds the step waited for them.
     var exposedSecondsPerStep: Double
-    /// The whole reduction per step: reads, communication and writes.
+    /// The whole reduction per step: reads, communication and writes (with
+    /// overlap, what the optimiser's step waited for the rest of backward
+    /// and the reductions).
     var reductionSecondsPerStep: Double
-    /// Seconds per step waiting for backward to drain before the reduction.
+    /// Seconds per step waiting for backward to drain before the reduction
+    /// (0 with overlap, whose reduction time includes the rest of backward).
     var backwardWaitSecondsPerStep: Double
     /// The fraction of the allreduce time hidden behind other work, and what that work was.
     var hiddenFraction: Double
     var hiddenBehind: String
-    /// The fraction hidden behind backward: nil, since clover-bench does not overlap.
+    /// The fraction hidden behind backward: the hidden fraction with
+    /// overlap, nil without (the reduction starts after backward).
     var hiddenBehindBackward: Double?
     /// Global images (sequences) per second: global batch ÷ rank 0's median step.
     var imagesPerSecond: Double

@@ -99,7 +99,7 @@ struct ModelBenchmark {
                           on device: Device, warmup: Int, repetitions: Int, distributed: DistributedBench? = nil,
                           loss: () throws -> Tensor) throws {
         model.train()
-        distributed?.averageGradients(of: optimizer)
+        distributed?.averageGradients(of: optimizer, parameters: model.namedParameters().map(\.1))
         defer { optimizer.gradientHook = nil }
         // Each step's OpenCL calls, CLBlast's included; the queue drain that
         // `measure` adds after each step is the harness's, not the step's.

@@ -175,8 +175,12 @@ extension BenchReport {
             ])
         }
         return ["### Distributed: gradients averaged over \(rows[0].distributed!.worldSize) ranks in every step", "",
-                "Each rank runs the row's batch; the buckets are reduced after backward (clover train's path "
-                    + "without overlap), so nothing is hidden behind backward. Seconds are per step, mean over "
+                "Each rank runs the row's batch; the buckets are reduced "
+                    + (rows.allSatisfy { $0.distributed!.overlap }
+                        ? "during backward (overlap, as clover train on GPUs), and Hidden is the share behind backward. "
+                        : "after backward where overlap is off (clover train's default on CPU devices), so nothing "
+                            + "is hidden behind backward there. ")
+                    + "Seconds are per step, mean over "
                     + "ranks, and include waiting for the slower rank; images/s is the global batch over rank 0's "
                     + "median step.",
                 "", table.render(), ""]

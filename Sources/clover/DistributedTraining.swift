@@ -41,22 +41,14 @@ final class DistributedTraining {
     /// Seconds of the epoch spent waiting for backward to finish on the
     /// device before the reduction started.
     private var deviceWaitSeconds = 0.0
-    private var buckets: GradientBuckets?
     private var parameters: [Parameter] = []
-    private var overlap: OverlappedReduction?
-    /// `CLOVER_ALLREDUCE_OVERLAP=1` reduces during backward, `0` after it;
-    /// unset, during backward except on CPU devices, where the
-    /// communication thread (Open MPI polls while it waits) takes a core
-    /// from the backward kernels (measured on POCL: slower, see BENCHMARKS.md).
-    private let overlapSetting = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_OVERLAP"]
-
-    private func overlapAllowed(on context: OpenCLContext) -> Bool {
-        overlapSetting.map { $0 != "0" } ?? (context.device.kind != .cpu)
-    }
+    /// The reduction itself (``GradientAverager``): during backward except
+    /// on CPU devices, where the communication thread (Open MPI polls while
+    /// it waits) takes a core from the backward kernels (measured on POCL:
+    /// slower, see BENCHMARKS.md); `CLOVER_ALLREDUCE_OVERLAP=0/1` forces it,
     /// `CLOVER_ALLREDUCE_BUCKET_BYTES` overrides the 25 MiB buckets (tests
     /// use small ones to get many buckets from a small model).
-    private let bucketBytes = ProcessInfo.processInfo.environment["CLOVER_ALLREDUCE_BUCKET_BYTES"].flatMap { Int($0) }
-        .map { max(4, $0) } ?? GradientBuckets.defaultBucketBytes
+    private let averager: GradientAverager
     private var stepsRun = 0
     private let failure: (rank: Int, step: Int, kill: Bool)?
 
@@ -75,6 +67,7 @@ final class DistributedTraining {
 
     private init(world: Communicator, environment: [String: String]) {
         self.world = world
+        averager = GradientAverager(world: world, environment: environment)
         if let rank = environment[Self.failRankVariable].flatMap({ Int($0) }) {
             failure = (rank, environment[Self.failStepVariable].flatMap { Int($0) } ?? 1,
                        environment[Self.failKillVariable] == "1")
@@ -210,48 +203,9 @@ final class DistributedTraining {
             throw CloverError.invalidArgument(op: "training step \(stepsRun)",
                                               reason: "failure injected by \(Self.failRankVariable)=\(rank)")
         }
-        if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL,
-           overlapAllowed(on: context), parameters.reduce(0, { $0 + $1.tensor.count }) == view.count {
-            if overlap?.matches(view) != true {
-                // From the next step on, buckets start during backward.
-                overlap = OverlappedReduction(world: world, context: context, arena: view,
-                                              parameters: parameters.map(\.tensor), plan: bucketPlan(count: view.count))
-                GradientReadiness.observer = { [unowned self] leaf in self.overlap?.leafFinished(leaf) }
-            }
-            epochStatistics += try overlap!.finishStep()
-        } else if gradients.count == 1, let view = gradients[0].deviceView, let context = gradients[0].device.openCL {
-            // The optimiser's flat arena: each bucket is read from the
-            // device, reduced and written back in place.
-            let plan = bucketPlan(count: view.count)
-            // Drains backward first, so that the reduction's figures hold
-            // transfers and communication only (a blocking read of the first
-            // bucket would otherwise count the whole backward pass).
-            let clock = ContinuousClock(), start = clock.now
-            try context.finish()
-            deviceWaitSeconds += seconds(clock.now - start)
-            epochStatistics += try world.averageInBuckets(plan, read: { range in
-                try context.download(view.slice(offset: range.lowerBound, count: range.count), as: Float.self)
-            }, write: { range, values in
-                try context.upload(values, to: view.slice(offset: range.lowerBound, count: range.count))
-            })
-        } else {
-            // The reference device: one host array over all parameters.
-            var flat = try gradients.flatMap { try $0.toArray() }
-            epochStatistics += try world.averageInBuckets(bucketPlan(count: flat.count), read: { Array(flat[$0]) },
-                                                          write: { flat.replaceSubrange($0, with: $1) })
-            var offset = 0
-            for g in gradients {
-                try g.copyValues(Array(flat[offset..<offset + g.count]))
-                offset += g.count
-            }
-        }
-    }
-
-    private func bucketPlan(count: Int) -> GradientBuckets {
-        if let buckets, buckets.count == count { return buckets }
-        let plan = GradientBuckets(count: count, bucketBytes: bucketBytes)
-        buckets = plan
-        return plan
+        let step = try averager.average(gradients, parameters: parameters.map(\.tensor))
+        epochStatistics += step.statistics
+        deviceWaitSeconds += step.backwardWaitSeconds
     }
 
     /// The `--profile` lines for the epoch's reductions, and a fresh count.
@@ -261,10 +215,10 @@ final class DistributedTraining {
         func ms(_ seconds: Double) -> String { Format.fixed(1000 * seconds / steps, decimals: 2) + " ms" }
         return [
             "gradient allreduce per step (\(size) ranks, \(s.buckets / max(stepsInEpoch, 1)) bucket(s) of at most "
-                + "\(Format.fixed(Double(bucketBytes) / 1_048_576, decimals: 2)) MiB): "
+                + "\(Format.fixed(Double(averager.bucketBytes) / 1_048_576, decimals: 2)) MiB): "
                 + "\(Format.fixed(Double(s.bytes) / steps / 1e6, decimals: 2)) MB "
                 + "allreduced; in MPI_Allreduce \(ms(s.communicationSeconds)) (waiting for the slowest rank included), "
-                + (overlap != nil
+                + (averager.overlap != nil
                     ? "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind backward; "
                         + "the step waited \(ms(s.totalSeconds)) for backward and the reductions"
                     : "\(Format.fixed(100 * s.hiddenFraction, decimals: 1))% of it hidden behind other buckets' device "
@@ -322,8 +276,7 @@ final class DistributedTraining {
         if let directory = ProcessInfo.processInfo.environment[Self.rankStateVariable] {
             try model.stateDict().write(path: directory + "/rank-\(rank).safetensors")
         }
-        GradientReadiness.observer = nil
-        overlap = nil
+        averager.stop()
         try world.barrier()
         Self.current = nil
         try world.finalize()

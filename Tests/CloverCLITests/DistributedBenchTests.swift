@@ -5,7 +5,8 @@ import XCTest
 /// `clover-bench --distributed` under Open MPI's `mpirun` on POCL: a model
 /// row whose gradients are averaged over 2 ranks carries the job's figures
 /// (world size, global batch, bytes allreduced, time in `MPI_Allreduce`,
-/// the share hidden, global images/s), and only rank 0 writes the report.
+/// the share hidden, global images/s), and only rank 0 writes the report;
+/// with `CLOVER_ALLREDUCE_OVERLAP=1`, the share hidden behind backward.
 ///
 /// Needs `mpirun` (scripts/setup.sh installs openmpi-bin) and the built
 /// `clover-bench`; skips without them (fails under CLOVER_REQUIRE_DEVICE=1).
@@ -19,7 +20,10 @@ final class DistributedBenchTests: XCTestCase {
         throw TestSupport.unavailable("mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
     }
 
-    func testDistributedModelRowHasAllreduceFigures() throws {
+    /// Runs `clover-bench --distributed` for ResNet-20 on 2 ranks with
+    /// `CLOVER_ALLREDUCE_OVERLAP` set to `overlap` (unset when nil); returns
+    /// rank 0's standard output and the JSON report.
+    private func runBench(overlap: String?) throws -> (stdout: String, report: [String: Any]) {
         try TestSupport.requireOpenCL()
         let bench = try TestSupport.benchBinary(testFile: #filePath)
         let dir = NSTemporaryDirectory() + "clover-bench-mpi-\(UUID().uuidString)"
@@ -38,7 +42,7 @@ final class DistributedBenchTests: XCTestCase {
         environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
         // Small buckets: several per step, so the bucket pipeline is exercised.
         environment["CLOVER_ALLREDUCE_BUCKET_BYTES"] = "262144"
-        environment.removeValue(forKey: "CLOVER_ALLREDUCE_OVERLAP")
+        environment["CLOVER_ALLREDUCE_OVERLAP"] = overlap
         process.environment = environment
         FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
         FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
@@ -55,13 +59,17 @@ final class DistributedBenchTests: XCTestCase {
         let stdout = try String(contentsOfFile: dir + "/stdout", encoding: .utf8)
         let stderr = try String(contentsOfFile: dir + "/stderr", encoding: .utf8)
         XCTAssertEqual(process.terminationStatus, 0, stderr)
+        let report = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/bench.json"))) as? [String: Any])
+        return (stdout, report)
+    }
 
+    func testDistributedModelRowHasAllreduceFigures() throws {
+        let (stdout, report) = try runBench(overlap: nil)
         // Rank 0 alone printed the tables.
         XCTAssertEqual(stdout.components(separatedBy: "## clover-bench").count - 1, 1, stdout)
         XCTAssertTrue(stdout.contains("### Distributed: gradients averaged over 2 ranks"), stdout)
 
-        let report = try XCTUnwrap(
-            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/bench.json"))) as? [String: Any])
         XCTAssertEqual(report["world_size"] as? Int, 2)
         let rows = try XCTUnwrap(report["results"] as? [[String: Any]])
         XCTAssertEqual(rows.count, 1, "kernel benchmarks are skipped: \(rows.map { $0["name"] ?? "?" })")
@@ -89,5 +97,26 @@ final class DistributedBenchTests: XCTestCase {
         XCTAssertNil(d["hidden_behind_backward_fraction"], "no overlap in clover-bench")
         let global = try XCTUnwrap(d["global_images_per_second"] as? Double)
         XCTAssertEqual(global, Double(2 * batch) / stepSeconds, accuracy: global * 1e-9)
+    }
+
+    /// With `CLOVER_ALLREDUCE_OVERLAP=1` the buckets are reduced during
+    /// backward (``OverlappedReduction``, as `clover train` on GPUs), and
+    /// the row reports the share of `MPI_Allreduce` hidden behind backward.
+    func testDistributedOverlapRowReportsShareHiddenBehindBackward() throws {
+        let (stdout, report) = try runBench(overlap: "1")
+        XCTAssertTrue(stdout.contains("behind backward"), stdout)
+        let rows = try XCTUnwrap(report["results"] as? [[String: Any]])
+        XCTAssertEqual(rows.count, 1)
+        let row = try XCTUnwrap(rows.first)
+        XCTAssertNil(row["error"])
+        let d = try XCTUnwrap(row["distributed"] as? [String: Any], "\(row)")
+        let parameters = try XCTUnwrap(row["parameters"] as? Int)
+        XCTAssertEqual(d["overlap"] as? Bool, true, "\(d)")
+        XCTAssertEqual(d["bytes_allreduced_per_step"] as? Double, Double(parameters * 4))
+        XCTAssertEqual(d["buckets"] as? Int, (parameters * 4 + 262_143) / 262_144)
+        XCTAssertGreaterThan(try XCTUnwrap(d["allreduce_seconds_per_step"] as? Double), 0)
+        let behindBackward = try XCTUnwrap(d["hidden_behind_backward_fraction"] as? Double, "\(d)")
+        XCTAssertTrue((0...1).contains(behindBackward), "\(behindBackward)")
+        XCTAssertEqual(d["hidden_fraction"] as? Double, behindBackward)
     }
 }

@@ -1,6 +1,4 @@
 import Clover
-import CloverDistributed
-import CloverNN
 import CloverRuntime
 import Dispatch
 
@@ -22,7 +20,12 @@ import Dispatch
 /// Every rank runs the same graph, so buckets become ready in the same
 /// order; buckets are in any case started strictly in plan order, so the
 /// collectives of all ranks pair up.
-final class OverlappedReduction {
+///
+/// Usually driven by ``GradientAverager``, which builds one for the
+/// optimiser's arena and installs ``leafFinished(_:)`` as the
+/// ``GradientReadiness/observer``. Needs MPI with at least
+/// `MPI_THREAD_SERIALIZED` (``Communicator/initialize(requiring:)``).
+public final class OverlappedReduction {
     private let world: Communicator
     private let context: OpenCLContext
     private let arena: BufferView
@@ -44,10 +47,16 @@ final class OverlappedReduction {
     private var slots: [Slot?]
     private var pendingError: Error?
 
+    /// A reduction of `arena` over the ranks of `world`.
+    ///
     /// - Parameters:
+    ///   - world: the job's communicator.
+    ///   - context: the OpenCL context that holds `arena` and runs backward.
     ///   - arena: the optimiser's flat gradient arena.
-    ///   - parameters: the leaf tensors bound to it, in arena order.
-    init(world: Communicator, context: OpenCLContext, arena: BufferView, parameters: [Tensor], plan: GradientBuckets) {
+    ///   - parameters: the leaf tensors bound to it, in arena order (their
+    ///     counts must add up to the arena's).
+    ///   - plan: the buckets over the arena, the same on every rank.
+    public init(world: Communicator, context: OpenCLContext, arena: BufferView, parameters: [Tensor], plan: GradientBuckets) {
         self.world = world
         self.context = context
         self.arena = arena
@@ -72,13 +81,16 @@ final class OverlappedReduction {
         for buffer in buffers { buffer.deallocate() }
     }
 
-    /// Whether `arena` and `count` are still the ones this was built for.
-    func matches(_ view: BufferView) -> Bool {
+    /// Whether `view` is still the arena this was built for.
+    public func matches(_ view: BufferView) -> Bool {
         view.buffer === arena.buffer && view.offset == arena.offset && view.count == arena.count
     }
 
-    /// Autograd's report that `leaf`'s gradient is final.
-    func leafFinished(_ leaf: Tensor) {
+    /// Autograd's report that `leaf`'s gradient is final (the
+    /// ``GradientReadiness/observer``): starts every bucket, in order, whose
+    /// parameters are all final. Leaves of other arenas are ignored; an
+    /// error is kept and thrown by ``finishStep()``.
+    public func leafFinished(_ leaf: Tensor) {
         guard pendingError == nil, let i = parameterIndex[ObjectIdentifier(leaf)], !final[i] else { return }
         // Only a gradient already in its arena slice can be read early; one
         // held elsewhere (or none) is completed by the step's `collect`.
@@ -117,8 +129,12 @@ final class OverlappedReduction {
 
     /// At the step (after the arena's `collect`): starts what is left,
     /// waits for every bucket, uploads the averages, and returns the step's
-    /// figures.
-    func finishStep() throws -> ReductionStatistics {
+    /// figures: ``ReductionStatistics/exposedSeconds`` is the communication
+    /// not hidden behind backward, so ``ReductionStatistics/hiddenFraction``
+    /// is the share hidden behind it.
+    ///
+    /// - Throws: the first error of a device transfer or of MPI this step.
+    public func finishStep() throws -> ReductionStatistics {
         let started = clock.now
         var statistics = ReductionStatistics()
         defer {
@@ -155,14 +171,14 @@ final class OverlappedReduction {
         }
         for slot in finished {
             guard let readDone = slot.readDone, let reduceDone = slot.reduceDone else { continue }
-            let busy = seconds(reduceDone - readDone)
+            let busy = Communicator.seconds(reduceDone - readDone)
             statistics.communicationSeconds += busy
-            let hidden = readDone < backwardEnd ? min(busy, seconds(backwardEnd - readDone)) : 0
+            let hidden = readDone < backwardEnd ? min(busy, Communicator.seconds(backwardEnd - readDone)) : 0
             statistics.exposedSeconds += busy - hidden
         }
         statistics.bytes = plan.count * MemoryLayout<Float>.stride
         statistics.buckets = plan.ranges.count
-        statistics.totalSeconds = seconds(waited - started)
+        statistics.totalSeconds = Communicator.seconds(waited - started)
         return statistics
     }
 }
