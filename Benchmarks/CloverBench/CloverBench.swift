@@ -16,7 +16,12 @@ struct CloverBench: ParsableCommand {
             Kernels: GEMM (4096³ and ResNet-50's 1x1-conv shapes), dense 3x3, 1x1, grouped \
             (ResNeXt-50) and depthwise (EfficientNet-B0) convolutions, batch norm, the \
             ConvLSTM/ConvGRU gates, BERT-base attention and the SGD/AdamW update over \
-            ResNet-50's parameters, each forward and backward. Models: one training step \
+            ResNet-50's parameters, each forward and backward. Convolution engine (conv/<model>: \
+            cifar-resnet20, resnet50, resnext50-32x4d, efficientnet-b0): every distinct convolution \
+            geometry of the model's training step at the model rows' batch and side, each pass \
+            (forward, data and weight gradient) on the algorithm the selection picks for the device \
+            (a persisted clover tune conv choice, else the heuristic) beside im2col + CLBlast forced. \
+            Models: one training step \
             (forward, backward, SGD update) on synthetic data, and one pre-training step of the \
             BERT-base OSCAR encoder (sequence 128: masked-token + contrastive loss, AdamW).
 
@@ -54,7 +59,7 @@ struct CloverBench: ParsableCommand {
     @Option(name: .long, help: "Multiply batch sizes by F (0 < F ≤ 1).")
     var batchScale: Double?
 
-    @Option(name: .long, help: "Run only benchmarks whose name contains this (case-insensitive); repeat for several. Names look like gemm/4096, conv1x1/r50-…, model/resnet50.")
+    @Option(name: .long, help: "Run only benchmarks whose name contains this (case-insensitive); repeat for several. Names look like gemm/4096, conv1x1/r50-…, conv/resnet50, model/resnet50.")
     var filter: [String] = []
 
     @Option(name: .long, help: "Untimed runs before timing (default 3; 1 with --quick). Models always get at least 1.")
@@ -116,7 +121,8 @@ struct CloverBench: ParsableCommand {
             throw ExitCode.failure
         }
         let models = ModelBenchmark.all.filter { selected($0.name) }
-        guard !kernels.isEmpty || !models.isEmpty else {
+        let convEngine = job != nil || (distributed && list) ? [] : ConvEngineBenchmark.all.filter { selected($0.name) }
+        guard !kernels.isEmpty || !models.isEmpty || !convEngine.isEmpty else {
             StandardError.line("error: no benchmark matches --filter \(filter.joined(separator: ", "))")
             throw ExitCode.failure
         }
@@ -159,6 +165,12 @@ struct CloverBench: ParsableCommand {
             let records = runKernel(benchmark, sizing: sizing, on: target, warmup: warmupRuns, repetitions: timedRuns,
                                     compareReference: compareReference)
             failures += records.filter { $0.error != nil || $0.reference?.error != nil }.count
+            report.results += records
+            save()
+        }
+        for benchmark in convEngine {
+            let records = runConvEngine(benchmark, sizing: sizing, on: target, warmup: warmupRuns, repetitions: timedRuns)
+            failures += records.filter { $0.error != nil || $0.convolution?.baselineError != nil }.count
             report.results += records
             save()
         }

@@ -174,11 +174,13 @@ struct BenchRecord: Codable {
     var stepCounters: StepCounters?
     /// The gradient allreduce figures of a `--distributed` model row.
     var distributed: DistributedFigures?
+    /// The selection's algorithm against im2col + CLBlast (`conv/<model>` rows only).
+    var convolution: ConvComparison?
     var error: String?
 
     enum CodingKeys: String, CodingKey {
         case name, pass, op, params, model, shape, seconds, repetitions, flops, bytes, gflops, gbps, reference, error, parameters
-        case distributed
+        case distributed, convolution
         case minSeconds = "min_seconds"
         case imagesPerSecond = "images_per_second"
         case peakBytes = "peak_bytes"

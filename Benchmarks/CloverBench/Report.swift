@@ -90,7 +90,7 @@ extension BenchReport {
             "- Peer: \(peer)",
         ] + (worldSize.map { ["- Distributed: \($0) ranks under mpirun, gradients averaged over them in every training step"] } ?? [])
             + [""]
-        let kernels = results.filter { $0.op != "train_step" }
+        let kernels = results.filter { $0.op != "train_step" && !$0.name.hasPrefix("conv/") }
         if !kernels.isEmpty {
             var table = MarkdownTable(
                 headers: ["Benchmark", "Pass", "Shape", "Median ms", "GFLOP/s", "GB/s",
@@ -109,6 +109,7 @@ extension BenchReport {
             }
             out += ["### Kernels", "", table.render(), ""]
         }
+        out += convolutionMarkdown(results.filter { $0.name.hasPrefix("conv/") })
         let models = results.filter { $0.op == "train_step" }
         if !models.isEmpty {
             // Per-step OpenCL calls after the first step (CLBlast's internal
@@ -138,16 +139,47 @@ extension BenchReport {
                     "", table.render(), ""]
             out += distributedMarkdown(models)
         }
-        let failed = results.filter { $0.error != nil || $0.reference?.error != nil }
+        let failed = results.filter { $0.error != nil || $0.reference?.error != nil || $0.convolution?.baselineError != nil }
         if !failed.isEmpty {
             out += ["### Errors", ""]
             for r in failed {
                 if let e = r.error { out.append("- \(r.name) \(r.pass): \(e)") }
                 if let e = r.reference?.error { out.append("- \(r.name) \(r.pass) (reference comparison): \(e)") }
+                if let e = r.convolution?.baselineError { out.append("- \(r.name) \(r.pass) \(r.shape) (im2colGEMM): \(e)") }
             }
             out.append("")
         }
         return out.joined(separator: "\n")
+    }
+
+    /// The `conv/<model>` table: each geometry and pass on the selection's
+    /// algorithm beside im2col + CLBlast; empty without such rows.
+    private func convolutionMarkdown(_ rows: [BenchRecord]) -> [String] {
+        guard !rows.isEmpty else { return [] }
+        var table = MarkdownTable(
+            headers: ["Benchmark", "Pass", "Shape", "Chosen (source)", "Chosen ms", "Chosen GFLOP/s (GB/s)",
+                      "im2col + CLBlast ms", "im2col GFLOP/s (GB/s)", "im2col ÷ chosen time"],
+            numeric: [4, 5, 6, 7, 8])
+        func rate(_ gflops: Double?, _ gbps: Double?) -> String {
+            gbps.map { BenchFormat.significant($0) + " GB/s" } ?? BenchFormat.significant(gflops)
+        }
+        for r in rows {
+            let c = r.convolution
+            table.rows.append([
+                r.name, r.pass, r.shape, c.map { "\($0.chosen) (\($0.source))" } ?? "—",
+                r.error == nil ? BenchFormat.milliseconds(r.seconds) : "error", rate(r.gflops, r.gbps),
+                c?.baselineError != nil ? "error" : BenchFormat.milliseconds(c?.baselineSeconds),
+                rate(c?.baselineGflops, c?.baselineGbps),
+                c?.speedup.map { BenchFormat.significant($0) + "×" } ?? "—",
+            ])
+        }
+        return ["### Convolution engine: the selection's algorithm beside im2col + CLBlast", "",
+                "Every distinct convolution geometry of the model's training step (recorded on the planning device at "
+                    + "the model rows' batch and side); each pass timed on the algorithm the selection picks for this "
+                    + "device (tuned: a persisted clover tune conv record; heuristic otherwise) and on im2col + CLBlast "
+                    + "forced, in the same run. Depthwise rows report GB/s (every operand once); the last column is "
+                    + "> 1 where the chosen algorithm is faster.",
+                "", table.render(), ""]
     }
 
     /// The `--distributed` table: per step, what each rank allreduced, the
