@@ -107,35 +107,13 @@ struct ConvEngineBenchmark {
             bytes: depthwise ? 4 * (x + w + y) : nil)
     }
 
-    /// The choice the selection makes for `g` and `pass` on `context`'s
-    /// device when nothing is forced: the persisted `clover tune conv`
-    /// record when one exists (and `CLOVER_CONV_TUNING` allows it), else
-    /// the heuristic of ``ConvAlgorithmSelection`` (`heuristic(_:_:kind:)`,
-    /// which is internal to Clover and therefore restated here).
-    static func selectedChoice(_ context: OpenCLContext, _ g: Geometry, _ pass: ConvPass,
-                               persisted: ConvTuningRecord?) throws -> (choice: ConvChoice, source: String) {
-        let key = ConvAlgorithmSelection.key(input: g.input, weight: g.weight, parameters: g.parameters, pass: pass)
-        if let entry = persisted?.entries[key] { return (entry.choice, "tuned") }
-        let algorithm = try g.parameters.algorithm(input: g.input, weight: g.weight)
-        if algorithm != .im2colGEMM { return (ConvChoice(algorithm), "heuristic") }
-        let kind = context.device.kind
-        if kind == .cpu && pass == .backwardWeight { return (ConvChoice(.im2colGEMM), "heuristic") }
-        let groups = g.parameters.groups
-        let rows = pass == .backwardData ? g.input[1] / groups : g.weight[0] / groups
-        let space = ConvGemmParameters.searchSpace
-        return (ConvChoice(.implicitGEMM, kind == .cpu ? space[3] : rows <= 64 ? space[9] : space[10]), "heuristic")
-    }
-
-    /// The device's persisted choices, as ``ConvAlgorithmSelection`` loads them.
-    static func persistedRecord(_ context: OpenCLContext) -> ConvTuningRecord? {
-        let variable = ProcessInfo.processInfo.environment[ConvAlgorithmSelection.environmentVariable]
-        guard GemmTuning.isEnabled(environment: [GemmTuning.environmentVariable: variable ?? "1"]),
-              let directory = context.programs.directory,
-              let data = FileManager.default.contents(atPath: directory + "/" + ConvAlgorithmSelection.fileName(for: context.device)),
-              let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
-              record.version == ConvTuningRecord.currentVersion,
-              record.deviceIdentity == context.device.cacheIdentity else { return nil }
-        return record
+    /// The path the selection takes for `g` and `pass` (as training would),
+    /// and whether a measurement chose it.
+    static func selectedChoice(_ context: OpenCLContext, _ g: Geometry,
+                               _ pass: ConvPass) throws -> (choice: ConvChoice, source: String) {
+        let current = try ConvAlgorithmSelection.currentChoice(context, input: g.input, weight: g.weight,
+                                                               parameters: g.parameters, pass: pass)
+        return (current.choice, current.tuned ? "tuned" : "heuristic")
     }
 
     /// The runnable pass of `g` on `choice` (nil: the selection's own).
@@ -189,9 +167,8 @@ extension CloverBench {
         guard let context = device.openCL else {
             return records.map { var r = $0; r.error = "the convolution engine needs an OpenCL device"; return r }
         }
-        let persisted = ConvEngineBenchmark.persistedRecord(context)
-        StandardError.line("\(benchmark.name): \(geometries.count) geometries × 3 passes"
-                           + (persisted == nil ? " (heuristic choices)" : " (persisted choices where tuned)"))
+        StandardError.line("\(benchmark.name): \(geometries.count) geometries × 3 passes "
+                           + "(each row says whether a measurement or the heuristic chose its path)")
         var index = 0
         for g in geometries {
             withoutGradients {
@@ -210,7 +187,7 @@ extension CloverBench {
                     guard r.error == nil else { continue }
                     var comparison = ConvComparison(chosen: "?", source: "?", baseline: ConvAlgorithm.im2colGEMM.rawValue)
                     do {
-                        let (choice, source) = try ConvEngineBenchmark.selectedChoice(context, g, pass, persisted: persisted)
+                        let (choice, source) = try ConvEngineBenchmark.selectedChoice(context, g, pass)
                         comparison.chosen = choice.description
                         comparison.source = source
                         // The selection's own path (nothing forced), as training runs it.

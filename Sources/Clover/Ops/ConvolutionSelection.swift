@@ -144,6 +144,21 @@ public enum ConvAlgorithmSelection {
         return heuristic(g, pass, kind: context.device.kind)
     }
 
+    /// What the selection runs for one geometry and pass on `context`'s
+    /// device, without measuring anything: the persisted or in-process
+    /// measured choice (`tuned` true), else the heuristic default. For
+    /// reports (clover-bench) that name the path training takes.
+    public static func currentChoice(_ context: OpenCLContext, input: [Int], weight: [Int],
+                                     parameters: Convolution2DParameters,
+                                     pass: ConvPass) throws -> (choice: ConvChoice, tuned: Bool) {
+        let g = try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
+        try loadOnce(context)
+        if let known = state.withLock({ $0.entries[deviceKey(context.device)]?[key(g, pass)] }) {
+            return (known.choice, true)
+        }
+        return (heuristic(g, pass, kind: context.device.kind), false)
+    }
+
     /// The distinct convolution geometries and passes `body` runs (for
     /// example one planned training step), in first-use order.
     public static func recordGeometries(_ body: () throws -> Void) throws -> [ConvGeometry] {
