@@ -19,24 +19,11 @@ final class ConvEngineBenchTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: bench)
-        process.arguments = ["--quick", "--repeat", "2", "--filter", "conv/cifar-resnet20", "--json", dir + "/bench.json"]
-        FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stdout"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stderr"))
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        if done.wait(timeout: .now() + 300) == .timedOut {
-            process.terminate()
-            done.wait()
-            XCTFail("clover-bench --filter conv/cifar-resnet20 did not end within 300 s")
-        }
-        let stdout = try String(contentsOfFile: dir + "/stdout", encoding: .utf8)
-        let stderr = try String(contentsOfFile: dir + "/stderr", encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        let outcome = try TestSupport.run(
+            bench, ["--quick", "--repeat", "2", "--filter", "conv/cifar-resnet20", "--json", dir + "/bench.json"],
+            directory: dir, label: "clover-bench --filter conv/cifar-resnet20")
+        let stdout = outcome.stdout
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
         XCTAssertTrue(stdout.contains("### Convolution engine"), stdout)
         let report = try XCTUnwrap(
             JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/bench.json"))) as? [String: Any])

@@ -11,15 +11,6 @@ import XCTest
 /// Needs `mpirun` (scripts/setup.sh installs openmpi-bin) and the built
 /// `clover-bench`; skips without them (fails under CLOVER_REQUIRE_DEVICE=1).
 final class DistributedBenchTests: XCTestCase {
-    private func mpirun() throws -> String {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = "\(directory)/mpirun"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw TestSupport.unavailable("mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
-    }
-
     /// Runs `clover-bench --distributed` for ResNet-20 on 2 ranks with
     /// `CLOVER_ALLREDUCE_OVERLAP` set to `overlap` (unset when nil); returns
     /// rank 0's standard output and the JSON report.
@@ -30,11 +21,6 @@ final class DistributedBenchTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try mpirun())
-        process.arguments = ["-np", "2", "--allow-run-as-root", "--oversubscribe", bench, "--distributed", "--quick",
-                             "--warmup", "1", "--repeat", "2", "--filter", "model/cifar-resnet20",
-                             "--json", dir + "/bench.json"]
         var environment = ProcessInfo.processInfo.environment
         // As in DistributedTrainingTests: one POCL thread per rank, and Open
         // MPI's shared memory without a single-copy mechanism (containers).
@@ -43,22 +29,13 @@ final class DistributedBenchTests: XCTestCase {
         // Small buckets: several per step, so the bucket pipeline is exercised.
         environment["CLOVER_ALLREDUCE_BUCKET_BYTES"] = "262144"
         environment["CLOVER_ALLREDUCE_OVERLAP"] = overlap
-        process.environment = environment
-        FileManager.default.createFile(atPath: dir + "/stdout", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/stderr", contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stdout"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/stderr"))
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        if done.wait(timeout: .now() + 300) == .timedOut {
-            process.terminate()
-            done.wait()
-            XCTFail("clover-bench --distributed did not end within 300 s")
-        }
-        let stdout = try String(contentsOfFile: dir + "/stdout", encoding: .utf8)
-        let stderr = try String(contentsOfFile: dir + "/stderr", encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        let outcome = try TestSupport.run(
+            try TestSupport.mpirun(),
+            ["-np", "2", "--allow-run-as-root", "--oversubscribe", bench, "--distributed", "--quick",
+             "--warmup", "1", "--repeat", "2", "--filter", "model/cifar-resnet20", "--json", dir + "/bench.json"],
+            environment: environment, directory: dir, label: "clover-bench --distributed")
+        let stdout = outcome.stdout
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
         let report = try XCTUnwrap(
             JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/bench.json"))) as? [String: Any])
         return (stdout, report)

@@ -18,14 +18,7 @@ final class DistributedTrainingTests: XCTestCase {
 
     private func cloverBinary() throws -> String { try TestSupport.cloverBinary(testFile: #filePath) }
 
-    private func mpirun() throws -> String {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = "\(directory)/mpirun"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw TestSupport.unavailable("mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
-    }
+    private func mpirun() throws -> String { try TestSupport.mpirun() }
 
     private func requireOpenCL() throws { try TestSupport.requireOpenCL() }
 
