@@ -173,83 +173,63 @@ private func batchesOverSamples(_ context: OpenCLContext, _ g: Convolution2DGeom
 /// `y = W · x` for a 1x1, stride-1, padding-0 convolution (bias not included).
 func pointwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                       x: BufferView, w: BufferView, y: BufferView) throws {
-    if g.p == 1 {
-        // Y[:, g] (N × O/G) = X[:, g] (N × C/G) · W_gᵀ (C/G × O/G).
-        return try clblastGemm(context, transposeA: false, transposeB: true, m: g.n, n: g.og, k: g.cg, alpha: 1,
-                               a: x, lda: g.c, strideA: g.cg,
-                               b: w, ldb: g.cg, strideB: g.og * g.cg,
-                               beta: 0, c: y, ldc: g.o, strideC: g.og, batch: g.groups)
-    }
-    if g.n == 1 {
-        // Y_g (O/G × P) = W_g (O/G × C/G) · X_g (C/G × P), batched over the groups.
-        return try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.cg, alpha: 1,
-                               a: w, lda: g.cg, strideA: g.og * g.cg,
-                               b: x, ldb: g.p, strideB: g.cg * g.p,
-                               beta: 0, c: y, ldc: g.p, strideC: g.og * g.p, batch: g.groups)
-    }
-    if try batchesOverSamples(context, g, transposeA: false, m: g.og, n: g.p, k: g.cg, lda: g.cg) {
-        // Y[n, g] (O/G × P) = W_g (O/G × C/G) · X[n, g] (C/G × P) for every
-        // sample in one call per group (the weight at stride 0).
-        for group in 0..<g.groups {
-            try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: g.p, k: g.cg, alpha: 1,
-                            a: w.slice(offset: group * g.og * g.cg, count: g.og * g.cg), lda: g.cg, strideA: 0,
-                            b: x.slice(offset: group * g.cg * g.p, count: x.count - group * g.cg * g.p), ldb: g.p,
-                            strideB: g.inputPerSample,
-                            beta: 0, c: y.slice(offset: group * g.og * g.p, count: y.count - group * g.og * g.p),
-                            ldc: g.p, strideC: g.outputPerSample, batch: g.n)
-        }
-        return
-    }
-    // Y' (O × N·P) = W · X' (C × N·P), per group, then [O, N, P] → [N, O, P].
-    let cols = g.n * g.p
-    let wideX = try wideRelayout(context, x, samples: g.n, rows: g.c, pixels: g.p)
-    let wideY = try context.allocateView(count: g.o * cols)
-    try clblastGemm(context, transposeA: false, transposeB: false, m: g.og, n: cols, k: g.cg, alpha: 1,
-                    a: w, lda: g.cg, strideA: g.og * g.cg,
-                    b: wideX, ldb: cols, strideB: g.cg * cols,
-                    beta: 0, c: wideY, ldc: cols, strideC: g.og * cols, batch: g.groups)
-    try transposeMiddleAxes(wideY, dims: [1, g.o, g.n, g.p], into: y, on: context)
+    try pointwiseProduct(context, g, transposeWeight: false, w: w, input: x, output: y)
 }
 
 /// `dx = Wᵀ · dy` for a 1x1, stride-1, padding-0 convolution. Every input
 /// pixel is read by exactly one output pixel, so the GEMM writes all of dx.
 func pointwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
+    try pointwiseProduct(context, g, transposeWeight: true, w: w, input: dy, output: dx)
+}
+
+/// `output = op(W_g) · input` per group of a 1x1, stride-1 convolution: the
+/// forward pass (op the identity; input x with C channels, output y with O)
+/// or the data gradient (op the transpose; input dy with O, output dx with C).
+/// The route depends on the shape, never on a loop over samples.
+private func pointwiseProduct(_ context: OpenCLContext, _ g: Convolution2DGeometry, transposeWeight t: Bool,
+                              w: BufferView, input: BufferView, output: BufferView) throws {
+    // Channels per group and in all, and elements per sample, of each side.
+    let (inGroup, outGroup) = t ? (g.og, g.cg) : (g.cg, g.og)
+    let (inAll, outAll) = t ? (g.o, g.c) : (g.c, g.o)
+    let (inSample, outSample) = t ? (g.outputPerSample, g.inputPerSample) : (g.inputPerSample, g.outputPerSample)
     if g.p == 1 {
-        // dX[:, g] (N × C/G) = dY[:, g] (N × O/G) · W_g (O/G × C/G).
-        return try clblastGemm(context, transposeA: false, transposeB: false, m: g.n, n: g.cg, k: g.og, alpha: 1,
-                               a: dy, lda: g.o, strideA: g.og,
+        // Out[:, g] (N × outGroup) = In[:, g] (N × inGroup) · op(W_g)ᵀ: one GEMM over the batch.
+        return try clblastGemm(context, transposeA: false, transposeB: !t, m: g.n, n: outGroup, k: inGroup, alpha: 1,
+                               a: input, lda: inAll, strideA: inGroup,
                                b: w, ldb: g.cg, strideB: g.og * g.cg,
-                               beta: 0, c: dx, ldc: g.c, strideC: g.cg, batch: g.groups)
+                               beta: 0, c: output, ldc: outAll, strideC: outGroup, batch: g.groups)
     }
     if g.n == 1 {
-        return try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: g.p, k: g.og, alpha: 1,
+        // Out_g (outGroup × P) = op(W_g) · In_g (inGroup × P), batched over the groups.
+        return try clblastGemm(context, transposeA: t, transposeB: false, m: outGroup, n: g.p, k: inGroup, alpha: 1,
                                a: w, lda: g.cg, strideA: g.og * g.cg,
-                               b: dy, ldb: g.p, strideB: g.og * g.p,
-                               beta: 0, c: dx, ldc: g.p, strideC: g.cg * g.p, batch: g.groups)
+                               b: input, ldb: g.p, strideB: inGroup * g.p,
+                               beta: 0, c: output, ldc: g.p, strideC: outGroup * g.p, batch: g.groups)
     }
-    if try batchesOverSamples(context, g, transposeA: true, m: g.cg, n: g.p, k: g.og, lda: g.cg) {
-        // dX[n, g] (C/G × P) = W_gᵀ (C/G × O/G) · dY[n, g] (O/G × P) for every
-        // sample in one call per group.
+    if try batchesOverSamples(context, g, transposeA: t, m: outGroup, n: g.p, k: inGroup, lda: g.cg) {
+        // Out[n, g] = op(W_g) · In[n, g] for every sample in one call per
+        // group (the weight at stride 0).
         for group in 0..<g.groups {
-            try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: g.p, k: g.og, alpha: 1,
+            try clblastGemm(context, transposeA: t, transposeB: false, m: outGroup, n: g.p, k: inGroup, alpha: 1,
                             a: w.slice(offset: group * g.og * g.cg, count: g.og * g.cg), lda: g.cg, strideA: 0,
-                            b: dy.slice(offset: group * g.og * g.p, count: dy.count - group * g.og * g.p), ldb: g.p,
-                            strideB: g.outputPerSample,
-                            beta: 0, c: dx.slice(offset: group * g.cg * g.p, count: dx.count - group * g.cg * g.p),
-                            ldc: g.p, strideC: g.inputPerSample, batch: g.n)
+                            b: input.slice(offset: group * inGroup * g.p, count: input.count - group * inGroup * g.p),
+                            ldb: g.p, strideB: inSample,
+                            beta: 0, c: output.slice(offset: group * outGroup * g.p,
+                                                     count: output.count - group * outGroup * g.p),
+                            ldc: g.p, strideC: outSample, batch: g.n)
         }
         return
     }
-    // dX' (C × N·P) = Wᵀ · dY' (O × N·P), per group, then [C, N, P] → [N, C, P].
+    // Out' (outAll × N·P) = op(W) · In' (inAll × N·P), per group, then [O, N, P] → [N, O, P].
     let cols = g.n * g.p
-    let wideDY = try wideRelayout(context, dy, samples: g.n, rows: g.o, pixels: g.p)
-    let wideDX = try context.allocateView(count: g.c * cols)
-    try clblastGemm(context, transposeA: true, transposeB: false, m: g.cg, n: cols, k: g.og, alpha: 1,
+    let wideIn = try wideRelayout(context, input, samples: g.n, rows: inAll, pixels: g.p)
+    let wideOut = try context.allocateView(count: outAll * cols)
+    try clblastGemm(context, transposeA: t, transposeB: false, m: outGroup, n: cols, k: inGroup, alpha: 1,
                     a: w, lda: g.cg, strideA: g.og * g.cg,
-                    b: wideDY, ldb: cols, strideB: g.og * cols,
-                    beta: 0, c: wideDX, ldc: cols, strideC: g.cg * cols, batch: g.groups)
-    try transposeMiddleAxes(wideDX, dims: [1, g.c, g.n, g.p], into: dx, on: context)
+                    b: wideIn, ldb: cols, strideB: inGroup * cols,
+                    beta: 0, c: wideOut, ldc: cols, strideC: outGroup * cols, batch: g.groups)
+    try transposeMiddleAxes(wideOut, dims: [1, outAll, g.n, g.p], into: output, on: context)
 }
 
 /// `dW = Σₙ dy[n] · x[n]ᵀ` for a 1x1, stride-1, padding-0 convolution: one
