@@ -6,7 +6,9 @@ import CloverRuntime
 // is no column buffer and no transpose back. It covers every geometry the op accepts (any kernel
 // size, stride, padding, dilation and groups); the kernels are compiled per parameter set, kernel
 // size and stride. Launches per pass are fixed whatever the batch: forward 1 (bias fused), data
-// gradient 1, weight gradient 2 (split-K partial products, then a reduction in a fixed order).
+// gradient 1, weight gradient 2 (split-K partial products, then a reduction in a fixed order); the
+// row-padded vector form (stride 1, CPUs) adds its operand copies: forward 2 (pad, product), data
+// gradient 3 (flip the weight, pad dy, product), weight gradient 4 (pad dy, pad x, partials, sum).
 
 /// One parameter set of the implicit-GEMM kernels (`Kernels/convgemm.cl`'s
 /// `TM`, `TN`, `WM`, `WN` and `TK` macros).
@@ -19,10 +21,26 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     public var workN: Int
     /// The K-tile staged in local memory per step.
     public var tileK: Int
-    /// The barrier-free kernels (`DIRECT`, for CPU devices): `tileN` items per
-    /// group along the columns (`LX`), each with `workM` × `workN` outputs;
-    /// `tileM` and `tileK` are unused.
-    public var direct: Bool
+    /// Which kernels of the file the set compiles.
+    public var form: Form
+
+    /// The three kernel forms of `Kernels/convgemm.cl`.
+    public enum Form: String, Codable, Sendable {
+        /// Work-group tiles staged in local memory (GPUs).
+        case tiled
+        /// The barrier-free kernels (`DIRECT`, CPUs): `tileN` items per group
+        /// along the columns (`LX`), each with `workM` × `workN` outputs;
+        /// `tileM` and `tileK` are unused.
+        case direct
+        /// The row-padded explicit-vector kernels (`VECTOR`, CPUs, stride 1
+        /// only): `tileN` items per group, each with `workM` rows × `workN`
+        /// float16 vectors of columns (forward and data gradient) or `workM`
+        /// rows × `workN` weight columns (weight gradient).
+        case vector
+    }
+
+    /// The barrier-free form.
+    public var direct: Bool { form == .direct }
 
     public init(tileM: Int, tileN: Int, workM: Int, workN: Int, tileK: Int) {
         self.tileM = tileM
@@ -30,30 +48,60 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         self.workM = workM
         self.workN = workN
         self.tileK = tileK
-        direct = false
+        form = .tiled
     }
 
     /// A barrier-free set: `items` work-items per group, `workM` × `workN` outputs each.
     public init(directItems items: Int, workM: Int, workN: Int) {
         self.init(tileM: workM, tileN: items, workM: workM, workN: workN, tileK: 1)
-        direct = true
+        form = .direct
+    }
+
+    /// A row-padded vector set: `items` work-items per group, `workM` rows ×
+    /// `workN` vectors (or weight columns) each.
+    public init(vectorItems items: Int, workM: Int, workN: Int) {
+        self.init(tileM: workM, tileN: items, workM: workM, workN: workN, tileK: 1)
+        form = .vector
     }
 
     /// Work-items per group along rows (dimension 1) and columns (dimension 0).
-    var itemsM: Int { direct ? 1 : tileM / workM }
-    var itemsN: Int { direct ? tileN : tileN / workN }
+    var itemsM: Int { form == .tiled ? tileM / workM : 1 }
+    var itemsN: Int { form == .tiled ? tileN / workN : tileN }
     var workGroupSize: Int { itemsM * itemsN }
     /// The tiled kernels' two staged tiles, or the direct weight gradient's reduction.
-    var localMemoryBytes: Int { direct ? 4 * workM * workN * tileN : 4 * tileK * (tileM + tileN) }
+    var localMemoryBytes: Int {
+        switch form {
+        case .tiled: return 4 * tileK * (tileM + tileN)
+        case .direct: return 4 * workM * workN * tileN
+        case .vector: return 0
+        }
+    }
 
     public var description: String {
-        direct ? "direct \(tileN)/\(workM)x\(workN)" : "\(tileM)x\(tileN)x\(tileK)/\(workM)x\(workN)"
+        switch form {
+        case .tiled: return "\(tileM)x\(tileN)x\(tileK)/\(workM)x\(workN)"
+        case .direct: return "direct \(tileN)/\(workM)x\(workN)"
+        case .vector: return "vector \(tileN)/\(workM)x\(workN)"
+        }
+    }
+
+    /// Whether the set's kernels cover `g`: the vector form needs stride 1
+    /// (its padded grid is linear in the output position only then).
+    func supports(_ g: Convolution2DGeometry) -> Bool {
+        form != .vector || (g.parameters.strideH == 1 && g.parameters.strideW == 1)
     }
 
     /// The constraints `convgemm.cl` states, broken ones described.
     public var violations: [String] {
         var problems: [String] = []
         if [tileM, tileN, workM, workN, tileK].contains(where: { $0 <= 0 }) { return ["every size must be positive"] }
+        if form == .vector {
+            if tileN > LaunchProfile.portable.maxWorkGroupSize || tileN & (tileN - 1) != 0 {
+                problems.append("vector work-group of \(tileN) items must be a power of two up to 256")
+            }
+            if workM * workN > 32 { problems.append("\(workM * workN) float16 accumulators per item exceed 32") }
+            return problems
+        }
         if direct {
             if tileN > LaunchProfile.portable.maxWorkGroupSize || tileN & (tileN - 1) != 0 {
                 problems.append("direct work-group of \(tileN) items must be a power of two up to 256")
@@ -76,12 +124,17 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     }
 
     /// The sets measured per geometry (``ConvAlgorithmSelection``) and swept
-    /// by the conformance cases. The barrier-free (direct) sets first, for
-    /// CPUs: POCL vectorises across dimension 0, 16 items per AVX-512
-    /// register, and keeps their accumulators in registers. Then the tiled
-    /// sets; the last two are the GPU shapes (64x64 and 128x128 tiles on 256
-    /// items, K-tile 16, 8 KiB and 16 KiB of local memory).
+    /// by the conformance cases. The row-padded vector sets first (CPUs,
+    /// stride 1): float16 accumulators, 8 rows x 2 vectors for the forward
+    /// pass and data gradient, 4 rows x 6 weight columns for the weight
+    /// gradient. Then the barrier-free (direct) sets, for CPUs at any stride:
+    /// POCL vectorises across dimension 0, 16 items per AVX-512 register.
+    /// Then the tiled sets; the last two are the GPU shapes (64x64 and
+    /// 128x128 tiles on 256 items, K-tile 16, 8 KiB and 16 KiB of local memory).
     public static let searchSpace: [ConvGemmParameters] = [
+        ConvGemmParameters(vectorItems: 4, workM: 8, workN: 2),
+        ConvGemmParameters(vectorItems: 4, workM: 4, workN: 6),
+        ConvGemmParameters(vectorItems: 1, workM: 8, workN: 3),
         ConvGemmParameters(directItems: 64, workM: 16, workN: 1),
         ConvGemmParameters(directItems: 64, workM: 8, workN: 2),
         ConvGemmParameters(directItems: 64, workM: 4, workN: 4),
@@ -95,10 +148,15 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(tileM: 128, tileN: 128, workM: 8, workN: 8, tileK: 16),
     ]
 
-    /// The set an unmeasured geometry uses on `kind` of device.
-    static func heuristicDefault(for kind: DeviceKind, rows: Int) -> ConvGemmParameters {
-        if kind == .cpu { return searchSpace[3] }
-        return rows <= 64 ? searchSpace[9] : searchSpace[10]
+    /// The set an unmeasured geometry uses on `kind` of device: on CPUs the
+    /// vector form where it applies (stride 1), else the direct 32/8x4 set.
+    static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry) -> ConvGemmParameters {
+        if kind == .cpu {
+            let vector = pass == .backwardWeight ? searchSpace[1] : searchSpace[0]
+            return vector.supports(g) ? vector : searchSpace[6]
+        }
+        let rows = pass == .backwardData ? g.cg : g.og
+        return rows <= 64 ? searchSpace[12] : searchSpace[13]
     }
 }
 
@@ -148,6 +206,7 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         "TM": "\(set.tileM)", "TN": "\(set.tileN)", "WM": "\(set.workM)", "WN": "\(set.workN)", "TK": "\(set.tileK)",
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
+        "VECTOR": set.form == .vector ? "1" : "0",
     ])
 }
 
@@ -165,6 +224,9 @@ private func gemmRange(_ set: ConvGemmParameters, rows: Int, columns: Int, depth
 /// `y = conv(x, w) (+ bias)` in one launch.
 func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                          x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
+    if set.form == .vector {
+        return try vectorForward(context, g, set, x: x, w: w, bias: bias, y: y)
+    }
     let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set)
     let range = gemmRange(set, rows: g.og, columns: g.n * g.p, depth: g.groups)
     let b = bias ?? w   // never read when has_bias = 0
@@ -177,6 +239,9 @@ func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _
 /// `dx = convᵀ(dy, w)` in one launch; every dx entry is written.
 func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                               dy: BufferView, w: BufferView, dx: BufferView) throws {
+    if set.form == .vector {
+        return try vectorBackwardData(context, g, set, dy: dy, w: w, dx: dx)
+    }
     let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardDataDirect : .convgemmBackwardData, g, set)
     let range = gemmRange(set, rows: g.cg, columns: g.n * g.h * g.w, depth: g.groups)
     try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
@@ -205,6 +270,9 @@ func implicitGemmWeightSplits(_ g: Convolution2DGeometry, _ set: ConvGemmParamet
 /// sum in split order (deterministic, no atomics).
 func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                                 dy: BufferView, x: BufferView, dw: BufferView) throws {
+    if set.form == .vector {
+        return try vectorBackwardWeight(context, g, set, dy: dy, x: x, dw: dw)
+    }
     let splits = implicitGemmWeightSplits(g, set, computeUnits: context.device.computeUnits)
     let positions = g.n * g.p
     let perSplit = (positions + splits - 1) / splits
@@ -224,6 +292,153 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeom
     ])
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [count], local: [convGemmReduceGroupSize], arguments: [
+        Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
+    ])
+}
+
+// MARK: The row-padded vector form (stride 1, CPUs)
+
+/// A padded copy of `planes` planes of `height` × `width`: each placed at
+/// (`top`, `left`) in a `rows` × `columns` grid with zeros around it, planes
+/// `stride` apart (≥ rows · columns, the tail zero), and `slack` zeros after
+/// the last plane for the vector kernels' reads past it.
+private struct PaddedPlanes {
+    var planes: Int, height: Int, width: Int, top: Int, left: Int, rows: Int, columns: Int, stride: Int, slack: Int
+    var count: Int { planes * stride + slack }
+}
+
+/// Values the vector kernels may read past the last padded plane: a forward
+/// item's last vectors and a tap's column offset (see `convgemm.cl`).
+private func vectorSlack(_ g: Convolution2DGeometry, _ set: ConvGemmParameters) -> Int {
+    16 * max(set.workN, 2) + (g.kw - 1) * g.parameters.dilationW + 16
+}
+
+private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                       _ layout: PaddedPlanes, from source: BufferView, op: String) throws -> BufferView {
+    guard layout.count < Int(Int32.max), layout.top < layout.rows, layout.left < layout.columns else {
+        throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
+                                      device: context.device.description,
+                                      reason: "the padded operand of the vector kernels exceeds 32-bit indexing")
+    }
+    let padded = try context.allocateView(count: layout.count)
+    let kernel = try convGemmKernel(context, .convgemmPadPlanes, g, set)
+    let div = fastDivisionConstants(layout.columns)
+    let dim1 = min(layout.planes, 32_768), dim2 = (layout.planes + 32_767) / 32_768
+    try context.launch(kernel, global: [(layout.stride + 63) / 64 * 64, dim1, dim2], local: [64, 1, 1], arguments: [
+        Int32(layout.planes), Int32(layout.height), Int32(layout.width), Int32(layout.top), Int32(layout.left),
+        Int32(layout.rows), Int32(layout.columns), div.mul, div.shift, Int32(layout.stride), Int32(layout.slack),
+        source.buffer, source.kernelOffset, padded.buffer, padded.kernelOffset,
+    ])
+    return padded
+}
+
+/// The forward's padded input: `[N·C]` planes of (H + 2·PH) × (W + 2·PW).
+private func paddedInput(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                         _ x: BufferView, op: String) throws -> (view: BufferView, layout: PaddedPlanes) {
+    let s = g.parameters
+    let rows = g.h + 2 * s.paddingH, columns = g.w + 2 * s.paddingW
+    let layout = PaddedPlanes(planes: g.n * g.c, height: g.h, width: g.w, top: s.paddingH, left: s.paddingW,
+                              rows: rows, columns: columns, stride: rows * columns, slack: vectorSlack(g, set))
+    return (try padPlanes(context, g, set, layout, from: x, op: op), layout)
+}
+
+/// The product over a padded input (`convgemm_forward_vector`): `cIn` → `cOut`
+/// channels in `g.groups` groups, an `outH` × `outW` output on a grid `gridW` wide.
+private func vectorProduct(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                           cIn: Int, cOut: Int, outH: Int, outW: Int, padded: BufferView, layout: PaddedPlanes,
+                           w: BufferView, bias: BufferView?, y: BufferView) throws {
+    let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set)
+    let blocks = (outH * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
+    let rowBlocks = (cOut / g.groups + set.workM - 1) / set.workM
+    let b = bias ?? w   // never read when has_bias = 0
+    let s = g.parameters
+    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN, rowBlocks, g.n * g.groups],
+                       local: [set.tileN, 1, 1], arguments: [
+        Int32(cIn), Int32(cOut), Int32(g.groups), Int32(outH), Int32(outW), Int32(layout.columns),
+        Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
+        padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
+        Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset,
+    ])
+}
+
+private func requireUnitStride(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                               op: String) throws {
+    guard set.supports(g) else {
+        let s = g.parameters
+        throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
+                                      device: context.device.description,
+                                      reason: "implicit-GEMM \(set) needs stride 1, not \(s.strideH)x\(s.strideW)")
+    }
+}
+
+/// Forward: pad x, then the vector product (2 launches).
+private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                           x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
+    try requireUnitStride(context, g, set, op: "conv2d")
+    let (padded, layout) = try paddedInput(context, g, set, x, op: "conv2d")
+    try vectorProduct(context, g, set, cIn: g.c, cOut: g.o, outH: g.oh, outW: g.ow, padded: padded, layout: layout,
+                      w: w, bias: bias, y: y)
+}
+
+/// Data gradient: the forward product of dy padded by (K − 1)·D − P with the
+/// flipped weight (3 launches). A padding larger than the kernel's extent crops.
+private func vectorBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                                dy: BufferView, w: BufferView, dx: BufferView) throws {
+    let op = "conv2d_backward_data"
+    try requireUnitStride(context, g, set, op: op)
+    let s = g.parameters
+    let flipped = try context.allocateView(count: g.o * g.k)
+    let flip = try convGemmKernel(context, .convgemmFlipWeight, g, set)
+    try context.launch(flip, global: [(g.o * g.k + set.tileN - 1) / set.tileN * set.tileN], local: [set.tileN],
+                       arguments: [Int32(g.o), Int32(g.cg), Int32(g.groups), w.buffer, w.kernelOffset,
+                                   flipped.buffer, flipped.kernelOffset])
+    let extentH = s.dilationH * (g.kh - 1), extentW = s.dilationW * (g.kw - 1)
+    let rows = g.h + extentH, columns = g.w + extentW
+    let layout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: extentH - s.paddingH,
+                              left: extentW - s.paddingW, rows: rows, columns: columns, stride: rows * columns,
+                              slack: vectorSlack(g, set))
+    let padded = try padPlanes(context, g, set, layout, from: dy, op: op)
+    try vectorProduct(context, g, set, cIn: g.o, cOut: g.c, outH: g.h, outW: g.w, padded: padded, layout: layout,
+                      w: flipped, bias: nil, y: dx)
+}
+
+/// How many sample splits the vector weight gradient uses: about 8 items per
+/// compute unit, at most one split per sample, the partial products within
+/// 64 MiB and G·S within a grid dimension.
+func vectorWeightSplits(_ g: Convolution2DGeometry, _ set: ConvGemmParameters, computeUnits: Int) -> Int {
+    let items = ((g.k + set.workN - 1) / set.workN) * ((g.og + set.workM - 1) / set.workM) * g.groups
+    let wanted = (8 * max(1, computeUnits) + items - 1) / items
+    let byMemory = max(1, (64 << 20) / max(1, 4 * g.o * g.k))
+    return max(1, min(wanted, g.n, byMemory, 65_535 / g.groups))
+}
+
+/// Weight gradient: pad dy onto the forward's grid and pad x, then split
+/// partial products over samples and their sum in split order (4 launches).
+private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                                  dy: BufferView, x: BufferView, dw: BufferView) throws {
+    let op = "conv2d_backward_weight"
+    try requireUnitStride(context, g, set, op: op)
+    let (xp, xLayout) = try paddedInput(context, g, set, x, op: op)
+    let gridW = xLayout.columns
+    let dyLayout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: 0, left: 0, rows: g.oh,
+                                columns: gridW, stride: (g.oh * gridW + 15) / 16 * 16, slack: 0)
+    let dyp = try padPlanes(context, g, set, dyLayout, from: dy, op: op)
+    let splits = vectorWeightSplits(g, set, computeUnits: context.device.computeUnits)
+    let count = g.o * g.k
+    let partial = try context.allocateView(count: splits * count)
+    let kblocks = (g.k + set.workN - 1) / set.workN
+    let kernel = try convGemmKernel(context, .convgemmBackwardWeightVector, g, set)
+    let s = g.parameters
+    try context.launch(kernel, global: [(kblocks + set.tileN - 1) / set.tileN * set.tileN,
+                                        (g.og + set.workM - 1) / set.workM, g.groups * splits],
+                       local: [set.tileN, 1, 1], arguments: [
+        Int32(g.n), Int32(g.c), Int32(g.o), Int32(g.groups), Int32(gridW), Int32(xLayout.stride),
+        Int32(dyLayout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(splits), Int32(kblocks),
+        dyp.buffer, dyp.kernelOffset, xp.buffer, xp.kernelOffset, partial.buffer, partial.kernelOffset,
+    ])
+    let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
+    try context.launch(reduce, global: [(count + convGemmReduceGroupSize - 1) / convGemmReduceGroupSize * convGemmReduceGroupSize],
+                       local: [convGemmReduceGroupSize], arguments: [
         Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
     ])
 }

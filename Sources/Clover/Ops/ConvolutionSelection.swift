@@ -70,7 +70,7 @@ public struct ConvTuningEntry: Codable, Sendable, Equatable {
 
 /// The persisted choices of one device.
 public struct ConvTuningRecord: Codable, Sendable, Equatable {
-    public static let currentVersion = 1
+    public static let currentVersion = 2
     public var version: Int
     public var device: String
     public var deviceIdentity: String
@@ -106,7 +106,7 @@ public enum ConvAlgorithmSelection {
         var list = [heuristic(g, pass, kind: kind)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
-        list += ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
+        list += ConvGemmParameters.searchSpace.filter { $0.supports(g) }.map { ConvChoice(.implicitGEMM, $0) }
         var seen = Set<ConvChoice>()
         return list.filter { seen.insert($0).inserted }
     }
@@ -114,14 +114,16 @@ public enum ConvAlgorithmSelection {
     /// What an unmeasured geometry runs: the shape rule's direct or pointwise
     /// path where it has one, else implicit GEMM with the device kind's default set.
     ///
-    /// On CPU devices the weight gradient stays on im2col + CLBlast, which
-    /// measured 1.3–2.5× faster there than the implicit kernels on ResNet-20's
-    /// shapes (the forward and data gradient were 1.1–3× slower).
+    /// On CPU devices a stride-1 geometry takes the row-padded vector kernels
+    /// for all three passes (measured 2–3× the direct kernels and im2col +
+    /// CLBlast on ResNet-20's shapes); at other strides the weight gradient
+    /// stays on im2col + CLBlast, which measured 1.3–2.5× faster there than
+    /// the direct kernels.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
-        if kind == .cpu && pass == .backwardWeight { return ConvChoice(.im2colGEMM) }
-        let rows = pass == .backwardData ? g.cg : g.og
-        return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, rows: rows))
+        let set = ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g)
+        if kind == .cpu && pass == .backwardWeight && set.form != .vector { return ConvChoice(.im2colGEMM) }
+        return ConvChoice(.implicitGEMM, set)
     }
 
     /// The choice for one pass: forced (tests), measured in this process or
