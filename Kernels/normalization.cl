@@ -4,22 +4,23 @@
 //
 // Kernels:
 //   bn_stats_partial           per (channel c, chunk k): count, mean and M2 (sum of squared
-//                              deviations) of x[:, c, :] - shift_c over chunk k of the N*HW
-//                              elements, by Welford per item and Chan's merge across the group
+//                              deviations) of x[:, c, :] - shift_c over chunk k (chunk_len samples)
+//                              of the N samples, items along each plane's HW positions, by Welford
+//                              per item and Chan's merge across the group
 //                              (1-D range of C * chunks work-groups)
 //   bn_stats_finalize          mean[c] = shift_c + merged mean, invstd[c] = 1 / sqrt(M2 / (N*HW)
 //                              + eps) from the chunk partials                (1-D range over C)
 //   bn_invstd_from_var         invstd[c] = 1 / sqrt(var[c] + eps)           (1-D range over C)
 //   bn_normalize               y = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c])
-//                                                                           (1-D range over y)
-//   bn_backward_partial        per (c, k): sum(g) and sum(g * (x - mean[c])) over chunk k, with
+//                                                                           (plane range, below)
+//   bn_backward_partial        per (c, k): sum(g) and sum(g * (x - mean[c])) over chunk k (samples), with
 //                              g = dy * act'(z) and z the pre-activation (recomputed from x)
 //                              (1-D range of C * chunks work-groups)
 //   bn_backward_finalize       dbeta[c] = sum(dy), dgamma[c] = invstd[c] * sum(dy * (x - mean[c]))
 //                                                                           (1-D range over C)
 //   bn_backward_dx             dx = gamma * invstd * (g - (dbeta + xhat * dgamma) / (N*HW)),
-//                              xhat = (x - mean) * invstd, g as above        (1-D range over dx)
-//   bn_inference_backward_dx   dx = dy * gamma[c] * invstd[c]                (1-D range over dx)
+//                              xhat = (x - mean) * invstd, g as above        (plane range)
+//   bn_inference_backward_dx   dx = dy * gamma[c] * invstd[c]                (plane range)
 //   bn_running_update          new_mean = (1 - m) * mean + m * batch_mean,
 //                              new_var = (1 - m) * var + m * unbiased batch var (1-D range over C)
 //   layernorm_forward          per row: mean, invstd = 1 / sqrt(var + eps) (two passes over the
@@ -32,12 +33,16 @@
 //                              (1-D range of work-groups, LX columns by LY rows each)
 //
 // Macros:
+//   VW    positions per item of the elementwise kernels: 16 (CPUs, float16) or 1 (GPUs).
 //   ACT   the activation fused after batch norm's affine map (training kernels only):
 //         ACT_NONE (default), ACT_RELU or ACT_SILU. Fusing saves the activation's launch and
 //         its pass over memory forwards, and its gradient's backwards: the backward kernels
 //         recompute the pre-activation z = xhat * gamma + beta from x instead of reading y.
 // Work-group sizes are launch-time choices (powers of two) read back with get_local_size, and
 // every __local scratch array is a kernel argument sized by the host.
+//
+// Plane range: (ceil(ceil(HW/VW)/L)*L, min(N*C, 32768), ceil(N*C/32768)), local (L, 1, 1): see
+// PLANE_CHUNK.
 //
 // Layout: batch-norm tensors are contiguous [N, C, HW] (HW the product of the spatial axes;
 // element (n, c, s) at (n * C + c) * HW + s); per-channel vectors are [C]; chunk partials are
@@ -55,6 +60,27 @@
 // saved value, as PyTorch does; layernorm_forward normalises with the shifted mean instead.
 // =================================================================================================
 
+// The elementwise kernels' 2-D range: dimension 0 the chunk of VW positions [s0, s0 + VW) within
+// a plane (HW), dimensions 1 and 2 the plane n*C + c (dim1 + 32768*dim2, within the portable grid
+// limit). The channel is then uniform across an item, so its parameters are scalar loads and the
+// element loads are contiguous: no per-element division, which a CPU's vector units cannot do.
+// VW = 16 (CPUs): an item reads and writes a whole float16 where the plane has 16 positions left
+// (POCL's own vectoriser across items made gathers of the earlier 1-D form); VW = 1 (GPUs): one
+// element per item, neighbouring items on neighbouring addresses.
+#ifndef VW
+#define VW 1
+#endif
+#if VW != 1 && VW != 16
+#error "VW must be 1 or 16"
+#endif
+#define PLANE_CHUNK(base, c, count)                                              \
+    const int s0_ = get_global_id(0) * VW;                                       \
+    const int plane_ = get_global_id(1) + get_global_id(2) * 32768;              \
+    if (s0_ >= HW || plane_ >= N * C) return;                                    \
+    const int c = plane_ % C;                                                    \
+    const int base = plane_ * HW + s0_;                                          \
+    const int count = min(VW, HW - s0_);
+
 #define ACT_NONE 0
 #define ACT_RELU 1
 #define ACT_SILU 2
@@ -64,10 +90,19 @@
 #define ACT ACT_NONE
 #endif
 
-// The fused activation of a pre-activation z.
-inline float bn_act(const float z) {
+// The fused activation of a pre-activation z (scalar and float16).
+inline float __attribute__((overloadable)) bn_act(const float z) {
 #if ACT == ACT_RELU
     return fmax(z, 0.0f);
+#elif ACT == ACT_SILU
+    return z / (1.0f + exp(-z));
+#else
+    return z;
+#endif
+}
+inline float16 __attribute__((overloadable)) bn_act(const float16 z) {
+#if ACT == ACT_RELU
+    return fmax(z, (float16)(0.0f));
 #elif ACT == ACT_SILU
     return z / (1.0f + exp(-z));
 #else
@@ -77,11 +112,21 @@ inline float bn_act(const float z) {
 
 // dy * act'(z): the gradient reaching the affine map. ReLU passes it where z > 0 (PyTorch's
 // threshold_backward); SiLU's derivative is s * (1 + z * (1 - s)) with s = sigmoid(z).
-inline float bn_act_grad(const float dy, const float z) {
+inline float __attribute__((overloadable)) bn_act_grad(const float dy, const float z) {
 #if ACT == ACT_RELU
     return z > 0.0f ? dy : 0.0f;
 #elif ACT == ACT_SILU
     const float s = 1.0f / (1.0f + exp(-z));
+    return dy * s * (1.0f + z * (1.0f - s));
+#else
+    return dy;
+#endif
+}
+inline float16 __attribute__((overloadable)) bn_act_grad(const float16 dy, const float16 z) {
+#if ACT == ACT_RELU
+    return select((float16)(0.0f), dy, z > 0.0f);
+#elif ACT == ACT_SILU
+    const float16 s = 1.0f / (1.0f + exp(-z));
     return dy * s * (1.0f + z * (1.0f - s));
 #else
     return dy;
@@ -114,21 +159,21 @@ __kernel void bn_stats_partial(const int N, const int C, const int HW, const int
     const int group = get_group_id(0);
     const int c = group / chunks;
     const int k = group % chunks;
-    const int total = N * HW;
-    const int j0 = k * chunk_len;
-    const int j1 = min(total, j0 + chunk_len);
+    const int b0 = k * chunk_len;
+    const int b1 = min(N, b0 + chunk_len);
     float n = 0.0f, m = 0.0f, m2 = 0.0f;
     if (c < C) {
         __global const float* xc = x + x_off + (ulong)c * HW;
         const float shift = xc[0];
-        for (int j = j0 + lid; j < j1; j += lsize) {
-            const int b = j / HW;
-            const int s = j - b * HW;
-            const float v = xc[(ulong)b * C * HW + s] - shift;
-            n += 1.0f;
-            const float delta = v - m;
-            m += delta / n;
-            m2 += delta * (v - m);
+        for (int b = b0; b < b1; ++b) {
+            __global const float* xb = xc + (ulong)b * C * HW;
+            for (int s = lid; s < HW; s += lsize) {
+                const float v = xb[s] - shift;
+                n += 1.0f;
+                const float delta = v - m;
+                m += delta / n;
+                m2 += delta * (v - m);
+            }
         }
     }
     s_count[lid] = n;
@@ -185,11 +230,20 @@ __kernel void bn_normalize(const int N, const int C, const int HW,
                            __global const float* gamma, const ulong gamma_off,
                            __global const float* beta, const ulong beta_off,
                            __global float* y, const ulong y_off) {
-    const int i = get_global_id(0);
-    if (i >= N * C * HW) return;
-    const int c = (i / HW) % C;
-    const float xhat = (x[x_off + i] - mean[mean_off + c]) * invstd[invstd_off + c];
-    y[y_off + i] = bn_act(xhat * gamma[gamma_off + c] + beta[beta_off + c]);
+    PLANE_CHUNK(i, c, count)
+    const float mu = mean[mean_off + c], inv = invstd[invstd_off + c];
+    const float g = gamma[gamma_off + c], b = beta[beta_off + c];
+#if VW == 16
+    if (count == 16) {
+        const float16 xhat = (vload16(0, x + x_off + i) - mu) * inv;
+        vstore16(bn_act(xhat * g + b), 0, y + y_off + i);
+        return;
+    }
+#endif
+    for (int t = 0; t < count; ++t) {
+        const float xhat = (x[x_off + i + t] - mu) * inv;
+        y[y_off + i + t] = bn_act(xhat * g + b);
+    }
 }
 
 __kernel void bn_backward_partial(const int N, const int C, const int HW, const int chunk_len, const int chunks,
@@ -206,26 +260,27 @@ __kernel void bn_backward_partial(const int N, const int C, const int HW, const 
     const int group = get_group_id(0);
     const int c = group / chunks;
     const int k = group % chunks;
-    const int total = N * HW;
-    const int j0 = k * chunk_len;
-    const int j1 = min(total, j0 + chunk_len);
+    const int b0 = k * chunk_len;
+    const int b1 = min(N, b0 + chunk_len);
     float a = 0.0f, b = 0.0f;
     if (c < C) {
         const float mu = mean[mean_off + c];
 #if ACT != ACT_NONE
         const float scale = invstd[invstd_off + c] * gamma[gamma_off + c], shift = beta[beta_off + c];
 #endif
-        for (int j = j0 + lid; j < j1; j += lsize) {
-            const int n = j / HW;
-            const int at = (n * C + c) * HW + (j - n * HW);
-            const float d = x[x_off + at] - mu;
+        for (int n = b0; n < b1; ++n) {
+            const int base = (n * C + c) * HW;
+            for (int s = lid; s < HW; s += lsize) {
+                const int at = base + s;
+                const float d = x[x_off + at] - mu;
 #if ACT != ACT_NONE
-            const float g = bn_act_grad(dy[dy_off + at], d * scale + shift);
+                const float g = bn_act_grad(dy[dy_off + at], d * scale + shift);
 #else
-            const float g = dy[dy_off + at];
+                const float g = dy[dy_off + at];
 #endif
-            a += g;
-            b += g * d;
+                a += g;
+                b += g * d;
+            }
         }
     }
     s_dy[lid] = a;
@@ -264,15 +319,24 @@ __kernel void bn_backward_dx(const int N, const int C, const int HW,
                              __global const float* dgamma, const ulong dgamma_off,
                              __global const float* dbeta, const ulong dbeta_off,
                              __global float* dx, const ulong dx_off) {
-    const int i = get_global_id(0);
-    if (i >= N * C * HW) return;
-    const int c = (i / HW) % C;
-    const float inv = invstd[invstd_off + c];
-    const float xhat = (x[x_off + i] - mean[mean_off + c]) * inv;
-    const float count = (float)N * (float)HW;
-    const float g = bn_act_grad(dy[dy_off + i], xhat * gamma[gamma_off + c] + beta[beta_off + c]);
-    dx[dx_off + i] = gamma[gamma_off + c] * inv
-        * (g - (dbeta[dbeta_off + c] + xhat * dgamma[dgamma_off + c]) / count);
+    PLANE_CHUNK(i, c, count)
+    const float mu = mean[mean_off + c], inv = invstd[invstd_off + c];
+    const float ga = gamma[gamma_off + c], be = beta[beta_off + c];
+    const float db = dbeta[dbeta_off + c], dg = dgamma[dgamma_off + c];
+    const float total = (float)N * (float)HW;
+#if VW == 16
+    if (count == 16) {
+        const float16 xhat = (vload16(0, x + x_off + i) - mu) * inv;
+        const float16 g = bn_act_grad(vload16(0, dy + dy_off + i), xhat * ga + be);
+        vstore16(ga * inv * (g - (db + xhat * dg) / total), 0, dx + dx_off + i);
+        return;
+    }
+#endif
+    for (int t = 0; t < count; ++t) {
+        const float xhat = (x[x_off + i + t] - mu) * inv;
+        const float g = bn_act_grad(dy[dy_off + i + t], xhat * ga + be);
+        dx[dx_off + i + t] = ga * inv * (g - (db + xhat * dg) / total);
+    }
 }
 
 __kernel void bn_inference_backward_dx(const int N, const int C, const int HW,
@@ -280,10 +344,15 @@ __kernel void bn_inference_backward_dx(const int N, const int C, const int HW,
                                        __global const float* gamma, const ulong gamma_off,
                                        __global const float* invstd, const ulong invstd_off,
                                        __global float* dx, const ulong dx_off) {
-    const int i = get_global_id(0);
-    if (i >= N * C * HW) return;
-    const int c = (i / HW) % C;
-    dx[dx_off + i] = dy[dy_off + i] * gamma[gamma_off + c] * invstd[invstd_off + c];
+    PLANE_CHUNK(i, c, count)
+    const float scale = gamma[gamma_off + c] * invstd[invstd_off + c];
+#if VW == 16
+    if (count == 16) {
+        vstore16(vload16(0, dy + dy_off + i) * scale, 0, dx + dx_off + i);
+        return;
+    }
+#endif
+    for (int t = 0; t < count; ++t) dx[dx_off + i + t] = dy[dy_off + i + t] * scale;
 }
 
 // The batch variance is recovered from the saved invstd as 1 / invstd^2 - eps (accurate to a

@@ -84,6 +84,7 @@ enum KernelSuite {
     /// Every kernel benchmark, in report order.
     static func all() throws -> [KernelBenchmark] {
         var list: [KernelBenchmark] = [gemm("gemm/4096", m: 4096, n: 4096, k: 4096)]
+        list += [gemm("gemm/1024", m: 1024, n: 1024, k: 1024), vectorGemm("gemm-vector/1024", side: 1024)]
         list += resNet50Pointwise.map { name, shape in gemmOfPointwise("gemm/r50-1x1-" + name, shape) }
         list += resNet50Dense3x3.map { name, shape in conv("conv3x3/r50-" + name, shape) }
         list += resNet50Pointwise.map { name, shape in conv("conv1x1/r50-" + name, shape) }
@@ -177,6 +178,29 @@ enum KernelSuite {
         KernelBenchmark(name: name) { s in
             let side = (s.side(c.side) - 1) / c.stride + 1
             return try gemmWorkload(m: s.batch(c.batch) * side * side, n: c.outChannels, k: c.channels)
+        }
+    }
+
+    /// The same `side`³ GEMM run by the implicit-GEMM engine's vector kernel
+    /// (`convgemm_forward_vector`, set 4/8x2) as a 1x1 convolution of a
+    /// `[1, side, √side, √side]` input: the register-blocked GEMM that
+    /// measures what a hand-written kernel reaches on a CPU device beside
+    /// CLBlast's `gemm/1024` (BENCHMARKS.md, "POCL's ceiling"). Backward is
+    /// the engine's vector data and weight gradients.
+    static func vectorGemm(_ name: String, side fullSide: Int) -> KernelBenchmark {
+        KernelBenchmark(name: name) { s in
+            var spatial = 1
+            while (2 * spatial) * (2 * spatial) <= s.dimension(fullSide) { spatial *= 2 }
+            let k = spatial * spatial   // pixels = channels = outputs: a square GEMM
+            let set = ConvGemmParameters.searchSpace.first { $0.form == .vector }!
+            let macs = Double(k) * Double(k) * Double(k)
+            return try primitiveWorkload(
+                op: "conv2d", params: ["n": 1, "c": k, "h": spatial, "w": spatial, "o": k, "kernel": 1, "stride": 1,
+                                       "padding": 0, "groups": 1],
+                shape: "x [1, \(k), \(spatial), \(spatial)] w [\(k), \(k), 1, 1] (\(set))",
+                primitive: Convolution2D(Convolution2DParameters(), forcedChoice: ConvChoice(.implicitGEMM, set)),
+                inputShapes: [[1, k, spatial, spatial], [k, k, 1, 1]],
+                forwardFlops: 2 * macs, backwardFlops: 4 * macs, memoryBound: false)
         }
     }
 

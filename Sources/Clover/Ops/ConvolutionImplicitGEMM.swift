@@ -315,18 +315,17 @@ private func vectorSlack(_ g: Convolution2DGeometry, _ set: ConvGemmParameters) 
 
 private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                        _ layout: PaddedPlanes, from source: BufferView, op: String) throws -> BufferView {
-    guard layout.count < Int(Int32.max), layout.top < layout.rows, layout.left < layout.columns else {
+    guard layout.count < Int(Int32.max) else {
         throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
                                       device: context.device.description,
                                       reason: "the padded operand of the vector kernels exceeds 32-bit indexing")
     }
     let padded = try context.allocateView(count: layout.count)
     let kernel = try convGemmKernel(context, .convgemmPadPlanes, g, set)
-    let div = fastDivisionConstants(layout.columns)
-    let dim1 = min(layout.planes, 32_768), dim2 = (layout.planes + 32_767) / 32_768
-    try context.launch(kernel, global: [(layout.stride + 63) / 64 * 64, dim1, dim2], local: [64, 1, 1], arguments: [
+    let rows = layout.planes * layout.rows
+    try context.launch(kernel, global: [(rows + 63) / 64 * 64], local: [64], arguments: [
         Int32(layout.planes), Int32(layout.height), Int32(layout.width), Int32(layout.top), Int32(layout.left),
-        Int32(layout.rows), Int32(layout.columns), div.mul, div.shift, Int32(layout.stride), Int32(layout.slack),
+        Int32(layout.rows), Int32(layout.columns), Int32(layout.stride), Int32(layout.slack),
         source.buffer, source.kernelOffset, padded.buffer, padded.kernelOffset,
     ])
     return padded

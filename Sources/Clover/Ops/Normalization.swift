@@ -60,13 +60,33 @@ private func layerNormLayout(_ op: String, _ shapes: [[Int]], names: [String], r
 
 // MARK: OpenCL helpers
 
-/// How a channel's N·HW elements are split among work-groups: about 2048
-/// per chunk (8 per item of a 256-item group), at most 128 chunks, so a
-/// ResNet stem's 128·112·112 elements still spread over C·128 groups.
-private func channelChunks(_ perChannel: Int) -> (count: Int, length: Int) {
-    let wanted = min(max(1, (perChannel + 2047) / 2048), 128)
-    let length = (perChannel + wanted - 1) / wanted
-    return ((perChannel + length - 1) / length, length)
+/// How a channel's N samples are split among work-groups: about 2048
+/// elements per chunk (8 per item of a 256-item group), at most 128 chunks
+/// and at most one per sample, so a ResNet stem's 128·112·112 elements
+/// still spread over C·128 groups. `length` is in samples.
+private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
+    let wanted = min(max(1, (n * hw + 2047) / 2048), 128, n)
+    let length = (n + wanted - 1) / wanted
+    return ((n + length - 1) / length, length)
+}
+
+/// The elementwise batch-norm kernels' positions per item (normalization.cl's
+/// `VW`): whole float16s on CPUs, one element on GPUs.
+private func planeVectorWidth(_ context: OpenCLContext) -> Int { context.device.kind == .cpu ? 16 : 1 }
+
+/// The elementwise batch-norm kernels' defines: `base` plus `VW`.
+private func planeDefines(_ context: OpenCLContext, _ base: [String: String] = [:]) -> [String: String] {
+    base.merging(["VW": "\(planeVectorWidth(context))"]) { $1 }
+}
+
+/// The elementwise batch-norm kernels' range (normalization.cl's
+/// PLANE_CHUNK): chunks of `VW` positions of a plane along dimension 0, its
+/// N·C planes folded into dimensions 1 and 2 within the portable grid limit.
+private func planeRange(_ context: OpenCLContext, planes: Int, hw: Int) -> (global: [Int], local: [Int]) {
+    let vw = planeVectorWidth(context)
+    let chunks = (hw + vw - 1) / vw
+    let local = chunks >= 64 ? 64 : powerOfTwo(atLeast: chunks)
+    return ([(chunks + local - 1) / local * local, min(planes, 32_768), (planes + 32_767) / 32_768], [local, 1, 1])
 }
 
 /// Launches `bn_backward_partial` and `bn_backward_finalize`: dbeta = Σ g
@@ -77,10 +97,10 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
                                                gamma: BufferView, beta: BufferView,
                                                activation: BatchNormActivation = .none,
                                                dgamma: BufferView, dbeta: BufferView) throws {
-    let chunks = channelChunks(n * hw)
+    let chunks = channelChunks(n: n, hw: hw)
     let partial = try context.allocateView(count: c * chunks.count * 2)
     let reduce = try context.kernel(.bnBackwardPartial, defines: activation.defines)
-    let local = try groupSize(reduce, context, work: chunks.length)
+    let local = try groupSize(reduce, context, work: hw)
     try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
         Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
@@ -99,8 +119,9 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
 private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: Int, x: BufferView,
                                   mean: BufferView, invstd: BufferView, gamma: BufferView, beta: BufferView,
                                   activation: BatchNormActivation = .none, y: BufferView) throws {
-    let kernel = try context.kernel(.bnNormalize, defines: activation.defines)
-    try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+    let kernel = try context.kernel(.bnNormalize, defines: planeDefines(context, activation.defines))
+    let range = planeRange(context, planes: n * c, hw: hw)
+    try context.launch(kernel, global: range.global, local: range.local, arguments: [
         Int32(n), Int32(c), Int32(hw), x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
         invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
         y.buffer, y.kernelOffset,
@@ -235,10 +256,10 @@ public struct BatchNormTraining: Primitive {
         let x = inputs[0].view
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.c)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
-        let chunks = channelChunks(l.n * l.hw)
+        let chunks = channelChunks(n: l.n, hw: l.hw)
         let partial = try context.allocateView(count: l.c * chunks.count * 3)
         let stats = try context.kernel(.bnStatsPartial)
-        let local = try groupSize(stats, context, work: chunks.length)
+        let local = try groupSize(stats, context, work: l.hw)
         try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
             x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
@@ -372,8 +393,9 @@ public struct BatchNormBackward: Primitive {
                                               dgamma: dgamma, dbeta: dbeta)
         guard computesInputGradient else { return }
         let dx = outputs[0].view
-        let kernel = try context.kernel(.bnBackwardDx, defines: activation.defines)
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
+        let kernel = try context.kernel(.bnBackwardDx, defines: planeDefines(context, activation.defines))
+        let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
+        try context.launch(kernel, global: range.global, local: range.local, arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
             mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset,
             beta.buffer, beta.kernelOffset,
@@ -486,8 +508,9 @@ public struct BatchNormInferenceBackward: Primitive {
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: rm,
                                               invstd: invstd, gamma: gamma, beta: gamma,
                                               dgamma: outputs[1].view, dbeta: outputs[2].view)
-        let kernel = try context.kernel(.bnInferenceBackwardDx)
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
+        let kernel = try context.kernel(.bnInferenceBackwardDx, defines: planeDefines(context))
+        let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
+        try context.launch(kernel, global: range.global, local: range.local, arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, gamma.buffer, gamma.kernelOffset,
             invstd.buffer, invstd.kernelOffset, dx.buffer, dx.kernelOffset,
         ])
