@@ -133,6 +133,14 @@ inline float16 __attribute__((overloadable)) bn_act_grad(const float16 dy, const
 #endif
 }
 
+// Sum of 16 lanes in a fixed tree order.
+inline float lane_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 // Chan et al.'s merge of (count, mean, M2) summaries: (n, m, m2) absorbs (nb, mb, m2b).
 inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
     if (nb == 0.0f) return;
@@ -165,6 +173,36 @@ __kernel void bn_stats_partial(const int N, const int C, const int HW, const int
     if (c < C) {
         __global const float* xc = x + x_off + (ulong)c * HW;
         const float shift = xc[0];
+#if VW == 16
+        // Whole float16 chunks update 16 Welford states with one common count; the plane's
+        // ragged end goes to the scalar state; the lanes then merge into it in lane order.
+        float nv = 0.0f;
+        float16 mv = (float16)(0.0f), m2v = (float16)(0.0f);
+        for (int b = b0; b < b1; ++b) {
+            __global const float* xb = xc + (ulong)b * C * HW;
+            for (int s = lid * 16; s < HW; s += lsize * 16) {
+                if (s + 16 <= HW) {
+                    const float16 v = vload16(0, xb + s) - shift;
+                    nv += 1.0f;
+                    const float16 delta = v - mv;
+                    mv += delta / nv;
+                    m2v += delta * (v - mv);
+                } else {
+                    for (int t = s; t < HW; ++t) {
+                        const float v = xb[t] - shift;
+                        n += 1.0f;
+                        const float delta = v - m;
+                        m += delta / n;
+                        m2 += delta * (v - m);
+                    }
+                }
+            }
+        }
+        float lm[16], lm2[16];
+        vstore16(mv, 0, lm);
+        vstore16(m2v, 0, lm2);
+        for (int l = 0; l < 16; ++l) chan_merge(&n, &m, &m2, nv, lm[l], lm2[l]);
+#else
         for (int b = b0; b < b1; ++b) {
             __global const float* xb = xc + (ulong)b * C * HW;
             for (int s = lid; s < HW; s += lsize) {
@@ -175,6 +213,7 @@ __kernel void bn_stats_partial(const int N, const int C, const int HW, const int
                 m2 += delta * (v - m);
             }
         }
+#endif
     }
     s_count[lid] = n;
     s_mean[lid] = m;
@@ -267,21 +306,46 @@ __kernel void bn_backward_partial(const int N, const int C, const int HW, const 
         const float mu = mean[mean_off + c];
 #if ACT != ACT_NONE
         const float scale = invstd[invstd_off + c] * gamma[gamma_off + c], shift = beta[beta_off + c];
+#else
+        const float scale = 0.0f, shift = 0.0f;   // unused: act' is 1
+#endif
+#if VW == 16
+        // Whole float16 chunks in lanes, the plane's ragged end in the scalars; lanes summed in
+        // a fixed order at the end.
+        float16 av = (float16)(0.0f), bv = (float16)(0.0f);
 #endif
         for (int n = b0; n < b1; ++n) {
             const int base = (n * C + c) * HW;
+#if VW == 16
+            for (int s = lid * 16; s < HW; s += lsize * 16) {
+                if (s + 16 <= HW) {
+                    const float16 d = vload16(0, x + x_off + base + s) - mu;
+                    const float16 g = bn_act_grad(vload16(0, dy + dy_off + base + s), d * scale + shift);
+                    av += g;
+                    bv += g * d;
+                    continue;
+                }
+                for (int t = s; t < HW; ++t) {
+                    const float d = x[x_off + base + t] - mu;
+                    const float g = bn_act_grad(dy[dy_off + base + t], d * scale + shift);
+                    a += g;
+                    b += g * d;
+                }
+            }
+#else
             for (int s = lid; s < HW; s += lsize) {
                 const int at = base + s;
                 const float d = x[x_off + at] - mu;
-#if ACT != ACT_NONE
                 const float g = bn_act_grad(dy[dy_off + at], d * scale + shift);
-#else
-                const float g = dy[dy_off + at];
-#endif
                 a += g;
                 b += g * d;
             }
+#endif
         }
+#if VW == 16
+        a += lane_sum16(av);
+        b += lane_sum16(bv);
+#endif
     }
     s_dy[lid] = a;
     s_dyx[lid] = b;

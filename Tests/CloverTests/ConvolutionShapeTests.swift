@@ -271,3 +271,20 @@ final class Im2colFormTests: XCTestCase {
         }
     }
 }
+
+/// Batch norm's kernels in their GPU form (one element per item, `VW = 1`)
+/// on the device CI has; the sweep itself runs the CPU form (float16 chunks).
+final class BatchNormFormTests: XCTestCase {
+    func testOneElementPerItemFormMatchesTheReference() throws {
+        let device = try TestDevice.get()
+        batchNormVectorWidthOverride = 1
+        defer { batchNormVectorWidthOverride = nil }
+        let cases = ConformanceSuite.allCases().filter { $0.op.hasPrefix("batchnorm") }
+        XCTAssertGreaterThan(cases.count, 20)
+        let runner = ConformanceRunner(device: device)
+        for c in cases {
+            let r = runner.run(c)
+            XCTAssertTrue(r.passed, "\(r.op) \(r.label): \(r.message ?? "")")
+        }
+    }
+}

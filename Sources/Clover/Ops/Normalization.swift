@@ -72,7 +72,12 @@ private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
 
 /// The elementwise batch-norm kernels' positions per item (normalization.cl's
 /// `VW`): whole float16s on CPUs, one element on GPUs.
-private func planeVectorWidth(_ context: OpenCLContext) -> Int { context.device.kind == .cpu ? 16 : 1 }
+func planeVectorWidth(_ context: OpenCLContext) -> Int {
+    batchNormVectorWidthOverride ?? (context.device.kind == .cpu ? 16 : 1)
+}
+
+/// Tests set this to run the GPU form (`VW = 1`) on a CPU device.
+nonisolated(unsafe) var batchNormVectorWidthOverride: Int?
 
 /// The elementwise batch-norm kernels' defines: `base` plus `VW`.
 private func planeDefines(_ context: OpenCLContext, _ base: [String: String] = [:]) -> [String: String] {
@@ -99,8 +104,8 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
                                                dgamma: BufferView, dbeta: BufferView) throws {
     let chunks = channelChunks(n: n, hw: hw)
     let partial = try context.allocateView(count: c * chunks.count * 2)
-    let reduce = try context.kernel(.bnBackwardPartial, defines: activation.defines)
-    let local = try groupSize(reduce, context, work: hw)
+    let reduce = try context.kernel(.bnBackwardPartial, defines: planeDefines(context, activation.defines))
+    let local = try groupSize(reduce, context, work: (hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
     try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
         Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
@@ -258,8 +263,8 @@ public struct BatchNormTraining: Primitive {
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
         let chunks = channelChunks(n: l.n, hw: l.hw)
         let partial = try context.allocateView(count: l.c * chunks.count * 3)
-        let stats = try context.kernel(.bnStatsPartial)
-        let local = try groupSize(stats, context, work: l.hw)
+        let stats = try context.kernel(.bnStatsPartial, defines: planeDefines(context))
+        let local = try groupSize(stats, context, work: (l.hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
         try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
             Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
             x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
