@@ -24,15 +24,15 @@
 //                             (ceil(N*H*W/(LX*WN))*LX, ceil(CG/WM), G); weight (S*LX, ceil(OG/WM),
 //                             G*ceil(CG*KK/WN)), its items along the reduction, one work-group tree
 //                             reduction (fixed order) per split.
-//   convgemm_pad_planes, convgemm_flip_weight, convgemm_forward_vector,
+//   convgemm_pad_planes, convgemm_forward_vector, convgemm_backward_data_vector,
 //   convgemm_backward_weight_vector
-//                             (VECTOR = 1, stride 1 only) the row-padded explicit-vector kernels for CPU
-//                             devices (see the comment above them). pad_planes copies planes into a
-//                             zero-bordered layout; forward_vector computes 16 columns of the padded
-//                             output grid per float16; the data gradient is forward_vector over the
-//                             padded dy with flip_weight's kernel (spatially flipped, in and out
-//                             channels swapped per group); backward_weight_vector reduces the padded
-//                             dy against the padded x in float16 lanes, one partial per sample split.
+//                             (VECTOR = 1) the row-padded explicit-vector kernels for CPU devices, any
+//                             geometry (see the comment above them). pad_planes copies planes into a
+//                             zero-bordered, stride-phase-split layout; forward_vector computes 16
+//                             columns of the output grid per float16; backward_data_vector one stride
+//                             phase of dx from the padded dy; backward_weight_vector reduces the
+//                             padded dy against the padded x in float16 lanes, one partial per
+//                             sample split.
 //   convgemm_reduce           dw[i] = sum over s = 0..S-1 of partial[s, i], in that order: the split-K
 //                             weight gradient is deterministic (no float atomics).
 //                             Range: (count), local (RW).
@@ -121,15 +121,23 @@ inline int fdiv(const int n, const uint mul, const int shr) {
 
 #if VECTOR
 
-// The row-padded vector form (VECTOR = 1) for CPU devices, stride 1. POCL's vectoriser across
-// work-items turns a tap's reads into masked gathers (padding and row ends); here each work-item
-// computes whole float16 vectors itself, which LLVM maps to AVX-512 registers with plain unaligned
-// loads: measured about 3x the DIRECT kernels on ResNet-20's shapes. The input is first copied into
-// planes with a zero border (convgemm_pad_planes, plane stride XS = Hp*Wp), and the output is
-// computed on the padded grid q = oh*Wp + ow: with stride 1 the pixel a tap (kh, kw) reads is
-// q + kh*DH*Wp + kw*DW, linear in q, so 16 neighbouring outputs read 16 neighbouring inputs. The
-// columns ow >= OW of that grid are computed and dropped (Wp/OW - 1 of the work: 7% at 28x28, 29%
-// at 7x7). Reads past a plane land in the next plane or in a zeroed slack after the last one.
+// The row-padded vector form (VECTOR = 1) for CPU devices. POCL's vectoriser across work-items
+// turns a tap's reads into masked gathers (padding, row ends, strides); here each work-item computes
+// whole float16 vectors itself, which LLVM maps to AVX-512 registers with plain unaligned loads:
+// measured 3-5x the DIRECT kernels on ResNet-20's shapes.
+//
+// The input is first copied into a zero-bordered, phase-split layout (convgemm_pad_planes): padded
+// row SH*i + ph and column SW*j + pw of plane (n, c) go to row i, column j of its phase plane
+// (ph, pw), HQ x WQ = ceil(Hp/SH) x ceil(Wp/SW), phase planes XS = HQ*WQ apart and channel planes
+// CS = SH*SW*XS apart. The output is computed on the grid q = oh*WQ + ow: tap (kh, kw) reads phase
+// plane ((kh*DH) % SH, (kw*DW) % SW) at q + ((kh*DH) / SH)*WQ + (kw*DW) / SW, linear in q, so 16
+// neighbouring outputs read 16 neighbouring inputs at any stride. The grid's columns ow >= OW are
+// computed and dropped (WQ/OW - 1 of the work: 7% at 28x28, 29% at 7x7). Reads past a plane land
+// in the next plane or in a zeroed slack after the last one and only reach dropped columns.
+//
+// The data gradient splits dx by stride phase instead (dx rows SH*i + rh, columns SW*j + rw): each
+// phase is a stride-1 product of dy with the taps of that phase, so no tap multiplies the zeros
+// a strided convolution's transpose would insert.
 
 #define V 16
 
@@ -148,57 +156,65 @@ inline void zero_span(__global float* d, const int n) {
     for (; t < n; ++t) d[t] = 0.0f;
 }
 
-// dst plane p (stride DS) = src plane p [H, W] placed at (top, left) in an HD x WD grid, zeros
-// elsewhere, including the plane's tail (HD*WD <= i < DS) and `slack` values after the last plane.
-// Negative top/left crop. One item per padded row, copying with float16 loads and stores (an item
-// per element made POCL gather: 6x slower). Range: (ceil(planes*HD/64)*64).
+// dst plane p (stride DS) = src plane p [H, W] placed at (top, left) of a zero grid, split into
+// sh x sw phase planes of HD x WD (phase plane stride PS = HD*WD): grid row sh*i + ph and column
+// sw*j + pw go to row i, column j of phase (ph, pw). The plane's tail past sh*sw*PS, and `slack`
+// values after the last plane, are zero. Negative top/left crop. One item per destination row,
+// copying with float16 moves where the phase is contiguous (sw = 1); an item per element made POCL
+// gather (6x slower). Range: (ceil(planes*sh*sw*HD/64)*64).
 __kernel __attribute__((reqd_work_group_size(64, 1, 1)))
 void convgemm_pad_planes(const int planes, const int H, const int W, const int top, const int left,
-                         const int HD, const int WD, const int DS, const int slack,
+                         const int sh, const int sw, const int HD, const int WD, const int DS, const int slack,
                          __global const float* src, const ulong src_off,
                          __global float* dst, const ulong dst_off) {
-    const int R = get_global_id(0);
-    if (R >= planes * HD) return;
-    const int p = R / HD, r = R - (R / HD) * HD;
+    const int R = get_global_id(0), phases = sh * sw;
+    if (R >= planes * phases * HD) return;
+    const int p = R / (phases * HD), rest = R - p * (phases * HD);
+    const int phase = rest / HD, i = rest - phase * HD;
+    const int ph = phase / sw, pw = phase - (phase / sw) * sw;
     __global float* plane = dst + dst_off + (ulong)p * (ulong)DS;
-    __global float* d = plane + r * WD;
-    const int y = r - top;
-    // The row's source columns land on [c0, c1); the rest of the row is zero.
-    int c0 = clamp(left, 0, WD), c1 = clamp(left + W, 0, WD);
-    if (y < 0 || y >= H || c1 <= c0) { c0 = WD; c1 = WD; }
-    zero_span(d, c0);
-    __global const float* from = src + src_off + ((ulong)p * (ulong)H + (ulong)max(y, 0)) * (ulong)W
-        + (ulong)(c0 - left);
-    const int n = c1 - c0;
-    int t = 0;
-    for (; t + V <= n; t += V) vstore16(vload16(0, from + t), 0, d + c0 + t);
-    for (; t < n; ++t) d[c0 + t] = from[t];
-    zero_span(d + c1, WD - c1);
-    if (r == HD - 1) {
-        zero_span(plane + HD * WD, DS - HD * WD);
+    __global float* d = plane + (phase * HD + i) * WD;
+    const int y = sh * i + ph - top;
+    // Columns j whose source column x = sw*j + pw - left lies in [0, W) form [j0, j1).
+    int j0 = 0, j1 = 0;
+    if (y >= 0 && y < H) {
+        // (Negative numerators: the clamps make C's truncating division harmless.)
+        j0 = clamp((left - pw + sw - 1) / sw, 0, WD);
+        const int last = W - 1 + left - pw;
+        j1 = last < 0 ? 0 : min(last / sw + 1, WD);
+        if (j1 < j0) j1 = j0;
+    }
+    zero_span(d, j0);
+    __global const float* from = src + src_off + ((ulong)p * (ulong)H + (ulong)max(y, 0)) * (ulong)W;
+    const int x0 = sw * j0 + pw - left, n = j1 - j0;
+    if (sw == 1) {
+        int t = 0;
+        for (; t + V <= n; t += V) vstore16(vload16(0, from + x0 + t), 0, d + j0 + t);
+        for (; t < n; ++t) d[j0 + t] = from[x0 + t];
+    } else {
+        for (int t = 0; t < n; ++t) d[j0 + t] = from[x0 + sw * t];
+    }
+    zero_span(d + j1, WD - j1);
+    if (phase == phases - 1 && i == HD - 1) {
+        zero_span(plane + phases * HD * WD, DS - phases * HD * WD);
         if (p == planes - 1) zero_span(plane + DS, slack);
     }
 }
 
-// wf[g*CG + c, o, kh, kw] = w[g*OG + o, c, KH-1-kh, KW-1-kw]: the data gradient's weight as a
-// convolution from O to C channels. Range: (ceil(O*CG*KK/LX)*LX).
-__kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
-void convgemm_flip_weight(const int O, const int CG, const int G,
-                          __global const float* w, const ulong w_off,
-                          __global float* wf, const ulong wf_off) {
-    const int i = get_global_id(0), OG = O / G;
-    if (i >= O * CG * KK) return;
-    const int r = i % KK, t = i / KK, o = t % OG, gc = t / OG, g = gc / CG, c = gc - g * CG;
-    wf[wf_off + i] = w[w_off + ((ulong)(g * OG + o) * (ulong)CG + (ulong)c) * KK + (ulong)(KK - 1 - r)];
+// The offset of tap r = kh*KW + kw in a phase-split channel plane (above).
+inline int tap_offset(const int r, const int WQ, const int XS, const int DH, const int DW) {
+    const int th = (r / KW) * DH, tw = (r % KW) * DW;
+    return ((th % SH) * SW + tw % SW) * XS + (th / SH) * WQ + tw / SW;
 }
 
-// y[n, g*OG+m, oh, ow] = sum over (c, kh, kw) of w[g*OG+m, c, kh, kw] * xp[n, g*CG+c, q + kh*DH*WP +
-// kw*DW], q = oh*WP + ow, for the padded input xp (plane stride XS). Item: column block b of one
-// (sample, group) — WN vectors of 16 columns from q0 = b*16*WN — by WM output channels.
-// Range: (ceil(blocks/LX)*LX, ceil(OG/WM), N*G), blocks = ceil(OH*WP / (16*WN)).
+// y[n, g*OG+m, oh, ow] = sum over (c, kh, kw) of w[g*OG+m, c, kh, kw] * x~ (the tap's pixel of the
+// phase-split padded input xp, channel planes CS apart), on the grid q = oh*WQ + ow. Item: column
+// block b of one (sample, group) — WN vectors of 16 columns from q0 = b*16*WN — by WM output
+// channels. Range: (ceil(blocks/LX)*LX, ceil(OG/WM), N*G), blocks = ceil(OH*WQ / (16*WN)).
 __kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
 void convgemm_forward_vector(const int C, const int O, const int G, const int OH, const int OW,
-                             const int WP, const int XS, const int DH, const int DW, const int blocks,
+                             const int WQ, const int XS, const int CS, const int DH, const int DW,
+                             const int blocks,
                              __global const float* xp, const ulong xp_off,
                              __global const float* w, const ulong w_off,
                              __global const float* bias, const ulong bias_off, const int has_bias,
@@ -209,7 +225,10 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
     const int n = ng / G, g = ng - (ng / G) * G;
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW;
     const int q0 = blk * (V * WN);
-    __global const float* xb = xp + xp_off + (ulong)(n * C + g * CG) * (ulong)XS + (ulong)q0;
+    __global const float* xb = xp + xp_off + (ulong)(n * C + g * CG) * (ulong)CS + (ulong)q0;
+    int toff[KK];
+    _Pragma("unroll")
+    for (int r = 0; r < KK; ++r) toff[r] = tap_offset(r, WQ, XS, DH, DW);
     // Rows past OG read the last row (valid memory) and are not stored.
     __global const float* wr[WM];
     _Pragma("unroll")
@@ -221,19 +240,16 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
         for (int j = 0; j < WN; ++j) acc[i][j] = (float16)(0.0f);
     for (int c = 0; c < CG; ++c) {
         _Pragma("unroll")
-        for (int kh = 0; kh < KH; ++kh) {
+        for (int r = 0; r < KK; ++r) {
+            const int off = c * CS + toff[r], k = c * KK + r;
+            float16 b[WN];
             _Pragma("unroll")
-            for (int kw = 0; kw < KW; ++kw) {
-                const int off = c * XS + kh * DH * WP + kw * DW, k = (c * KH + kh) * KW + kw;
-                float16 b[WN];
+            for (int j = 0; j < WN; ++j) b[j] = vload16(0, xb + off + j * V);
+            _Pragma("unroll")
+            for (int i = 0; i < WM; ++i) {
+                const float16 a = (float16)(wr[i][k]);
                 _Pragma("unroll")
-                for (int j = 0; j < WN; ++j) b[j] = vload16(0, xb + off + j * V);
-                _Pragma("unroll")
-                for (int i = 0; i < WM; ++i) {
-                    const float16 a = (float16)(wr[i][k]);
-                    _Pragma("unroll")
-                    for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
-                }
+                for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
             }
         }
     }
@@ -241,7 +257,7 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
     _Pragma("unroll")
     for (int j = 0; j < WN; ++j) {
         const int qj = q0 + j * V;
-        int oh = qj / WP, ow = qj - (qj / WP) * WP;
+        int oh = qj / WQ, ow = qj - (qj / WQ) * WQ;
         float lanes[WM][V];
         _Pragma("unroll")
         for (int i = 0; i < WM; ++i) vstore16(acc[i][j], 0, lanes[i]);
@@ -256,20 +272,100 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
                     }
                 }
             }
-            if (++ow == WP) { ow = 0; ++oh; }
+            if (++ow == WQ) { ow = 0; ++oh; }
         }
     }
 }
 
-// partial[s, g*OG+m, k] = sum over samples n of split s and padded positions q < DS of
-// dyp[n, g*OG+m, q] * xp[n, g*CG+c, q + kh*DH*WP + kw*DW], k = (c, kh, kw): dyp is dy on the
-// padded grid (dropped columns and the plane's tail zero, plane stride DS, a multiple of 16), xp
-// the forward's padded input. Item: WM output channels x WN weight columns, float16 lanes summed
-// in a fixed order at the end. Range: (ceil(kblocks/LX)*LX, ceil(OG/WM), G*S), kblocks = ceil(K/WN).
+// dx[n, g*CG+m, SH*i + rh, SW*j + rw] = sum over o and the taps (kh, kw) of phase (rh, rw) of
+// w[g*OG+o, m, kh, kw] * dyp[n, g*OG+o, i + e + E, j + f + F], where rh + PH - kh*DH = SH*e (the taps
+// whose output row is whole) and likewise f; dyp is dy placed at (E, F) of a zero HD x WD grid
+// (plane stride DS). Item: WN vectors of 16 columns of the phase's grid q = i*WD + j by WM input
+// channels. Range: (ceil(blocks/LX)*LX, ceil(CG/WM), N*G*SH*SW), blocks = ceil(ceil(H/SH)*WD /
+// (16*WN)).
+__kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
+void convgemm_backward_data_vector(const int C, const int H, const int W, const int O, const int G,
+                                   const int PH, const int PW, const int DH, const int DW,
+                                   const int E, const int F, const int WD, const int DS, const int blocks,
+                                   __global const float* dyp, const ulong dyp_off,
+                                   __global const float* w, const ulong w_off,
+                                   __global float* dx, const ulong dx_off) {
+    const int blk = get_global_id(0);
+    if (blk >= blocks) return;
+    const int m0 = get_global_id(1) * WM;
+    const int phase = get_global_id(2) % (SH * SW), ng = get_global_id(2) / (SH * SW);
+    const int rh = phase / SW, rw = phase - (phase / SW) * SW;
+    const int n = ng / G, g = ng - (ng / G) * G;
+    const int CG = C / G, OG = O / G;
+    const int q0 = blk * (V * WN);
+    // The phase's taps: their offsets in dyp and their index kh*KW + kw.
+    int toff[KK], tk[KK], taps = 0;
+    _Pragma("unroll")
+    for (int r = 0; r < KK; ++r) {
+        const int th = rh + PH - (r / KW) * DH, tw = rw + PW - (r % KW) * DW;
+        // th, tw may be negative: test divisibility on a shifted non-negative value.
+        if ((th + SH * (KH * DH + 1)) % SH == 0 && (tw + SW * (KW * DW + 1)) % SW == 0) {
+            toff[taps] = (th / SH + E) * WD + tw / SW + F;
+            tk[taps] = r;
+            ++taps;
+        }
+    }
+    __global const float* db = dyp + dyp_off + (ulong)(n * O + g * OG) * (ulong)DS + (ulong)q0;
+    // w~[m, (o, tap)] = w[g*OG + o, m, tap]; rows past CG read the last row and are not stored.
+    __global const float* wr[WM];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i) wr[i] = w + w_off + (ulong)(g * OG * CG + min(m0 + i, CG - 1)) * (ulong)KK;
+    float16 acc[WM][WN];
+    _Pragma("unroll")
+    for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < WN; ++j) acc[i][j] = (float16)(0.0f);
+    for (int o = 0; o < OG; ++o) {
+        for (int t = 0; t < taps; ++t) {
+            const int off = o * DS + toff[t], k = o * CG * KK + tk[t];
+            float16 b[WN];
+            _Pragma("unroll")
+            for (int j = 0; j < WN; ++j) b[j] = vload16(0, db + off + j * V);
+            _Pragma("unroll")
+            for (int i = 0; i < WM; ++i) {
+                const float16 a = (float16)(wr[i][k]);
+                _Pragma("unroll")
+                for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+            }
+        }
+    }
+    // The phase's grid has rows i with SH*i + rh < H and columns j with SW*j + rw < W.
+    const int HW = H * W;
+    _Pragma("unroll")
+    for (int j = 0; j < WN; ++j) {
+        const int qj = q0 + j * V;
+        int i = qj / WD, jj = qj - (qj / WD) * WD;
+        float lanes[WM][V];
+        _Pragma("unroll")
+        for (int u = 0; u < WM; ++u) vstore16(acc[u][j], 0, lanes[u]);
+        for (int l = 0; l < V; ++l) {
+            const int ih = SH * i + rh, iw = SW * jj + rw;
+            if (ih < H && iw < W) {
+                _Pragma("unroll")
+                for (int u = 0; u < WM; ++u) {
+                    const int m = m0 + u;
+                    if (m < CG) dx[dx_off + (ulong)(n * C + g * CG + m) * (ulong)HW + (ulong)(ih * W + iw)] = lanes[u][l];
+                }
+            }
+            if (++jj == WD) { jj = 0; ++i; }
+        }
+    }
+}
+
+// partial[s, g*OG+m, k] = sum over samples n of split s and grid positions q < DY of
+// dyp[n, g*OG+m, q] * x~[n, g*CG+c, tap r at q], k = c*KK + r: dyp is dy on the forward's grid
+// (dropped columns and the plane's tail zero, plane stride DY, a multiple of 16), xp the forward's
+// phase-split padded input. Item: WM output channels x WN weight columns, float16 lanes summed in
+// a fixed order at the end. Range: (ceil(kblocks/LX)*LX, ceil(OG/WM), G*S), kblocks = ceil(K/WN).
 __kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
 void convgemm_backward_weight_vector(const int N, const int C, const int O, const int G,
-                                     const int WP, const int XS, const int DS, const int DH, const int DW,
-                                     const int S, const int kblocks,
+                                     const int WQ, const int XS, const int CS, const int DY,
+                                     const int DH, const int DW, const int S, const int kblocks,
                                      __global const float* dyp, const ulong dyp_off,
                                      __global const float* xp, const ulong xp_off,
                                      __global float* partial, const ulong partial_off) {
@@ -282,20 +378,20 @@ void convgemm_backward_weight_vector(const int N, const int C, const int O, cons
     int off[WN], ro[WM];
     _Pragma("unroll")
     for (int j = 0; j < WN; ++j) {
-        const int k = min(k0 + j, K - 1), c = k / KK, r = k - (k / KK) * KK;
-        off[j] = c * XS + (r / KW) * DH * WP + (r % KW) * DW;
+        const int k = min(k0 + j, K - 1), c = k / KK;
+        off[j] = c * CS + tap_offset(k - c * KK, WQ, XS, DH, DW);
     }
     _Pragma("unroll")
-    for (int i = 0; i < WM; ++i) ro[i] = (g * OG + min(m0 + i, OG - 1)) * DS;
+    for (int i = 0; i < WM; ++i) ro[i] = (g * OG + min(m0 + i, OG - 1)) * DY;
     float16 acc[WM][WN];
     _Pragma("unroll")
     for (int i = 0; i < WM; ++i)
         _Pragma("unroll")
         for (int j = 0; j < WN; ++j) acc[i][j] = (float16)(0.0f);
     for (int n = n0; n < n1; ++n) {
-        __global const float* db = dyp + dyp_off + (ulong)n * (ulong)O * (ulong)DS;
-        __global const float* xb = xp + xp_off + (ulong)(n * C + g * CG) * (ulong)XS;
-        for (int q = 0; q < DS; q += V) {
+        __global const float* db = dyp + dyp_off + (ulong)n * (ulong)O * (ulong)DY;
+        __global const float* xb = xp + xp_off + (ulong)(n * C + g * CG) * (ulong)CS;
+        for (int q = 0; q < DY; q += V) {
             float16 a[WM];
             _Pragma("unroll")
             for (int i = 0; i < WM; ++i) a[i] = vload16(0, db + ro[i] + q);

@@ -3,10 +3,11 @@ import CloverRuntime
 import XCTest
 
 /// The implicit-GEMM engine's row-padded vector form (`Kernels/convgemm.cl`,
-/// `VECTOR = 1`): its domain (stride 1), the CPU heuristic that picks it, its
-/// fixed launches per pass, and its results against the CPU reference on
-/// sizes that leave every vector, row block and sample split partial. The
-/// conformance sweep runs every vector set too (`ConformanceTests`).
+/// `VECTOR = 1`): the CPU heuristic that picks it, the data gradient's grid,
+/// its fixed launches per pass, and its results against the CPU reference on
+/// strided, dilated, grouped sizes that leave every vector, row block and
+/// sample split partial. The conformance sweep runs every vector set too
+/// (`ConformanceTests`).
 final class ConvolutionEngineTests: XCTestCase {
     private let vectorSets = ConvGemmParameters.searchSpace.filter { $0.form == .vector }
 
@@ -15,63 +16,67 @@ final class ConvolutionEngineTests: XCTestCase {
         try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
     }
 
-    func testSearchSpaceHasVectorSetsThatOnlyCoverStrideOne() throws {
+    func testSearchSpaceHasValidVectorSetsThatAreCandidatesEverywhere() throws {
         XCTAssertEqual(vectorSets.count, 3)
-        let unit = try geometry([2, 16, 28, 28], [16, 16, 3, 3], Convolution2DParameters(stride: 1, padding: 1))
+        for set in vectorSets { XCTAssertTrue(set.violations.isEmpty, "\(set): \(set.violations)") }
         let strided = try geometry([2, 16, 28, 28], [32, 16, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
-        for set in vectorSets {
-            XCTAssertTrue(set.violations.isEmpty, "\(set): \(set.violations)")
-            XCTAssertTrue(set.supports(unit))
-            XCTAssertFalse(set.supports(strided))
+        for pass in ConvPass.allCases {
+            XCTAssertEqual(ConvAlgorithmSelection.candidates(strided, pass, kind: .cpu)
+                .filter { $0.parameters?.form == .vector }.count, 3, "\(pass)")
         }
-        let candidates = ConvAlgorithmSelection.candidates(strided, .forward, kind: .cpu)
-        XCTAssertFalse(candidates.contains { $0.parameters?.form == .vector }, "\(candidates)")
-        XCTAssertEqual(ConvAlgorithmSelection.candidates(unit, .forward, kind: .cpu)
-            .filter { $0.parameters?.form == .vector }.count, 3)
+        XCTAssertFalse(ConvGemmParameters(vectorItems: 4, workM: 8, workN: 6).violations.isEmpty,
+                       "48 float16 accumulators would spill")
     }
 
-    /// An unmeasured stride-1 convolution takes the vector kernels on a CPU in
-    /// all three passes; a strided one keeps the direct kernels and, for the
-    /// weight gradient, im2col + CLBlast; GPUs keep the tiled sets.
-    func testHeuristicPicksTheVectorFormForStrideOneOnCPUs() throws {
+    /// An unmeasured convolution of the general class takes the vector
+    /// kernels on a CPU in all three passes, at any stride; GPUs keep the
+    /// tiled sets.
+    func testHeuristicPicksTheVectorFormOnCPUs() throws {
         let unit = try geometry([64, 16, 28, 28], [16, 16, 3, 3], Convolution2DParameters(stride: 1, padding: 1))
         let strided = try geometry([64, 16, 28, 28], [32, 16, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
-        for pass in ConvPass.allCases {
-            let choice = ConvAlgorithmSelection.heuristic(unit, pass, kind: .cpu)
-            XCTAssertEqual(choice.algorithm, .implicitGEMM, "\(pass)")
-            XCTAssertEqual(choice.parameters?.form, .vector, "\(pass)")
-            XCTAssertEqual(ConvAlgorithmSelection.heuristic(unit, pass, kind: .gpu).parameters?.form, .tiled, "\(pass)")
+        for g in [unit, strided] {
+            for pass in ConvPass.allCases {
+                let choice = ConvAlgorithmSelection.heuristic(g, pass, kind: .cpu)
+                XCTAssertEqual(choice.algorithm, .implicitGEMM, "\(pass)")
+                XCTAssertEqual(choice.parameters?.form, .vector, "\(pass)")
+                XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu).parameters?.form, .tiled, "\(pass)")
+            }
         }
-        XCTAssertEqual(ConvAlgorithmSelection.heuristic(strided, .forward, kind: .cpu).parameters?.form, .direct)
-        XCTAssertEqual(ConvAlgorithmSelection.heuristic(strided, .backwardData, kind: .cpu).parameters?.form, .direct)
-        XCTAssertEqual(ConvAlgorithmSelection.heuristic(strided, .backwardWeight, kind: .cpu).algorithm, .im2colGEMM)
     }
 
-    /// Forced onto a strided geometry, the vector form refuses by name
-    /// instead of computing something else.
-    func testVectorFormRefusesStridedGeometriesByName() throws {
-        let device = try TestDevice.get()
-        let x = try Tensor(shape: [1, 3, 9, 9], values: [Float](repeating: 1, count: 243), on: device)
-        let w = try Tensor(shape: [4, 3, 3, 3], values: [Float](repeating: 1, count: 108), on: device)
-        let conv = Convolution2D(Convolution2DParameters(stride: 2, padding: 1),
-                                 forcedChoice: ConvChoice(.implicitGEMM, vectorSets[0]))
-        XCTAssertThrowsError(try apply(conv, [x, w])) { error in
-            let text = "\(error)"
-            XCTAssertTrue(text.contains("conv2d") && text.contains("stride 1") && text.contains("1x3x9x9"), text)
-        }
+    /// The data gradient's grid holds every tap's dy pixel for every stride
+    /// phase: for 3x3, stride 2, padding 1 on 28 rows, phase 0 reads dy rows
+    /// i (tap 1) and phase 1 rows i and i + 1 (taps 2 and 0), so dy needs no
+    /// row before it and one after its 14 (the zero row the last phase-1 row
+    /// reads through tap 0).
+    func testDataGradientGridCoversEveryPhase() throws {
+        let g = try geometry([1, 1, 28, 28], [1, 1, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
+        let grid = vectorDataGradientGrid(g)
+        XCTAssertEqual(grid.top, 0)
+        XCTAssertEqual(grid.rows, 15)
+        let unit = try geometry([1, 1, 9, 9], [1, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 1))
+        let unitGrid = vectorDataGradientGrid(unit)
+        XCTAssertEqual(unitGrid.top, 1)
+        XCTAssertEqual(unitGrid.rows, 11)   // the stride-1 transpose: dy padded by K − 1 − P each side
     }
 
     /// Launches per pass are fixed whatever the batch: forward 2 (pad,
-    /// product), data gradient 3 (flip, pad, product), weight gradient 4 (pad
-    /// dy, pad x, partials, sum) — and the values match the CPU reference on
-    /// a geometry with 3 samples (uneven splits), 2 groups, dilation 2 and a
-    /// 5-wide kernel.
+    /// product), data gradient 2 (pad dy, the stride phases' products),
+    /// weight gradient 4 (pad dy, pad x, partials, sum) — and the values
+    /// match the CPU reference on geometries with 3 samples (uneven splits),
+    /// 2 groups, dilation, a 5-wide kernel, and strides 2x1 and 2x3 (phases
+    /// with no taps at all included).
     func testVectorPassesMatchTheReferenceWithFixedLaunches() throws {
         let device = try TestDevice.get()
         let context = try XCTUnwrap(device.openCL)
-        let parameters = Convolution2DParameters(stride: (1, 1), padding: (2, 3), dilation: (1, 2), groups: 2)
+        let geometries = [
+            Convolution2DParameters(stride: (1, 1), padding: (2, 3), dilation: (1, 2), groups: 2),
+            Convolution2DParameters(stride: (2, 1), padding: (1, 2), dilation: (1, 1), groups: 2),
+            Convolution2DParameters(stride: (2, 3), padding: (0, 1), dilation: (2, 1), groups: 1),
+        ]
+        for parameters in geometries {
         for batch in [1, 3] {
-            let xShape = [batch, 6, 11, 13], wShape = [10, 3, 3, 5]
+            let xShape = [batch, 6, 11, 13], wShape = [10, 6 / parameters.groups, 3, 5]
             var rng = SplitMix64(seed: UInt64(batch))
             let xValues = rng.uniformArray(count: xShape.reduce(1, *), bound: 1)
             let wValues = rng.uniformArray(count: wShape.reduce(1, *), bound: 1)
@@ -85,7 +90,7 @@ final class ConvolutionEngineTests: XCTestCase {
                  [x, w], [xValues, wValues], [xShape, wShape], 2, 0),
                 (.backwardData, Convolution2DBackwardData(parameters, inputShape: xShape,
                                                          forcedChoice: ConvChoice(.implicitGEMM, vectorSets[2])),
-                 [dy, w], [dyValues, wValues], [yShape, wShape], 3, 1),
+                 [dy, w], [dyValues, wValues], [yShape, wShape], 2, 1),
                 (.backwardWeight, Convolution2DBackwardWeight(parameters, weightShape: wShape,
                                                              forcedChoice: ConvChoice(.implicitGEMM, vectorSets[1])),
                  [dy, x], [dyValues, xValues], [yShape, xShape], 4, 2),
@@ -95,14 +100,16 @@ final class ConvolutionEngineTests: XCTestCase {
                 try device.synchronize()
                 let before = context.launchCounts.values.reduce(0, +)
                 let result = try apply(primitive, inputs)[0]
-                XCTAssertEqual(context.launchCounts.values.reduce(0, +) - before, launches, "\(pass) batch \(batch)")
+                XCTAssertEqual(context.launchCounts.values.reduce(0, +) - before, launches,
+                               "\(pass) batch \(batch) \(parameters)")
                 let expected = try primitive.evalReference(values, shapes: shapes)[0]
                 let got = try result.toArray()
                 XCTAssertEqual(got.count, expected.count)
                 let scale = Double(expected.map { abs($0) }.max() ?? 1)
                 let worst = zip(got, expected).map { abs(Double($0) - Double($1)) }.max() ?? 0
-                XCTAssertLessThanOrEqual(worst / scale, 1e-5, "\(pass) batch \(batch)")
+                XCTAssertLessThanOrEqual(worst / scale, 1e-5, "\(pass) batch \(batch) \(parameters)")
             }
+        }
         }
     }
 }

@@ -7,8 +7,8 @@ import CloverRuntime
 // size, stride, padding, dilation and groups); the kernels are compiled per parameter set, kernel
 // size and stride. Launches per pass are fixed whatever the batch: forward 1 (bias fused), data
 // gradient 1, weight gradient 2 (split-K partial products, then a reduction in a fixed order); the
-// row-padded vector form (stride 1, CPUs) adds its operand copies: forward 2 (pad, product), data
-// gradient 3 (flip the weight, pad dy, product), weight gradient 4 (pad dy, pad x, partials, sum).
+// row-padded vector form (CPUs) adds its operand copies: forward 2 (pad, product), data gradient 2
+// (pad dy, the stride phases' products), weight gradient 4 (pad dy, pad x, partials, sum).
 
 /// One parameter set of the implicit-GEMM kernels (`Kernels/convgemm.cl`'s
 /// `TM`, `TN`, `WM`, `WN` and `TK` macros).
@@ -32,10 +32,10 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         /// along the columns (`LX`), each with `workM` × `workN` outputs;
         /// `tileM` and `tileK` are unused.
         case direct
-        /// The row-padded explicit-vector kernels (`VECTOR`, CPUs, stride 1
-        /// only): `tileN` items per group, each with `workM` rows × `workN`
-        /// float16 vectors of columns (forward and data gradient) or `workM`
-        /// rows × `workN` weight columns (weight gradient).
+        /// The row-padded explicit-vector kernels (`VECTOR`, CPUs): `tileN`
+        /// items per group, each with `workM` rows × `workN` float16 vectors
+        /// of columns (forward and data gradient) or `workM` rows × `workN`
+        /// weight columns (weight gradient).
         case vector
     }
 
@@ -85,12 +85,6 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         }
     }
 
-    /// Whether the set's kernels cover `g`: the vector form needs stride 1
-    /// (its padded grid is linear in the output position only then).
-    func supports(_ g: Convolution2DGeometry) -> Bool {
-        form != .vector || (g.parameters.strideH == 1 && g.parameters.strideW == 1)
-    }
-
     /// The constraints `convgemm.cl` states, broken ones described.
     public var violations: [String] {
         var problems: [String] = []
@@ -124,10 +118,10 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     }
 
     /// The sets measured per geometry (``ConvAlgorithmSelection``) and swept
-    /// by the conformance cases. The row-padded vector sets first (CPUs,
-    /// stride 1): float16 accumulators, 8 rows x 2 vectors for the forward
+    /// by the conformance cases. The row-padded vector sets first (CPUs):
+    /// float16 accumulators, 8 rows x 2 vectors for the forward
     /// pass and data gradient, 4 rows x 6 weight columns for the weight
-    /// gradient. Then the barrier-free (direct) sets, for CPUs at any stride:
+    /// gradient. Then the barrier-free (direct) sets, for CPUs:
     /// POCL vectorises across dimension 0, 16 items per AVX-512 register.
     /// Then the tiled sets; the last two are the GPU shapes (64x64 and
     /// 128x128 tiles on 256 items, K-tile 16, 8 KiB and 16 KiB of local memory).
@@ -149,12 +143,9 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     ]
 
     /// The set an unmeasured geometry uses on `kind` of device: on CPUs the
-    /// vector form where it applies (stride 1), else the direct 32/8x4 set.
+    /// vector form, on GPUs the tiled 64x64 or 128x128 set.
     static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry) -> ConvGemmParameters {
-        if kind == .cpu {
-            let vector = pass == .backwardWeight ? searchSpace[1] : searchSpace[0]
-            return vector.supports(g) ? vector : searchSpace[6]
-        }
+        if kind == .cpu { return pass == .backwardWeight ? searchSpace[1] : searchSpace[0] }
         let rows = pass == .backwardData ? g.cg : g.og
         return rows <= 64 ? searchSpace[12] : searchSpace[13]
     }
@@ -296,21 +287,26 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeom
     ])
 }
 
-// MARK: The row-padded vector form (stride 1, CPUs)
+// MARK: The row-padded vector form (CPUs)
 
-/// A padded copy of `planes` planes of `height` × `width`: each placed at
-/// (`top`, `left`) in a `rows` × `columns` grid with zeros around it, planes
-/// `stride` apart (≥ rows · columns, the tail zero), and `slack` zeros after
-/// the last plane for the vector kernels' reads past it.
+/// A padded, stride-phase-split copy of `planes` planes of `height` ×
+/// `width`: each placed at (`top`, `left`) of a zero grid whose row
+/// `sh·i + ph` and column `sw·j + pw` go to row `i`, column `j` of phase
+/// plane (ph, pw), `rows` × `columns` each; planes `stride` apart (≥ sh·sw·
+/// rows·columns, the tail zero), and `slack` zeros after the last plane for
+/// the vector kernels' reads past it.
 private struct PaddedPlanes {
-    var planes: Int, height: Int, width: Int, top: Int, left: Int, rows: Int, columns: Int, stride: Int, slack: Int
+    var planes: Int, height: Int, width: Int, top: Int, left: Int
+    var sh = 1, sw = 1
+    var rows: Int, columns: Int, stride: Int, slack: Int
+    var phaseStride: Int { rows * columns }
     var count: Int { planes * stride + slack }
 }
 
-/// Values the vector kernels may read past the last padded plane: a forward
-/// item's last vectors and a tap's column offset (see `convgemm.cl`).
-private func vectorSlack(_ g: Convolution2DGeometry, _ set: ConvGemmParameters) -> Int {
-    16 * max(set.workN, 2) + (g.kw - 1) * g.parameters.dilationW + 16
+/// Values the vector kernels may read past the last padded plane: an item's
+/// last vectors and a tap's column offset (see `convgemm.cl`).
+private func vectorSlack(_ g: Convolution2DGeometry, _ set: ConvGemmParameters, columns: Int) -> Int {
+    16 * max(set.workN, 2) + 2 * columns + (g.kw - 1) * g.parameters.dilationW + 16
 }
 
 private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
@@ -322,83 +318,101 @@ private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ s
     }
     let padded = try context.allocateView(count: layout.count)
     let kernel = try convGemmKernel(context, .convgemmPadPlanes, g, set)
-    let rows = layout.planes * layout.rows
+    let rows = layout.planes * layout.sh * layout.sw * layout.rows
     try context.launch(kernel, global: [(rows + 63) / 64 * 64], local: [64], arguments: [
         Int32(layout.planes), Int32(layout.height), Int32(layout.width), Int32(layout.top), Int32(layout.left),
-        Int32(layout.rows), Int32(layout.columns), Int32(layout.stride), Int32(layout.slack),
-        source.buffer, source.kernelOffset, padded.buffer, padded.kernelOffset,
+        Int32(layout.sh), Int32(layout.sw), Int32(layout.rows), Int32(layout.columns), Int32(layout.stride),
+        Int32(layout.slack), source.buffer, source.kernelOffset, padded.buffer, padded.kernelOffset,
     ])
     return padded
 }
 
-/// The forward's padded input: `[N·C]` planes of (H + 2·PH) × (W + 2·PW).
+/// The forward's input, padded and split by stride phase: `[N·C]` planes of
+/// SH·SW phase planes of ⌈(H + 2·PH)/SH⌉ × ⌈(W + 2·PW)/SW⌉.
 private func paddedInput(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                          _ x: BufferView, op: String) throws -> (view: BufferView, layout: PaddedPlanes) {
     let s = g.parameters
-    let rows = g.h + 2 * s.paddingH, columns = g.w + 2 * s.paddingW
+    let rows = (g.h + 2 * s.paddingH + s.strideH - 1) / s.strideH
+    let columns = (g.w + 2 * s.paddingW + s.strideW - 1) / s.strideW
     let layout = PaddedPlanes(planes: g.n * g.c, height: g.h, width: g.w, top: s.paddingH, left: s.paddingW,
-                              rows: rows, columns: columns, stride: rows * columns, slack: vectorSlack(g, set))
+                              sh: s.strideH, sw: s.strideW, rows: rows, columns: columns,
+                              stride: s.strideH * s.strideW * rows * columns, slack: vectorSlack(g, set, columns: columns))
     return (try padPlanes(context, g, set, layout, from: x, op: op), layout)
 }
 
-/// The product over a padded input (`convgemm_forward_vector`): `cIn` → `cOut`
-/// channels in `g.groups` groups, an `outH` × `outW` output on a grid `gridW` wide.
-private func vectorProduct(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
-                           cIn: Int, cOut: Int, outH: Int, outW: Int, padded: BufferView, layout: PaddedPlanes,
-                           w: BufferView, bias: BufferView?, y: BufferView) throws {
+/// Forward: pad x, then the vector product on the output grid (2 launches).
+private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                           x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
+    let (padded, layout) = try paddedInput(context, g, set, x, op: "conv2d")
     let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set)
-    let blocks = (outH * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
-    let rowBlocks = (cOut / g.groups + set.workM - 1) / set.workM
+    let blocks = (g.oh * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
     let b = bias ?? w   // never read when has_bias = 0
     let s = g.parameters
-    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN, rowBlocks, g.n * g.groups],
+    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN,
+                                        (g.og + set.workM - 1) / set.workM, g.n * g.groups],
                        local: [set.tileN, 1, 1], arguments: [
-        Int32(cIn), Int32(cOut), Int32(g.groups), Int32(outH), Int32(outW), Int32(layout.columns),
-        Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
+        Int32(g.c), Int32(g.o), Int32(g.groups), Int32(g.oh), Int32(g.ow), Int32(layout.columns),
+        Int32(layout.phaseStride), Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
         padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
         Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset,
     ])
 }
 
-private func requireUnitStride(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
-                               op: String) throws {
-    guard set.supports(g) else {
-        let s = g.parameters
-        throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
-                                      device: context.device.description,
-                                      reason: "implicit-GEMM \(set) needs stride 1, not \(s.strideH)x\(s.strideW)")
+/// Where the data gradient places dy: at (`top`, `left`) of a zero grid of
+/// `rows` × `columns`, so that every stride phase of dx reads its taps'
+/// pixels of dy (kernel row kh reaches phase row i of phase rh at dy row
+/// i + (rh + PH − kh·DH)/SH where that is whole) inside the grid.
+func vectorDataGradientGrid(_ g: Convolution2DGeometry) -> (top: Int, left: Int, rows: Int, columns: Int) {
+    let s = g.parameters
+    func axis(size: Int, out: Int, kernel: Int, stride: Int, padding: Int, dilation: Int) -> (Int, Int) {
+        var before = 0, after = out
+        for phase in 0..<stride {
+            let phaseRows = (size - phase + stride - 1) / stride
+            guard phaseRows > 0 else { continue }
+            for k in 0..<kernel {
+                let t = phase + padding - k * dilation
+                guard (t % stride + stride) % stride == 0 else { continue }
+                let e = t / stride
+                before = max(before, -e)
+                after = max(after, phaseRows + e)
+            }
+        }
+        return (before, before + after)
     }
+    let (top, rows) = axis(size: g.h, out: g.oh, kernel: g.kh, stride: s.strideH, padding: s.paddingH, dilation: s.dilationH)
+    let (left, columns) = axis(size: g.w, out: g.ow, kernel: g.kw, stride: s.strideW, padding: s.paddingW, dilation: s.dilationW)
+    // The grid must also hold every valid column of a phase of dx.
+    return (top, left, rows, max(columns, (g.w + s.strideW - 1) / s.strideW))
 }
 
-/// Forward: pad x, then the vector product (2 launches).
-private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
-                           x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
-    try requireUnitStride(context, g, set, op: "conv2d")
-    let (padded, layout) = try paddedInput(context, g, set, x, op: "conv2d")
-    try vectorProduct(context, g, set, cIn: g.c, cOut: g.o, outH: g.oh, outW: g.ow, padded: padded, layout: layout,
-                      w: w, bias: bias, y: y)
-}
-
-/// Data gradient: the forward product of dy padded by (K − 1)·D − P with the
-/// flipped weight (3 launches). A padding larger than the kernel's extent crops.
+/// Data gradient: pad dy, then one stride-1 product per stride phase of dx,
+/// each with only that phase's taps, in one launch (2 launches).
 private func vectorBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                                 dy: BufferView, w: BufferView, dx: BufferView) throws {
     let op = "conv2d_backward_data"
-    try requireUnitStride(context, g, set, op: op)
     let s = g.parameters
-    let flipped = try context.allocateView(count: g.o * g.k)
-    let flip = try convGemmKernel(context, .convgemmFlipWeight, g, set)
-    try context.launch(flip, global: [(g.o * g.k + set.tileN - 1) / set.tileN * set.tileN], local: [set.tileN],
-                       arguments: [Int32(g.o), Int32(g.cg), Int32(g.groups), w.buffer, w.kernelOffset,
-                                   flipped.buffer, flipped.kernelOffset])
-    let extentH = s.dilationH * (g.kh - 1), extentW = s.dilationW * (g.kw - 1)
-    let rows = g.h + extentH, columns = g.w + extentW
-    let layout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: extentH - s.paddingH,
-                              left: extentW - s.paddingW, rows: rows, columns: columns, stride: rows * columns,
-                              slack: vectorSlack(g, set))
+    let grid = vectorDataGradientGrid(g)
+    let layout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: grid.top, left: grid.left,
+                              rows: grid.rows, columns: grid.columns, stride: grid.rows * grid.columns,
+                              slack: vectorSlack(g, set, columns: grid.columns))
+    let phases = s.strideH * s.strideW
+    guard g.n * g.groups * phases <= LaunchProfile.portable.maxGroups[2] else {
+        throw CloverError.unsupported(op: op, shapes: [[g.n, g.o, g.oh, g.ow], [g.o, g.cg, g.kh, g.kw]],
+                                      device: context.device.description,
+                                      reason: "\(g.n) samples x \(g.groups) groups x \(phases) stride phases exceed a grid dimension")
+    }
     let padded = try padPlanes(context, g, set, layout, from: dy, op: op)
-    try vectorProduct(context, g, set, cIn: g.o, cOut: g.c, outH: g.h, outW: g.w, padded: padded, layout: layout,
-                      w: flipped, bias: nil, y: dx)
+    let kernel = try convGemmKernel(context, .convgemmBackwardDataVector, g, set)
+    let phaseRows = (g.h + s.strideH - 1) / s.strideH
+    let blocks = (phaseRows * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
+    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN,
+                                        (g.cg + set.workM - 1) / set.workM, g.n * g.groups * phases],
+                       local: [set.tileN, 1, 1], arguments: [
+        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.groups), Int32(s.paddingH), Int32(s.paddingW),
+        Int32(s.dilationH), Int32(s.dilationW), Int32(layout.top), Int32(layout.left), Int32(layout.columns),
+        Int32(layout.stride), Int32(blocks), padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset,
+        dx.buffer, dx.kernelOffset,
+    ])
 }
 
 /// How many sample splits the vector weight gradient uses: about 8 items per
@@ -411,12 +425,12 @@ func vectorWeightSplits(_ g: Convolution2DGeometry, _ set: ConvGemmParameters, c
     return max(1, min(wanted, g.n, byMemory, 65_535 / g.groups))
 }
 
-/// Weight gradient: pad dy onto the forward's grid and pad x, then split
-/// partial products over samples and their sum in split order (4 launches).
+/// Weight gradient: pad x as the forward does and dy onto the forward's
+/// output grid, then split partial products over samples and their sum in
+/// split order (4 launches).
 private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                                   dy: BufferView, x: BufferView, dw: BufferView) throws {
     let op = "conv2d_backward_weight"
-    try requireUnitStride(context, g, set, op: op)
     let (xp, xLayout) = try paddedInput(context, g, set, x, op: op)
     let gridW = xLayout.columns
     let dyLayout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: 0, left: 0, rows: g.oh,
@@ -431,9 +445,9 @@ private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGe
     try context.launch(kernel, global: [(kblocks + set.tileN - 1) / set.tileN * set.tileN,
                                         (g.og + set.workM - 1) / set.workM, g.groups * splits],
                        local: [set.tileN, 1, 1], arguments: [
-        Int32(g.n), Int32(g.c), Int32(g.o), Int32(g.groups), Int32(gridW), Int32(xLayout.stride),
-        Int32(dyLayout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(splits), Int32(kblocks),
-        dyp.buffer, dyp.kernelOffset, xp.buffer, xp.kernelOffset, partial.buffer, partial.kernelOffset,
+        Int32(g.n), Int32(g.c), Int32(g.o), Int32(g.groups), Int32(gridW), Int32(xLayout.phaseStride),
+        Int32(xLayout.stride), Int32(dyLayout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(splits),
+        Int32(kblocks), dyp.buffer, dyp.kernelOffset, xp.buffer, xp.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [(count + convGemmReduceGroupSize - 1) / convGemmReduceGroupSize * convGemmReduceGroupSize],

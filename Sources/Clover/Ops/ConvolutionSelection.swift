@@ -106,7 +106,7 @@ public enum ConvAlgorithmSelection {
         var list = [heuristic(g, pass, kind: kind)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
-        list += ConvGemmParameters.searchSpace.filter { $0.supports(g) }.map { ConvChoice(.implicitGEMM, $0) }
+        list += ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
         var seen = Set<ConvChoice>()
         return list.filter { seen.insert($0).inserted }
     }
@@ -114,16 +114,12 @@ public enum ConvAlgorithmSelection {
     /// What an unmeasured geometry runs: the shape rule's direct or pointwise
     /// path where it has one, else implicit GEMM with the device kind's default set.
     ///
-    /// On CPU devices a stride-1 geometry takes the row-padded vector kernels
-    /// for all three passes (measured 2–3× the direct kernels and im2col +
-    /// CLBlast on ResNet-20's shapes); at other strides the weight gradient
-    /// stays on im2col + CLBlast, which measured 1.3–2.5× faster there than
-    /// the direct kernels.
+    /// On CPU devices that is the row-padded vector form for all three passes
+    /// (measured 3–5× the direct kernels and im2col + CLBlast on ResNet-20's
+    /// shapes, POCL), on GPUs the tiled sets.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
-        let set = ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g)
-        if kind == .cpu && pass == .backwardWeight && set.form != .vector { return ConvChoice(.im2colGEMM) }
-        return ConvChoice(.implicitGEMM, set)
+        return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
     }
 
     /// The choice for one pass: forced (tests), measured in this process or

@@ -255,14 +255,10 @@ extension ConformanceSuite {
             ("1x1 s2", [3, 9, 7, 7], 5, (1, 1), p(2)),
             ("3x3 d2 p2 groups 3", [2, 9, 8, 9], 6, (3, 3), p(1, 2, dilation: 2, groups: 3)),
         ]
-        // The vector sets cover stride 1 only: they take the three stride-1 geometries.
-        let unitStride = sweep.indices.filter { sweep[$0].4.strideH == 1 && sweep[$0].4.strideW == 1 }
         let choices = [ConvChoice(.im2colGEMM)] + ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
         for (index, choice) in choices.enumerated() {
-            let vector = choice.parameters?.form == .vector
             for step in 0..<3 {
-                let (name, input, out, kernel, parameters) = vector
-                    ? sweep[unitStride[step]] : sweep[(2 * index + step) % sweep.count]
+                let (name, input, out, kernel, parameters) = sweep[(2 * index + step) % sweep.count]
                 let weight = [out, input[1] / parameters.groups, kernel.0, kernel.1]
                 let bias = step == 0
                 cases.append(ConformanceCase(
