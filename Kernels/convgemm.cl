@@ -210,18 +210,19 @@ inline int tap_offset(const int r, const int WQ, const int XS, const int DH, con
 // y[n, g*OG+m, oh, ow] = sum over (c, kh, kw) of w[g*OG+m, c, kh, kw] * x~ (the tap's pixel of the
 // phase-split padded input xp, channel planes CS apart), on the grid q = oh*WQ + ow. Item: column
 // block b of one (sample, group) — WN vectors of 16 columns from q0 = b*16*WN — by WM output
-// channels. Range: (ceil(blocks/LX)*LX, ceil(OG/WM), N*G), blocks = ceil(OH*WQ / (16*WN)).
+// channels. Range: (BP*N*G, ceil(OG/WM)), BP = ceil(blocks/LX)*LX, blocks = ceil(OH*WQ / (16*WN)):
+// the (sample, group) pairs ride on dimension 0, which has no 65,535 limit (depthwise: G = C).
 __kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
 void convgemm_forward_vector(const int C, const int O, const int G, const int OH, const int OW,
                              const int WQ, const int XS, const int CS, const int DH, const int DW,
-                             const int blocks,
+                             const int blocks, const int BP,
                              __global const float* xp, const ulong xp_off,
                              __global const float* w, const ulong w_off,
                              __global const float* bias, const ulong bias_off, const int has_bias,
                              __global float* y, const ulong y_off) {
-    const int blk = get_global_id(0);
+    const int ng = get_global_id(0) / BP, blk = get_global_id(0) - (get_global_id(0) / BP) * BP;
     if (blk >= blocks) return;
-    const int m0 = get_global_id(1) * WM, ng = get_global_id(2);
+    const int m0 = get_global_id(1) * WM;
     const int n = ng / G, g = ng - (ng / G) * G;
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW;
     const int q0 = blk * (V * WN);
@@ -281,19 +282,20 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
 // w[g*OG+o, m, kh, kw] * dyp[n, g*OG+o, i + e + E, j + f + F], where rh + PH - kh*DH = SH*e (the taps
 // whose output row is whole) and likewise f; dyp is dy placed at (E, F) of a zero HD x WD grid
 // (plane stride DS). Item: WN vectors of 16 columns of the phase's grid q = i*WD + j by WM input
-// channels. Range: (ceil(blocks/LX)*LX, ceil(CG/WM), N*G*SH*SW), blocks = ceil(ceil(H/SH)*WD /
-// (16*WN)).
+// channels. Range: (BP*N*G*SH*SW, ceil(CG/WM)), BP = ceil(blocks/LX)*LX, blocks =
+// ceil(ceil(H/SH)*WD / (16*WN)).
 __kernel __attribute__((reqd_work_group_size(LX, 1, 1)))
 void convgemm_backward_data_vector(const int C, const int H, const int W, const int O, const int G,
                                    const int PH, const int PW, const int DH, const int DW,
                                    const int E, const int F, const int WD, const int DS, const int blocks,
+                                   const int BP,
                                    __global const float* dyp, const ulong dyp_off,
                                    __global const float* w, const ulong w_off,
                                    __global float* dx, const ulong dx_off) {
-    const int blk = get_global_id(0);
+    const int ngr = get_global_id(0) / BP, blk = get_global_id(0) - (get_global_id(0) / BP) * BP;
     if (blk >= blocks) return;
     const int m0 = get_global_id(1) * WM;
-    const int phase = get_global_id(2) % (SH * SW), ng = get_global_id(2) / (SH * SW);
+    const int phase = ngr % (SH * SW), ng = ngr / (SH * SW);
     const int rh = phase / SW, rw = phase - (phase / SW) * SW;
     const int n = ng / G, g = ng - (ng / G) * G;
     const int CG = C / G, OG = O / G;

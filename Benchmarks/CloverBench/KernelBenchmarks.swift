@@ -89,6 +89,7 @@ enum KernelSuite {
         list += resNet50Dense3x3.map { name, shape in conv("conv3x3/r50-" + name, shape) }
         list += resNet50Pointwise.map { name, shape in conv("conv1x1/r50-" + name, shape) }
         list += resNeXt50Grouped.map { name, shape in conv("grouped/rx50-" + name, shape) }
+        list.append(copy(elements: 16 << 20))
         list += efficientNetB0Depthwise.map { name, shape in conv("depthwise/b0-" + name, shape) }
         list += resNet50BatchNorm.map { channels, side in batchNorm(channels: channels, side: side) }
         list += regNet20States.map { channels, side in gates(lstm: true, channels: channels, side: side) }
@@ -228,6 +229,19 @@ enum KernelSuite {
                 // Depthwise convolutions do so little work per byte that
                 // bandwidth is their figure of merit too.
                 forwardFlops: 2 * macs, backwardFlops: 4 * macs, memoryBound: c.groups == c.channels)
+        }
+    }
+
+    /// The device's copy bandwidth, measured in the same run as the
+    /// memory-bound rows it is the roofline for (depthwise, batch norm):
+    /// `y = 1·x` over `elements` floats (`scale_elementwise`, one load and one
+    /// store per element), GB/s counting both.
+    static func copy(elements: Int) -> KernelBenchmark {
+        KernelBenchmark(name: "copy/\(elements >> 20)Mi") { s in
+            let n = s.count(elements)
+            return try primitiveWorkload(op: "scale", params: ["n": n], shape: "[\(n)] floats, y = 1·x",
+                                         primitive: Scale(1), inputShapes: [[n]], forwardFlops: nil,
+                                         backwardFlops: nil, memoryBound: true)
         }
     }
 

@@ -128,6 +128,10 @@ def build_kernel(torch, op, p, device):
         inputs = [rand(p["n"], p["c"], p["h"], p["w"]),
                   rand(p["o"], p["c"] // p["groups"], p["kernel"], p["kernel"])]
         f = lambda x, w: F.conv2d(x, w, stride=p["stride"], padding=p["padding"], groups=p["groups"])
+    elif op == "scale":
+        # The copy-bandwidth row: y = 1·x (Clover's scale_elementwise).
+        inputs = [rand(p["n"])]
+        f = lambda x: x * 1.0
     elif op == "batchnorm":
         inputs = [rand(p["n"], p["c"], p["h"], p["w"]), rand(p["c"]), rand(p["c"])]
         # Training-mode statistics without running averages: Clover's

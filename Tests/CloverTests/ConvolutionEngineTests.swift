@@ -17,12 +17,12 @@ final class ConvolutionEngineTests: XCTestCase {
     }
 
     func testSearchSpaceHasValidVectorSetsThatAreCandidatesEverywhere() throws {
-        XCTAssertEqual(vectorSets.count, 3)
+        XCTAssertEqual(vectorSets.count, 4)
         for set in vectorSets { XCTAssertTrue(set.violations.isEmpty, "\(set): \(set.violations)") }
         let strided = try geometry([2, 16, 28, 28], [32, 16, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
         for pass in ConvPass.allCases {
             XCTAssertEqual(ConvAlgorithmSelection.candidates(strided, pass, kind: .cpu)
-                .filter { $0.parameters?.form == .vector }.count, 3, "\(pass)")
+                .filter { $0.parameters?.form == .vector }.count, 4, "\(pass)")
         }
         XCTAssertFalse(ConvGemmParameters(vectorItems: 4, workM: 8, workN: 6).violations.isEmpty,
                        "48 float16 accumulators would spill")
@@ -41,6 +41,19 @@ final class ConvolutionEngineTests: XCTestCase {
                 XCTAssertEqual(choice.parameters?.form, .vector, "\(pass)")
                 XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu).parameters?.form, .tiled, "\(pass)")
             }
+        }
+    }
+
+    /// Depthwise convolutions take the one-row vector set on CPUs (measured
+    /// 1.5–5× the depthwise kernel there) and keep the depthwise kernel on GPUs.
+    func testDepthwiseTakesTheOneRowVectorSetOnCPUs() throws {
+        let g = try geometry([8, 32, 56, 56], [32, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 32))
+        XCTAssertEqual(g.algorithm, .depthwise)
+        XCTAssertEqual(ConvGemmParameters.depthwiseVector.workM, 1)
+        for pass in ConvPass.allCases {
+            XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .cpu),
+                           ConvChoice(.implicitGEMM, ConvGemmParameters.depthwiseVector), "\(pass)")
+            XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu), ConvChoice(.depthwise), "\(pass)")
         }
     }
 

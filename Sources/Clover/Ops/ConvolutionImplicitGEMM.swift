@@ -121,7 +121,8 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     /// by the conformance cases. The row-padded vector sets first (CPUs):
     /// float16 accumulators, 8 rows x 2 vectors for the forward
     /// pass and data gradient, 4 rows x 6 weight columns for the weight
-    /// gradient. Then the barrier-free (direct) sets, for CPUs:
+    /// gradient, and 1 row x 4 vectors for depthwise convolutions (one
+    /// channel per group). Then the barrier-free (direct) sets, for CPUs:
     /// POCL vectorises across dimension 0, 16 items per AVX-512 register.
     /// Then the tiled sets; the last two are the GPU shapes (64x64 and
     /// 128x128 tiles on 256 items, K-tile 16, 8 KiB and 16 KiB of local memory).
@@ -129,6 +130,7 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(vectorItems: 4, workM: 8, workN: 2),
         ConvGemmParameters(vectorItems: 4, workM: 4, workN: 6),
         ConvGemmParameters(vectorItems: 1, workM: 8, workN: 3),
+        ConvGemmParameters(vectorItems: 4, workM: 1, workN: 4),
         ConvGemmParameters(directItems: 64, workM: 16, workN: 1),
         ConvGemmParameters(directItems: 64, workM: 8, workN: 2),
         ConvGemmParameters(directItems: 64, workM: 4, workN: 4),
@@ -142,12 +144,15 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(tileM: 128, tileN: 128, workM: 8, workN: 8, tileK: 16),
     ]
 
+    /// The vector set for depthwise convolutions (one channel per group).
+    static var depthwiseVector: ConvGemmParameters { searchSpace[3] }
+
     /// The set an unmeasured geometry uses on `kind` of device: on CPUs the
     /// vector form, on GPUs the tiled 64x64 or 128x128 set.
     static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry) -> ConvGemmParameters {
         if kind == .cpu { return pass == .backwardWeight ? searchSpace[1] : searchSpace[0] }
         let rows = pass == .backwardData ? g.cg : g.og
-        return rows <= 64 ? searchSpace[12] : searchSpace[13]
+        return rows <= 64 ? searchSpace[13] : searchSpace[14]
     }
 }
 
@@ -340,6 +345,15 @@ private func paddedInput(_ context: OpenCLContext, _ g: Convolution2DGeometry, _
     return (try padPlanes(context, g, set, layout, from: x, op: op), layout)
 }
 
+/// The vector kernels index their items in 32 bits along dimension 0.
+private func checkItems(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ items: Int, op: String) throws {
+    guard items < Int(Int32.max) else {
+        throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
+                                      device: context.device.description,
+                                      reason: "\(items) work-items exceed the vector kernels' 32-bit item index")
+    }
+}
+
 /// Forward: pad x, then the vector product on the output grid (2 launches).
 private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                            x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
@@ -348,11 +362,13 @@ private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
     let blocks = (g.oh * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
     let b = bias ?? w   // never read when has_bias = 0
     let s = g.parameters
-    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN,
-                                        (g.og + set.workM - 1) / set.workM, g.n * g.groups],
-                       local: [set.tileN, 1, 1], arguments: [
+    let paddedBlocks = (blocks + set.tileN - 1) / set.tileN * set.tileN
+    try checkItems(context, g, paddedBlocks * g.n * g.groups, op: "conv2d")
+    try context.launch(kernel, global: [paddedBlocks * g.n * g.groups, (g.og + set.workM - 1) / set.workM],
+                       local: [set.tileN, 1], arguments: [
         Int32(g.c), Int32(g.o), Int32(g.groups), Int32(g.oh), Int32(g.ow), Int32(layout.columns),
         Int32(layout.phaseStride), Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
+        Int32(paddedBlocks),
         padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
         Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset,
     ])
@@ -396,21 +412,17 @@ private func vectorBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeom
                               rows: grid.rows, columns: grid.columns, stride: grid.rows * grid.columns,
                               slack: vectorSlack(g, set, columns: grid.columns))
     let phases = s.strideH * s.strideW
-    guard g.n * g.groups * phases <= LaunchProfile.portable.maxGroups[2] else {
-        throw CloverError.unsupported(op: op, shapes: [[g.n, g.o, g.oh, g.ow], [g.o, g.cg, g.kh, g.kw]],
-                                      device: context.device.description,
-                                      reason: "\(g.n) samples x \(g.groups) groups x \(phases) stride phases exceed a grid dimension")
-    }
-    let padded = try padPlanes(context, g, set, layout, from: dy, op: op)
-    let kernel = try convGemmKernel(context, .convgemmBackwardDataVector, g, set)
     let phaseRows = (g.h + s.strideH - 1) / s.strideH
     let blocks = (phaseRows * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
-    try context.launch(kernel, global: [(blocks + set.tileN - 1) / set.tileN * set.tileN,
-                                        (g.cg + set.workM - 1) / set.workM, g.n * g.groups * phases],
-                       local: [set.tileN, 1, 1], arguments: [
+    let paddedBlocks = (blocks + set.tileN - 1) / set.tileN * set.tileN
+    try checkItems(context, g, paddedBlocks * g.n * g.groups * phases, op: op)
+    let padded = try padPlanes(context, g, set, layout, from: dy, op: op)
+    let kernel = try convGemmKernel(context, .convgemmBackwardDataVector, g, set)
+    try context.launch(kernel, global: [paddedBlocks * g.n * g.groups * phases, (g.cg + set.workM - 1) / set.workM],
+                       local: [set.tileN, 1], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.groups), Int32(s.paddingH), Int32(s.paddingW),
         Int32(s.dilationH), Int32(s.dilationW), Int32(layout.top), Int32(layout.left), Int32(layout.columns),
-        Int32(layout.stride), Int32(blocks), padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset,
+        Int32(layout.stride), Int32(blocks), Int32(paddedBlocks), padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset,
         dx.buffer, dx.kernelOffset,
     ])
 }

@@ -118,6 +118,9 @@ public enum ConvAlgorithmSelection {
     /// (measured 3–5× the direct kernels and im2col + CLBlast on ResNet-20's
     /// shapes, POCL), on GPUs the tiled sets.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
+        if g.algorithm == .depthwise && kind == .cpu {
+            return ConvChoice(.implicitGEMM, ConvGemmParameters.depthwiseVector)
+        }
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
         return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
     }

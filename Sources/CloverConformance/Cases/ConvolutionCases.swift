@@ -242,6 +242,20 @@ extension ConformanceSuite {
                 finiteDifference: c.finiteDifference)
         }
 
+        // The depthwise kernels (Kernels/depthwise.cl) forced on every depthwise-path shape: CPU
+        // devices run those shapes on the vector kernels, GPUs on these.
+        for c in configs where c.label.hasPrefix("depthwise") {
+            let weight = [c.outChannels, c.input[1] / c.parameters.groups, c.kernel.0, c.kernel.1]
+            var shapes = [c.input, weight]
+            if c.bias { shapes.append([c.outChannels]) }
+            cases.append(ConformanceCase(
+                op: "conv2d", label: "x \(formatShape(c.input)) w \(formatShape(weight)) \(c.label) forced depthwise"
+                    + (c.bias ? " bias" : "") + (c.offset ? " offset" : ""),
+                primitive: Convolution2D(c.parameters, forcedChoice: ConvChoice(.depthwise)),
+                inputShapes: shapes, offsetInputs: c.offset, forward: tol, backward: tol,
+                finiteDifference: c.finiteDifference))
+        }
+
         // Every algorithm that covers every geometry, forced: im2col + CLBlast and each
         // implicit-GEMM parameter set (Kernels/convgemm.cl), forward and both gradients, on
         // awkward sizes that leave every tile partial: 3x3 stride 1 and 2, the 7x7 stride-2
