@@ -41,6 +41,16 @@ public final class OpenCLContext {
     /// whatever the device itself would accept (see ``LaunchProfile``).
     public var launchProfile = LaunchProfile.portable
 
+    /// The device kind whose kernel paths the ops take (their heuristics:
+    /// vector or tiled convolution kernels, batch norm's chunking, …): the
+    /// device's own kind, unless set. A planning context for GPU limits sets
+    /// `.gpu`, so that the launches it checks are the ones a GPU would make.
+    public var pathKind: DeviceKind {
+        get { pathKindOverride ?? device.kind }
+        set { pathKindOverride = newValue }
+    }
+    private var pathKindOverride: DeviceKind?
+
     /// Whether this context only plans: launches are checked against the
     /// profile and counted but not enqueued, buffers are placeholders that
     /// hold no memory, uploads and copies do nothing and downloads read

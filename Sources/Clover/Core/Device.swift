@@ -62,12 +62,15 @@ public final class Device: CustomStringConvertible {
     /// against `profile` and count it, but nothing runs and no device memory
     /// is used, so a full-size training step can be checked on any machine
     /// (see ``OpenCLContext/isPlanning``). Tensor values read back as zeros.
+    /// The ops take the kernel paths of `pathKind` (default GPU, the devices
+    /// the portable profile describes) whatever the device's own kind.
     public static func planning(_ spec: String? = nil, profile: LaunchProfile = .portable,
-                                cacheDirectory: String?? = .none) throws -> Device {
+                                pathKind: DeviceKind = .gpu, cacheDirectory: String?? = .none) throws -> Device {
         let env = spec ?? DeviceDiscovery.environmentValue
         let device = try DeviceDiscovery.select(env.flatMap { referenceNames.contains($0.lowercased()) ? nil : $0 })
         let context = try OpenCLContext(device: device, cacheDirectory: cacheDirectory, planning: true)
         context.launchProfile = profile
+        context.pathKind = pathKind
         return Device(openCL: context)
     }
 

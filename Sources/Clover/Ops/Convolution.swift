@@ -626,7 +626,7 @@ func convKernel(_ context: OpenCLContext, _ name: KernelName) throws -> Kernel {
 
 /// CPU OpenCL devices run im2col and col2im faster with one work item per row
 /// (a plain loop); GPUs want one item per pixel for coalesced writes.
-func im2colRowLoop(_ context: OpenCLContext) -> Bool { im2colRowLoopOverride ?? (context.device.kind == .cpu) }
+func im2colRowLoop(_ context: OpenCLContext) -> Bool { im2colRowLoopOverride ?? (context.pathKind == .cpu) }
 
 /// Forces one im2col/col2im form whatever the device (tests check both forms
 /// on the CPU device CI has).

@@ -142,7 +142,7 @@ public enum ConvAlgorithmSelection {
             try save(context)
             return entry.choice
         }
-        return heuristic(g, pass, kind: context.device.kind)
+        return heuristic(g, pass, kind: context.pathKind)
     }
 
     /// What the selection runs for one geometry and pass on `context`'s
@@ -157,7 +157,7 @@ public enum ConvAlgorithmSelection {
         if let known = state.withLock({ $0.entries[deviceKey(context.device)]?[key(g, pass)] }) {
             return (known.choice, true)
         }
-        return (heuristic(g, pass, kind: context.device.kind), false)
+        return (heuristic(g, pass, kind: context.pathKind), false)
     }
 
     /// The distinct convolution geometries and passes `body` runs (for
@@ -185,7 +185,7 @@ public enum ConvAlgorithmSelection {
         var rejected: [String: String] = [:]
         var best: (ConvChoice, Double)?
         let small = smallCase(g)
-        for candidate in candidates(g, pass, kind: context.device.kind) {
+        for candidate in candidates(g, pass, kind: context.pathKind) {
             do {
                 let error = try check(context, small, pass, candidate)
                 guard error <= 1e-3 else {

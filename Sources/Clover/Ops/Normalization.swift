@@ -73,7 +73,7 @@ private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
 /// The elementwise batch-norm kernels' positions per item (normalization.cl's
 /// `VW`): whole float16s on CPUs, one element on GPUs.
 func planeVectorWidth(_ context: OpenCLContext) -> Int {
-    batchNormVectorWidthOverride ?? (context.device.kind == .cpu ? 16 : 1)
+    batchNormVectorWidthOverride ?? (context.pathKind == .cpu ? 16 : 1)
 }
 
 /// Tests set this to run the GPU form (`VW = 1`) on a CPU device.
