@@ -49,6 +49,9 @@
 //   DIRECT   1: compile the barrier-free kernels instead of the tiled ones (one program holds
 //            one form); LX their work-group size, a power of two <= 256; WM, WN as above
 //            (TM, TN, TK unused). Local memory: the weight gradient's 4*WM*WN*LX bytes.
+//   EPI      the forward kernels' epilogue after the bias: EPI_NONE (default), EPI_RELU (y =
+//            max(z, 0)) or EPI_SILU (y = z * sigmoid(z), and the pre-activation z also written to
+//            `pre`, which the gradient needs): store_output below.
 //   VECTOR   1: compile the row-padded vector kernels; LX their work-group size; WM rows (output
 //            channels) and WN float16 vectors of columns per item (forward), WM rows and WN weight
 //            columns per item (weight gradient). No local memory.
@@ -88,6 +91,27 @@
 #ifndef VECTOR
 #define VECTOR 0
 #endif
+#define EPI_NONE 0
+#define EPI_RELU 1
+#define EPI_SILU 2
+#ifndef EPI
+#define EPI EPI_NONE
+#endif
+
+// The forward kernels' one store: output element i (relative to the views) from its value z
+// (bias included), through the fused activation, so that a convolution followed by ReLU or
+// SiLU needs no second pass over its output.
+inline void store_output(__global float* y, const ulong y_off, __global float* pre, const ulong pre_off,
+                         const ulong i, const float z) {
+#if EPI == EPI_SILU
+    pre[pre_off + i] = z;
+    y[y_off + i] = z / (1.0f + exp(-z));
+#elif EPI == EPI_RELU
+    y[y_off + i] = fmax(z, 0.0f);
+#else
+    y[y_off + i] = z;
+#endif
+}
 
 #define RM (TM / WM)
 #define RN (TN / WN)
@@ -219,7 +243,7 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
                              __global const float* xp, const ulong xp_off,
                              __global const float* w, const ulong w_off,
                              __global const float* bias, const ulong bias_off, const int has_bias,
-                             __global float* y, const ulong y_off) {
+                             __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
     const int ng = get_global_id(0) / BP, blk = get_global_id(0) - (get_global_id(0) / BP) * BP;
     if (blk >= blocks) return;
     const int m0 = get_global_id(1) * WM;
@@ -268,8 +292,8 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
                 for (int i = 0; i < WM; ++i) {
                     const int m = m0 + i, o = g * OG + m;
                     if (m < OG) {
-                        y[y_off + (ulong)(n * O + o) * (ulong)P + (ulong)(oh * OW + ow)] =
-                            lanes[i][l] + (has_bias ? bias[bias_off + o] : 0.0f);
+                        store_output(y, y_off, pre, pre_off, (ulong)(n * O + o) * (ulong)P + (ulong)(oh * OW + ow),
+                                     lanes[i][l] + (has_bias ? bias[bias_off + o] : 0.0f));
                     }
                 }
             }
@@ -428,7 +452,7 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
                       __global const float* x, const ulong x_off,
                       __global const float* w, const ulong w_off,
                       __global const float* bias, const ulong bias_off, const int has_bias,
-                      __global float* y, const ulong y_off) {
+                      __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
     __local float As[TK][TM];
     __local float Bs[TK][TN];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P;
@@ -477,7 +501,8 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
             const int m = m0 + ty + i * RM;
             if (m >= OG) continue;
             const int o = g * OG + m;
-            y[y_off + (ulong)(nj * O + o) * (ulong)P + (ulong)pj] = acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f);
+            store_output(y, y_off, pre, pre_off, (ulong)(nj * O + o) * (ulong)P + (ulong)pj,
+                         acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f));
         }
     }
 }
@@ -633,7 +658,7 @@ void convgemm_forward_direct(const int N, const int C, const int H, const int W,
                              __global const float* x, const ulong x_off,
                              __global const float* w, const ulong w_off,
                              __global const float* bias, const ulong bias_off, const int has_bias,
-                             __global float* y, const ulong y_off) {
+                             __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P, HW = H * W;
     const int m0 = get_group_id(1) * WM, g = get_group_id(2);
     const int col0 = get_group_id(0) * (LX * WN) + get_local_id(0);
@@ -688,7 +713,8 @@ void convgemm_forward_direct(const int N, const int C, const int H, const int W,
             const int m = m0 + i;
             if (m >= OG) continue;
             const int o = g * OG + m;
-            y[y_off + (ulong)(nj[j] * O + o) * (ulong)P + (ulong)pj[j]] = acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f);
+            store_output(y, y_off, pre, pre_off, (ulong)(nj[j] * O + o) * (ulong)P + (ulong)pj[j],
+                         acc[i][j] + (has_bias ? bias[bias_off + o] : 0.0f));
         }
     }
 }

@@ -21,7 +21,7 @@ public struct LaunchCheck: Sendable {
     /// Plans one training step (forward, loss, backward, SGD with momentum
     /// and weight decay; AdamW for OSCAR) of `spec` at its standard input
     /// size and `batch` on `device`, which must be a planning device
-    /// (``Device/planning(_:profile:cacheDirectory:)``).
+    /// (``Device/planning(_:profile:pathKind:cacheDirectory:)``).
     ///
     /// - Throws: the first launch that breaks the device's launch profile
     ///   (``RuntimeError/launchOutsideProfile(kernel:global:local:profile:reason:)``),

@@ -58,6 +58,11 @@ public final class Conv2d: Module, Layer {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         try conv2d(x, weight.tensor, bias: bias?.tensor, parameters: parameters)
     }
+
+    /// The convolution with `activation` applied in the same pass.
+    public func callAsFunction(_ x: Tensor, activation: ConvActivation) throws -> Tensor {
+        try conv2d(x, weight.tensor, bias: bias?.tensor, parameters: parameters, activation: activation)
+    }
 }
 
 /// Batch normalisation over N·H·W per channel (`nn.BatchNorm2d`): batch
@@ -150,6 +155,15 @@ public final class ActivationLayer: Module, Layer {
 
         /// The activation batch norm's kernels can fuse, if this is one.
         var batchNormActivation: BatchNormActivation? {
+            switch self {
+            case .relu: return .relu
+            case .silu: return .silu
+            default: return nil
+            }
+        }
+
+        /// The activation a convolution's epilogue can fuse, if this is one.
+        var convActivation: ConvActivation? {
             switch self {
             case .relu: return .relu
             case .silu: return .silu

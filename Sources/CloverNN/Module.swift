@@ -165,15 +165,19 @@ public final class Sequential: Module, Layer {
     }
 
     /// Runs the layers in order. A ``BatchNorm2d`` followed by a ReLU or
-    /// SiLU ``ActivationLayer`` runs as one fused batch norm (the layers and
-    /// their state-dict names stay as they are).
+    /// SiLU ``ActivationLayer`` runs as one fused batch norm, and a ``Conv2d``
+    /// followed by one as a convolution with that activation in its epilogue
+    /// (the layers and their state-dict names stay as they are).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         var y = x
         var i = layers.startIndex
         while i < layers.endIndex {
-            if let bn = layers[i] as? BatchNorm2d, i + 1 < layers.endIndex,
-               let next = layers[i + 1] as? ActivationLayer, let fused = next.kind.batchNormActivation {
+            let next = i + 1 < layers.endIndex ? layers[i + 1] as? ActivationLayer : nil
+            if let bn = layers[i] as? BatchNorm2d, let fused = next?.kind.batchNormActivation {
                 y = try bn(y, activation: fused)
+                i += 2
+            } else if let conv = layers[i] as? Conv2d, let fused = next?.kind.convActivation {
+                y = try conv(y, activation: fused)
                 i += 2
             } else {
                 y = try layers[i](y)

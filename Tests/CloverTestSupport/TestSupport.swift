@@ -51,7 +51,7 @@ public enum TestSupport {
     }
 
     /// A planning device over the device under test (see
-    /// ``Device/planning(_:profile:cacheDirectory:)``).
+    /// ``Device/planning(_:profile:pathKind:cacheDirectory:)``).
     public static func planningDevice(profile: LaunchProfile = .portable) throws -> Device {
         do { return try Device.planning(profile: profile) } catch { throw translated(error) }
     }

@@ -127,6 +127,14 @@ extension Tensor {
     /// A zero tensor for a missing cotangent, which vjps only read. On
     /// OpenCL it is a view of one zero buffer per device, filled when it
     /// grows, so a backward pass in steady state fills nothing.
+    /// Whether this tensor is a ``zerosForReading(_:on:)`` placeholder (the
+    /// cotangent autograd fills in for an output nothing used), so that a
+    /// gradient can skip adding it.
+    var isSharedZeros: Bool {
+        if case let .buffer(view) = storage { return SharedZeros.contains(view) }
+        return false
+    }
+
     static func zerosForReading(_ shape: [Int], on device: Device) throws -> Tensor {
         guard let context = device.openCL else { return try Tensor.zeros(shape, on: device) }
         try validate(shape: shape, op: "zeros")
@@ -161,6 +169,11 @@ private enum SharedZeros {
 
     // Clover drives a device from one thread (see `GradientRecording`).
     nonisolated(unsafe) private static var entries: [Entry] = []
+
+    /// Whether `view` lies in the shared zero buffer of some device.
+    static func contains(_ view: BufferView) -> Bool {
+        entries.contains { $0.view.buffer === view.buffer }
+    }
 
     static func view(count: Int, on device: Device, context: OpenCLContext) throws -> BufferView {
         entries.removeAll { $0.device == nil }

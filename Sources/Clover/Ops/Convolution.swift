@@ -140,8 +140,29 @@ public let defaultConvColumnBufferLimitBytes = 256 << 20
 /// ``Convolution2DParameters/algorithm(input:weight:)`` picks for the shapes:
 /// GEMM straight on the tensors for 1x1 kernels, direct kernels for
 /// depthwise and thin grouped 3x3 convolutions, im2col + GEMM otherwise.
+/// An activation fused into a convolution's output (`Kernels/convgemm.cl`'s
+/// `EPI` epilogue on the implicit-GEMM path; a separate elementwise pass on
+/// the others).
+public enum ConvActivation: String, Sendable, CaseIterable {
+    case none, relu, silu
+
+    /// The `EPI` macro value of `convgemm.cl`.
+    var macro: String {
+        switch self {
+        case .none: return "EPI_NONE"
+        case .relu: return "EPI_RELU"
+        case .silu: return "EPI_SILU"
+        }
+    }
+}
+
 public struct Convolution2D: Primitive {
     public let parameters: Convolution2DParameters
+    /// Applied to the output (after the bias) in the same pass. With
+    /// ``ConvActivation/silu`` the primitive has a second output, the
+    /// pre-activation, which its gradient reads (`f'` needs `z`; ReLU's mask
+    /// can be read from the output itself).
+    public var activation: ConvActivation = .none
     /// Upper bound on the im2col buffer of the OpenCL path; the batch is
     /// processed in chunks of samples that fit (at least one sample). Only
     /// the ``ConvAlgorithm/im2colGEMM`` path has a column buffer.
@@ -152,14 +173,15 @@ public struct Convolution2D: Primitive {
     /// which cover every geometry.
     public var forcedChoice: ConvChoice?
 
-    public init(_ parameters: Convolution2DParameters = Convolution2DParameters(),
+    public init(_ parameters: Convolution2DParameters = Convolution2DParameters(), activation: ConvActivation = .none,
                 columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
         self.parameters = parameters
+        self.activation = activation
         self.columnBufferLimitBytes = columnBufferLimitBytes
         self.forcedChoice = forcedChoice
     }
 
-    public var name: String { "conv2d" }
+    public var name: String { activation == .none ? "conv2d" : "conv2d_\(activation.rawValue)" }
 
     func geometry(_ shapes: [[Int]]) throws -> Convolution2DGeometry {
         guard shapes.count == 2 || shapes.count == 3 else {
@@ -174,10 +196,21 @@ public struct Convolution2D: Primitive {
 
     public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
         let g = try geometry(inputs)
-        return [[g.n, g.o, g.oh, g.ow]]
+        let y = [g.n, g.o, g.oh, g.ow]
+        return activation == .silu ? [y, y] : [y]
     }
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
+        let z = try convolutionReference(inputs, shapes: shapes)
+        switch activation {
+        case .none: return [z]
+        case .relu: return [z.map { Float(max(Double($0), 0)) }]
+        case .silu: return [z.map { Float(ActivationKind.silu.referenceValue(Double($0))) }, z]
+        }
+    }
+
+    /// The convolution itself (bias included), before any activation.
+    private func convolutionReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [Float] {
         let outShape = try outputShapes(for: shapes)[0]
         let x = inputs[0], wt = inputs[1]
         let bias: [Float]? = inputs.count == 3 ? inputs[2] : nil
@@ -212,7 +245,7 @@ public struct Convolution2D: Primitive {
                 }
             }
         }
-        return [y]
+        return y
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
@@ -221,14 +254,53 @@ public struct Convolution2D: Primitive {
         let bias = inputs.count == 3 ? inputs[2].view : nil
         let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .forward)
         try convForwardPass(context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
+                            activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
                             columnBufferLimitBytes: columnBufferLimitBytes)
     }
 }
 
-/// The forward pass on `choice`'s path, bias included.
+/// The forward pass on `choice`'s path, bias and `activation` included:
+/// fused into the implicit-GEMM kernels' store, else a pass over the output
+/// after it (with ``ConvActivation/silu``, `preActivation` receives z).
 func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                      shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
+                     activation: ConvActivation = .none, preActivation: BufferView? = nil,
                      columnBufferLimitBytes: Int) throws {
+    if choice.algorithm == .implicitGEMM {
+        try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+        return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
+                                       activation: activation, preActivation: preActivation)
+    }
+    let z = activation == .silu ? try requirePreActivation(preActivation, op: name) : y
+    try convForwardPass(context, g, choice, op: name, shapes: shapes, x: x, w: w, bias: bias, z: z,
+                        columnBufferLimitBytes: columnBufferLimitBytes)
+    switch activation {
+    case .none: break
+    case .relu:
+        // In place: each item reads its element before writing it.
+        let kernel = try context.kernel(.reluForward)
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(y.count), y.buffer, y.kernelOffset, y.buffer, y.kernelOffset,
+        ])
+    case .silu:
+        let kernel = try context.kernel(.activationForward, defines: ["ACT": ActivationKind.silu.macro])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
+            UInt64(y.count), z.buffer, z.kernelOffset, y.buffer, y.kernelOffset,
+        ])
+    }
+}
+
+func requirePreActivation(_ view: BufferView?, op: String) throws -> BufferView {
+    guard let view else {
+        throw CloverError.invalidArgument(op: op, reason: "a SiLU epilogue needs the pre-activation output")
+    }
+    return view
+}
+
+/// The convolution alone on `choice`'s path (bias included) into `z`.
+private func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
+                             shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, z y: BufferView,
+                             columnBufferLimitBytes: Int) throws {
         switch choice.algorithm {
         case .depthwise:
             try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
@@ -295,10 +367,21 @@ extension Convolution2D {
     /// Runs only the gradient primitives whose inputs need one: a network's
     /// first convolution, whose input is data, skips its data gradient.
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
-        let x = inputs[0], weight = inputs[1], dy = cotangents[0]
+        let x = inputs[0], weight = inputs[1]
+        // The cotangent of the convolution's own output z: through the activation's derivative
+        // (ReLU's mask from the output, SiLU's from the saved pre-activation), plus whatever
+        // reached z directly.
+        let dy: Tensor
+        switch activation {
+        case .none: dy = cotangents[0]
+        case .relu: dy = try apply1(ReLUBackward(), [cotangents[0], outputs[0]])
+        case .silu:
+            let through = try apply1(ActivationBackward(.silu), [cotangents[0], outputs[1]])
+            dy = cotangents[1].isSharedZeros ? through : try add(through, cotangents[1])
+        }
         let dx = needsGradient.needs(0)
             ? try apply1(Convolution2DBackwardData(parameters, inputShape: x.shape,
-                                            columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice),
+                                                   columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice),
                          [dy, weight])
             : nil
         let dw = needsGradient.needs(1)
@@ -708,7 +791,10 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil,
                parameters: Convolution2DParameters(stride: stride, padding: padding, dilation: dilation, groups: groups))
 }
 
-/// 2-D convolution with separate height and width parameters; see ``Convolution2DParameters``.
-public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Convolution2DParameters) throws -> Tensor {
-    try apply1(Convolution2D(parameters), bias.map { [x, weight, $0] } ?? [x, weight])
+/// 2-D convolution with separate height and width parameters; see
+/// ``Convolution2DParameters``. `activation` is applied to the output in the
+/// same pass where the path allows (``ConvActivation``).
+public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Convolution2DParameters,
+                   activation: ConvActivation = .none) throws -> Tensor {
+    try apply(Convolution2D(parameters, activation: activation), bias.map { [x, weight, $0] } ?? [x, weight])[0]
 }

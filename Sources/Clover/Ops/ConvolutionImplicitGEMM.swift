@@ -192,7 +192,7 @@ extension Convolution2DGeometry {
 
 /// A kernel of `Kernels/convgemm.cl` for `set`, the geometry's kernel size and strides.
 func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry,
-                    _ set: ConvGemmParameters) throws -> Kernel {
+                    _ set: ConvGemmParameters, activation: ConvActivation = .none) throws -> Kernel {
     let problems = set.violations
     guard problems.isEmpty else {
         throw CloverError.invalidArgument(op: "conv2d", reason: "implicit-GEMM parameters \(set): "
@@ -202,7 +202,7 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         "TM": "\(set.tileM)", "TN": "\(set.tileN)", "WM": "\(set.workM)", "WN": "\(set.workN)", "TK": "\(set.tileK)",
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
-        "VECTOR": set.form == .vector ? "1" : "0",
+        "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro,
     ])
 }
 
@@ -219,16 +219,20 @@ private func gemmRange(_ set: ConvGemmParameters, rows: Int, columns: Int, depth
 
 /// `y = conv(x, w) (+ bias)` in one launch.
 func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
-                         x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
+                         x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
+                         activation: ConvActivation = .none, preActivation: BufferView? = nil) throws {
+    // Without a SiLU epilogue the kernels never write `pre`: y stands in.
+    let pre = activation == .silu ? try requirePreActivation(preActivation, op: "conv2d") : y
     if set.form == .vector {
-        return try vectorForward(context, g, set, x: x, w: w, bias: bias, y: y)
+        return try vectorForward(context, g, set, x: x, w: w, bias: bias, y: y, activation: activation, pre: pre)
     }
-    let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set)
+    let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set,
+                                    activation: activation)
     let range = gemmRange(set, rows: g.og, columns: g.n * g.p, depth: g.groups)
     let b = bias ?? w   // never read when has_bias = 0
     try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
         x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
-        y.buffer, y.kernelOffset,
+        y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
     ])
 }
 
@@ -356,9 +360,10 @@ private func checkItems(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ 
 
 /// Forward: pad x, then the vector product on the output grid (2 launches).
 private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
-                           x: BufferView, w: BufferView, bias: BufferView?, y: BufferView) throws {
+                           x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
+                           activation: ConvActivation, pre: BufferView) throws {
     let (padded, layout) = try paddedInput(context, g, set, x, op: "conv2d")
-    let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set)
+    let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set, activation: activation)
     let blocks = (g.oh * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
     let b = bias ?? w   // never read when has_bias = 0
     let s = g.parameters
@@ -370,7 +375,7 @@ private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
         Int32(layout.phaseStride), Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
         Int32(paddedBlocks),
         padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
-        Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset,
+        Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
     ])
 }
 

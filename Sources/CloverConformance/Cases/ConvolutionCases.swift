@@ -256,6 +256,36 @@ extension ConformanceSuite {
                 finiteDifference: c.finiteDifference))
         }
 
+        // Fused activations (ConvActivation): in the implicit-GEMM kernels' epilogue for each form,
+        // and as a pass after the others (im2col, depthwise, pointwise), with and without bias;
+        // SiLU's second output (the pre-activation) is checked and differentiated too (finite
+        // differences for SiLU only: ReLU's kink makes them disagree wherever an output is near 0).
+        let fusedChoices: [ConvChoice?] = [
+            ConvChoice(.implicitGEMM, ConvGemmParameters.searchSpace.first { $0.form == .vector }!),
+            ConvChoice(.implicitGEMM, ConvGemmParameters.searchSpace.first { $0.form == .direct }!),
+            ConvChoice(.implicitGEMM, ConvGemmParameters.searchSpace.first { $0.form == .tiled }!),
+            ConvChoice(.im2colGEMM), nil,
+        ]
+        let fusedGeometries: [(String, [Int], Int, (Int, Int), Convolution2DParameters)] = [
+            ("3x3 s2 p1", [2, 5, 9, 7], 6, (3, 3), p(2, 1)),
+            ("depthwise 3x3", [2, 4, 6, 5], 4, (3, 3), p(1, 1, groups: 4)),
+            ("1x1", [2, 6, 4, 3], 5, (1, 1), p(1, 0)),
+        ]
+        for activation in [ConvActivation.relu, .silu] {
+            for (index, choice) in fusedChoices.enumerated() {
+                let (name, input, out, kernel, parameters) = fusedGeometries[index % fusedGeometries.count]
+                let weight = [out, input[1] / parameters.groups, kernel.0, kernel.1]
+                let bias = index % 2 == 0
+                cases.append(ConformanceCase(
+                    op: "conv2d_\(activation.rawValue)",
+                    label: "x \(formatShape(input)) w \(formatShape(weight)) \(name) "
+                        + (choice.map { "forced \($0)" } ?? "selected") + (bias ? " bias" : ""),
+                    primitive: Convolution2D(parameters, activation: activation, forcedChoice: choice),
+                    inputShapes: bias ? [input, weight, [out]] : [input, weight], offsetInputs: index == 1,
+                    forward: tol, backward: tol, finiteDifference: index == 4 && activation == .silu))
+            }
+        }
+
         // Every algorithm that covers every geometry, forced: im2col + CLBlast and each
         // implicit-GEMM parameter set (Kernels/convgemm.cl), forward and both gradients, on
         // awkward sizes that leave every tile partial: 3x3 stride 1 and 2, the 7x7 stride-2
