@@ -52,6 +52,10 @@
 //   EPI      the forward kernels' epilogue after the bias: EPI_NONE (default), EPI_RELU (y =
 //            max(z, 0)) or EPI_SILU (y = z * sigmoid(z), and the pre-activation z also written to
 //            `pre`, which the gradient needs): store_output below.
+//   STATS    1: forward_vector also writes, per output channel and per 16-lane vector of the
+//            grid, the (count, mean, M2) of the outputs it stored to `stats` ([O, chunks, 3],
+//            chunks = N*blocks*WN), the partials batch norm's statistics merge, so that a batch
+//            norm after the convolution does not read its output again (EPI_NONE only).
 //   VECTOR   1: compile the row-padded vector kernels; LX their work-group size; WM rows (output
 //            channels) and WN float16 vectors of columns per item (forward), WM rows and WN weight
 //            columns per item (weight gradient). No local memory.
@@ -90,6 +94,9 @@
 #endif
 #ifndef VECTOR
 #define VECTOR 0
+#endif
+#ifndef STATS
+#define STATS 0
 #endif
 #define EPI_NONE 0
 #define EPI_RELU 1
@@ -243,7 +250,8 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
                              __global const float* xp, const ulong xp_off,
                              __global const float* w, const ulong w_off,
                              __global const float* bias, const ulong bias_off, const int has_bias,
-                             __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
+                             __global float* y, const ulong y_off, __global float* pre, const ulong pre_off,
+                             __global float* stats, const ulong stats_off, const int chunks) {
     const int ng = get_global_id(0) / BP, blk = get_global_id(0) - (get_global_id(0) / BP) * BP;
     if (blk >= blocks) return;
     const int m0 = get_global_id(1) * WM;
@@ -283,21 +291,44 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
     for (int j = 0; j < WN; ++j) {
         const int qj = q0 + j * V;
         int oh = qj / WQ, ow = qj - (qj / WQ) * WQ;
+        int at[V];   // the lane's output position, or -1 where it is dropped
+        for (int l = 0; l < V; ++l) {
+            at[l] = (oh < OH && ow < OW) ? oh * OW + ow : -1;
+            if (++ow == WQ) { ow = 0; ++oh; }
+        }
         float lanes[WM][V];
         _Pragma("unroll")
         for (int i = 0; i < WM; ++i) vstore16(acc[i][j], 0, lanes[i]);
-        for (int l = 0; l < V; ++l) {
-            if (oh < OH && ow < OW) {
-                _Pragma("unroll")
-                for (int i = 0; i < WM; ++i) {
-                    const int m = m0 + i, o = g * OG + m;
-                    if (m < OG) {
-                        store_output(y, y_off, pre, pre_off, (ulong)(n * O + o) * (ulong)P + (ulong)(oh * OW + ow),
-                                     lanes[i][l] + (has_bias ? bias[bias_off + o] : 0.0f));
-                    }
-                }
+        _Pragma("unroll")
+        for (int i = 0; i < WM; ++i) {
+            const int m = m0 + i, o = g * OG + m;
+            if (m >= OG) continue;
+            const float b = has_bias ? bias[bias_off + o] : 0.0f;
+            float count = 0.0f, sum = 0.0f;
+            for (int l = 0; l < V; ++l) {
+                if (at[l] < 0) continue;
+                const float z = lanes[i][l] + b;
+                store_output(y, y_off, pre, pre_off, (ulong)(n * O + o) * (ulong)P + (ulong)at[l], z);
+                count += 1.0f;
+                sum += z;
             }
-            if (++ow == WQ) { ow = 0; ++oh; }
+#if STATS
+            // This vector's (count, mean, M2) of channel o, for batch norm's statistics
+            // (bn_stats_finalize merges the chunks with Chan's formula): chunk n*blocks*WN +
+            // blk*WN + j of the channel's `chunks`.
+            const float mean = count > 0.0f ? sum / count : 0.0f;
+            float m2 = 0.0f;
+            for (int l = 0; l < V; ++l) {
+                if (at[l] < 0) continue;
+                const float d = lanes[i][l] + b - mean;
+                m2 += d * d;
+            }
+            __global float* st = stats + stats_off
+                + ((ulong)o * (ulong)chunks + (ulong)(n * blocks * WN + blk * WN + j)) * 3;
+            st[0] = count;
+            st[1] = mean;
+            st[2] = m2;
+#endif
         }
     }
 }

@@ -9,7 +9,8 @@
 //                              per item and Chan's merge across the group
 //                              (1-D range of C * chunks work-groups)
 //   bn_stats_finalize          mean[c] = shift_c + merged mean, invstd[c] = 1 / sqrt(M2 / (N*HW)
-//                              + eps) from the chunk partials                (1-D range over C)
+//                              + eps) from the chunk partials (bn_stats_partial's, shifted, or
+//                              a convolution's epilogue's, shift 0)          (1-D range over C)
 //   bn_invstd_from_var         invstd[c] = 1 / sqrt(var[c] + eps)           (1-D range over C)
 //   bn_normalize               y = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c])
 //                                                                           (plane range, below)
@@ -238,7 +239,7 @@ __kernel void bn_stats_partial(const int N, const int C, const int HW, const int
 }
 
 __kernel void bn_stats_finalize(const int C, const int HW, const int chunks, const float eps,
-                                __global const float* x, const ulong x_off,
+                                const int shifted, __global const float* x, const ulong x_off,
                                 __global const float* partial, const ulong p_off,
                                 __global float* mean, const ulong mean_off,
                                 __global float* invstd, const ulong invstd_off) {
@@ -247,7 +248,9 @@ __kernel void bn_stats_finalize(const int C, const int HW, const int chunks, con
     __global const float* p = partial + p_off + (ulong)c * chunks * 3;
     float n = 0.0f, m = 0.0f, m2 = 0.0f;
     for (int k = 0; k < chunks; ++k) chan_merge(&n, &m, &m2, p[3 * k], p[3 * k + 1], p[3 * k + 2]);
-    const float shift = x[x_off + (ulong)c * HW];
+    // The partials of bn_stats_partial are of x - shift_c; a convolution's (convgemm.cl, STATS)
+    // are of x itself.
+    const float shift = shifted ? x[x_off + (ulong)c * HW] : 0.0f;
     mean[mean_off + c] = shift + m;
     // Biased variance, as the normalisation uses; M2 >= 0 by construction.
     const float var = fmax(m2 / n, 0.0f);

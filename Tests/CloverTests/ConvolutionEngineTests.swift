@@ -125,4 +125,43 @@ final class ConvolutionEngineTests: XCTestCase {
         }
         }
     }
+
+    /// A batch norm after a vector convolution merges the partial statistics
+    /// the convolution's epilogue wrote (no `bn_stats_partial` pass over its
+    /// output) and gets the reference's statistics and output, as it does
+    /// with the fusion off; a convolution with a fused activation writes none.
+    func testBatchNormTakesTheConvolutionsStatistics() throws {
+        let device = try TestDevice.get()
+        var rng = SplitMix64(seed: 5)
+        let parameters = Convolution2DParameters(stride: (1, 2), padding: (1, 1))
+        let xShape = [3, 4, 9, 11], wShape = [6, 4, 3, 3]
+        let values = [rng.uniformArray(count: 3 * 4 * 9 * 11, bound: 1), rng.uniformArray(count: 6 * 36, bound: 1),
+                      rng.uniformArray(count: 6, bound: 1)]
+        let gamma = rng.uniformArray(count: 6, bound: 1), beta = rng.uniformArray(count: 6, bound: 1)
+        let conv = Convolution2D(parameters, forcedChoice: ConvChoice(.implicitGEMM, vectorSets[0]))
+        let bn = BatchNormTraining(outputsStatistics: true)
+        func run(on device: Device) throws -> (outputs: [[Float]], statsPasses: Int) {
+            let inputs = try zip([xShape, wShape, [6]], values).map { try Tensor(shape: $0, values: $1, on: device) }
+            let before = device.openCL?.launchCounts["normalization/bn_stats_partial"] ?? 0
+            let y = try apply(conv, inputs)[0]
+            let out = try apply(bn, [y, try Tensor(shape: [6], values: gamma, on: device),
+                                     try Tensor(shape: [6], values: beta, on: device)])
+            let passes = (device.openCL?.launchCounts["normalization/bn_stats_partial"] ?? 0) - before
+            return (try out.map { try $0.toArray() }, passes)
+        }
+        let reference = try run(on: .reference).outputs
+        let fused = try run(on: device)
+        XCTAssertEqual(fused.statsPasses, 0, "the batch norm read the convolution's output again")
+        ChannelStatistics.fusedIntoConvolutions = false
+        defer { ChannelStatistics.fusedIntoConvolutions = true }
+        let unfused = try run(on: device)
+        XCTAssertEqual(unfused.statsPasses, 1)
+        for (name, result) in [("fused", fused.outputs), ("unfused", unfused.outputs)] {
+            for (k, (got, want)) in zip(result, reference).enumerated() {
+                let scale = Double(want.map { abs($0) }.max() ?? 1)
+                let worst = zip(got, want).map { abs(Double($0) - Double($1)) }.max() ?? 0
+                XCTAssertLessThanOrEqual(worst / scale, 1e-5, "\(name) output \(k)")
+            }
+        }
+    }
 }

@@ -253,6 +253,15 @@ public struct Convolution2D: Primitive {
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
         let bias = inputs.count == 3 ? inputs[2].view : nil
         let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .forward)
+        if choice.algorithm == .implicitGEMM, let set = choice.parameters, set.form == .vector,
+           activation == .none, ChannelStatistics.fusedIntoConvolutions {
+            // The vector kernels write batch norm's partial statistics as they store y; a batch
+            // norm that reads this output takes them instead of a pass over it.
+            try g.checkImplicitGemmLimits(op: name, shapes: inputs.map(\.shape), on: context)
+            outputs[0].channelStatistics = try implicitGemmForward(context, g, set, x: x, w: w, bias: bias, y: y,
+                                                                   statistics: true)
+            return
+        }
         try convForwardPass(context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
                             activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
                             columnBufferLimitBytes: columnBufferLimitBytes)
@@ -268,8 +277,9 @@ func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ cho
                      columnBufferLimitBytes: Int) throws {
     if choice.algorithm == .implicitGEMM {
         try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-        return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
-                                       activation: activation, preActivation: preActivation)
+        try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
+                                activation: activation, preActivation: preActivation)
+        return
     }
     let z = activation == .silu ? try requirePreActivation(preActivation, op: name) : y
     try convForwardPass(context, g, choice, op: name, shapes: shapes, x: x, w: w, bias: bias, z: z,
@@ -310,7 +320,8 @@ private func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometr
             return try groupedForward(context, g, x: x, w: w, bias: bias, y: y)
         case .implicitGEMM:
             try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-            return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y)
+            try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y)
+            return
         case .pointwiseGEMM:
             // Only the bias kernel below takes int sizes.
             try g.checkKernelLimits(op: name, shapes: shapes, on: context)

@@ -192,7 +192,8 @@ extension Convolution2DGeometry {
 
 /// A kernel of `Kernels/convgemm.cl` for `set`, the geometry's kernel size and strides.
 func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry,
-                    _ set: ConvGemmParameters, activation: ConvActivation = .none) throws -> Kernel {
+                    _ set: ConvGemmParameters, activation: ConvActivation = .none,
+                    statistics: Bool = false) throws -> Kernel {
     let problems = set.violations
     guard problems.isEmpty else {
         throw CloverError.invalidArgument(op: "conv2d", reason: "implicit-GEMM parameters \(set): "
@@ -202,7 +203,7 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         "TM": "\(set.tileM)", "TN": "\(set.tileN)", "WM": "\(set.workM)", "WN": "\(set.workN)", "TK": "\(set.tileK)",
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
-        "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro,
+        "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro, "STATS": statistics ? "1" : "0",
     ])
 }
 
@@ -218,13 +219,19 @@ private func gemmRange(_ set: ConvGemmParameters, rows: Int, columns: Int, depth
 }
 
 /// `y = conv(x, w) (+ bias)` in one launch.
+///
+/// With `statistics` (the vector form, no activation) the kernel also writes
+/// the per-channel partials of batch norm's statistics and returns them.
+@discardableResult
 func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                          x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
-                         activation: ConvActivation = .none, preActivation: BufferView? = nil) throws {
+                         activation: ConvActivation = .none, preActivation: BufferView? = nil,
+                         statistics: Bool = false) throws -> ChannelStatistics? {
     // Without a SiLU epilogue the kernels never write `pre`: y stands in.
     let pre = activation == .silu ? try requirePreActivation(preActivation, op: "conv2d") : y
     if set.form == .vector {
-        return try vectorForward(context, g, set, x: x, w: w, bias: bias, y: y, activation: activation, pre: pre)
+        return try vectorForward(context, g, set, x: x, w: w, bias: bias, y: y, activation: activation, pre: pre,
+                                 statistics: statistics && activation == .none)
     }
     let kernel = try convGemmKernel(context, set.direct ? .convgemmForwardDirect : .convgemmForward, g, set,
                                     activation: activation)
@@ -234,6 +241,7 @@ func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _
         x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
         y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
     ])
+    return nil
 }
 
 /// `dx = convᵀ(dy, w)` in one launch; every dx entry is written.
@@ -361,10 +369,16 @@ private func checkItems(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ 
 /// Forward: pad x, then the vector product on the output grid (2 launches).
 private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                            x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
-                           activation: ConvActivation, pre: BufferView) throws {
+                           activation: ConvActivation, pre: BufferView, statistics: Bool) throws -> ChannelStatistics? {
     let (padded, layout) = try paddedInput(context, g, set, x, op: "conv2d")
-    let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set, activation: activation)
+    let kernel = try convGemmKernel(context, .convgemmForwardVector, g, set, activation: activation,
+                                    statistics: statistics)
     let blocks = (g.oh * layout.columns + 16 * set.workN - 1) / (16 * set.workN)
+    // One (count, mean, M2) per output channel and 16-lane vector of the grid.
+    let chunks = g.n * blocks * set.workN
+    let stats = statistics ? ChannelStatistics(partial: try context.allocateView(count: g.o * chunks * 3),
+                                               chunks: chunks) : nil
+    let statsView = stats?.partial ?? y   // never written without STATS
     let b = bias ?? w   // never read when has_bias = 0
     let s = g.parameters
     let paddedBlocks = (blocks + set.tileN - 1) / set.tileN * set.tileN
@@ -376,7 +390,9 @@ private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
         Int32(paddedBlocks),
         padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
         Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
+        statsView.buffer, statsView.kernelOffset, Int32(stats?.chunks ?? 0),
     ])
+    return stats
 }
 
 /// Where the data gradient places dy: at (`top`, `left`) of a zero grid of

@@ -70,6 +70,18 @@ private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
     return ((n + length - 1) / length, length)
 }
 
+/// Batch norm's partial statistics of a tensor's channels, `[C, chunks, 3]`
+/// (count, mean, M2 per chunk, unshifted), written by the op that produced
+/// the tensor: the vector convolution kernels' epilogue (`convgemm.cl`,
+/// `STATS`). ``BatchNormTraining`` merges them instead of reading the tensor.
+struct ChannelStatistics {
+    let partial: BufferView
+    let chunks: Int
+
+    /// Whether convolutions write them (tests turn it off to compare).
+    nonisolated(unsafe) static var fusedIntoConvolutions = true
+}
+
 /// The elementwise batch-norm kernels' positions per item (normalization.cl's
 /// `VW`): whole float16s on CPUs, one element on GPUs.
 func planeVectorWidth(_ context: OpenCLContext) -> Int {
@@ -261,18 +273,24 @@ public struct BatchNormTraining: Primitive {
         let x = inputs[0].view
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.c)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
-        let chunks = channelChunks(n: l.n, hw: l.hw)
-        let partial = try context.allocateView(count: l.c * chunks.count * 3)
-        let stats = try context.kernel(.bnStatsPartial, defines: planeDefines(context))
-        let local = try groupSize(stats, context, work: (l.hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
-        try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
-            Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
-            x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
-            LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
-        ])
+        let partial: BufferView, chunkCount: Int, shifted: Bool
+        if let given = inputs[0].channelStatistics, given.partial.count == l.c * given.chunks * 3 {
+            // Written by the convolution that produced x (its epilogue): no pass over x here.
+            (partial, chunkCount, shifted) = (given.partial, given.chunks, false)
+        } else {
+            let chunks = channelChunks(n: l.n, hw: l.hw)
+            (partial, chunkCount, shifted) = (try context.allocateView(count: l.c * chunks.count * 3), chunks.count, true)
+            let stats = try context.kernel(.bnStatsPartial, defines: planeDefines(context))
+            let local = try groupSize(stats, context, work: (l.hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
+            try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
+                Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
+                x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
+                LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
+            ])
+        }
         let finalize = try context.kernel(.bnStatsFinalize)
         try context.launch(finalize, global: [l.c], local: [64], arguments: [
-            Int32(l.c), Int32(l.hw), Int32(chunks.count), epsilon, x.buffer, x.kernelOffset,
+            Int32(l.c), Int32(l.hw), Int32(chunkCount), epsilon, Int32(shifted ? 1 : 0), x.buffer, x.kernelOffset,
             partial.buffer, partial.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
         ])
         try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: x, mean: mean, invstd: invstd,
