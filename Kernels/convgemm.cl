@@ -292,10 +292,16 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
         const int qj = q0 + j * V;
         int oh = qj / WQ, ow = qj - (qj / WQ) * WQ;
         int at[V];   // the lane's output position, or -1 where it is dropped
+        float keep[V];
         for (int l = 0; l < V; ++l) {
             at[l] = (oh < OH && ow < OW) ? oh * OW + ow : -1;
+            keep[l] = at[l] < 0 ? 0.0f : 1.0f;
             if (++ow == WQ) { ow = 0; ++oh; }
         }
+#if STATS
+        const float16 mask = vload16(0, keep);
+        const float count = lane_sum(mask);
+#endif
         float lanes[WM][V];
         _Pragma("unroll")
         for (int i = 0; i < WM; ++i) vstore16(acc[i][j], 0, lanes[i]);
@@ -304,25 +310,18 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
             const int m = m0 + i, o = g * OG + m;
             if (m >= OG) continue;
             const float b = has_bias ? bias[bias_off + o] : 0.0f;
-            float count = 0.0f, sum = 0.0f;
             for (int l = 0; l < V; ++l) {
-                if (at[l] < 0) continue;
-                const float z = lanes[i][l] + b;
-                store_output(y, y_off, pre, pre_off, (ulong)(n * O + o) * (ulong)P + (ulong)at[l], z);
-                count += 1.0f;
-                sum += z;
+                if (at[l] >= 0) store_output(y, y_off, pre, pre_off, (ulong)(n * O + o) * (ulong)P + (ulong)at[l],
+                                             lanes[i][l] + b);
             }
 #if STATS
-            // This vector's (count, mean, M2) of channel o, for batch norm's statistics
-            // (bn_stats_finalize merges the chunks with Chan's formula): chunk n*blocks*WN +
-            // blk*WN + j of the channel's `chunks`.
-            const float mean = count > 0.0f ? sum / count : 0.0f;
-            float m2 = 0.0f;
-            for (int l = 0; l < V; ++l) {
-                if (at[l] < 0) continue;
-                const float d = lanes[i][l] + b - mean;
-                m2 += d * d;
-            }
+            // This vector's (count, mean, M2) of channel o over its kept lanes, for batch norm's
+            // statistics (bn_stats_finalize merges the chunks with Chan's formula): chunk
+            // n*blocks*WN + blk*WN + j of the channel's `chunks`.
+            const float16 z = acc[i][j] + b;
+            const float mean = count > 0.0f ? lane_sum(z * mask) / count : 0.0f;
+            const float16 d = (z - mean) * mask;
+            const float m2 = lane_sum(d * d);
             __global float* st = stats + stats_off
                 + ((ulong)o * (ulong)chunks + (ulong)(n * blocks * WN + blk * WN + j)) * 3;
             st[0] = count;
