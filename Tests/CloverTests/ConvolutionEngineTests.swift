@@ -57,6 +57,23 @@ final class ConvolutionEngineTests: XCTestCase {
         }
     }
 
+    /// Thin grouped convolutions (the RegNet cell's pairs, ResNeXt's groups)
+    /// take vector sets on CPUs — one row per item for at most 2 rows per
+    /// group — and keep the grouped kernels on GPUs.
+    func testThinGroupedTakesVectorSetsOnCPUs() throws {
+        let pairs = try geometry([8, 32, 14, 14], [16, 2, 1, 1], Convolution2DParameters(stride: 1, padding: 0, groups: 16))
+        let resnext = try geometry([8, 128, 14, 14], [128, 4, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 32))
+        for g in [pairs, resnext] {
+            XCTAssertEqual(g.algorithm, .groupedDirect)
+            for pass in ConvPass.allCases {
+                XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu), ConvChoice(.groupedDirect))
+            }
+        }
+        XCTAssertEqual(ConvAlgorithmSelection.heuristic(pairs, .forward, kind: .cpu).parameters,
+                       ConvGemmParameters.depthwiseVector)
+        XCTAssertEqual(ConvAlgorithmSelection.heuristic(resnext, .forward, kind: .cpu).parameters?.workM, 8)
+    }
+
     /// The data gradient's grid holds every tap's dy pixel for every stride
     /// phase: for 3x3, stride 2, padding 1 on 28 rows, phase 0 reads dy rows
     /// i (tap 1) and phase 1 rows i and i + 1 (taps 2 and 0), so dy needs no

@@ -118,8 +118,11 @@ public enum ConvAlgorithmSelection {
     /// (measured 3–5× the direct kernels and im2col + CLBlast on ResNet-20's
     /// shapes, POCL), on GPUs the tiled sets.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
-        if g.algorithm == .depthwise && kind == .cpu {
-            return ConvChoice(.implicitGEMM, ConvGemmParameters.depthwiseVector)
+        if kind == .cpu && (g.algorithm == .depthwise || g.algorithm == .groupedDirect) {
+            // Few rows per group (depthwise, the RegNet cell's pairs): one row per item.
+            let rows = pass == .backwardData ? g.cg : g.og
+            return ConvChoice(.implicitGEMM, rows <= 2 ? ConvGemmParameters.depthwiseVector
+                                  : ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
         }
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
         return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))

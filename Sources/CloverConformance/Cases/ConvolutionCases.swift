@@ -242,16 +242,18 @@ extension ConformanceSuite {
                 finiteDifference: c.finiteDifference)
         }
 
-        // The depthwise kernels (Kernels/depthwise.cl) forced on every depthwise-path shape: CPU
-        // devices run those shapes on the vector kernels, GPUs on these.
-        for c in configs where c.label.hasPrefix("depthwise") {
+        // The depthwise and grouped kernels (Kernels/depthwise.cl, grouped.cl) forced on every
+        // shape of their path: CPU devices run those shapes on the vector kernels, GPUs on these.
+        for c in configs {
             let weight = [c.outChannels, c.input[1] / c.parameters.groups, c.kernel.0, c.kernel.1]
+            guard let path = try? c.parameters.algorithm(input: c.input, weight: weight),
+                  path == .depthwise || path == .groupedDirect else { continue }
             var shapes = [c.input, weight]
             if c.bias { shapes.append([c.outChannels]) }
             cases.append(ConformanceCase(
-                op: "conv2d", label: "x \(formatShape(c.input)) w \(formatShape(weight)) \(c.label) forced depthwise"
+                op: "conv2d", label: "x \(formatShape(c.input)) w \(formatShape(weight)) \(c.label) forced \(path)"
                     + (c.bias ? " bias" : "") + (c.offset ? " offset" : ""),
-                primitive: Convolution2D(c.parameters, forcedChoice: ConvChoice(.depthwise)),
+                primitive: Convolution2D(c.parameters, forcedChoice: ConvChoice(path)),
                 inputShapes: shapes, offsetInputs: c.offset, forward: tol, backward: tol,
                 finiteDifference: c.finiteDifference))
         }
