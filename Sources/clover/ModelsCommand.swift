@@ -1,6 +1,7 @@
 import ArgumentParser
 import Clover
 import CloverModels
+import CloverRuntime
 
 /// `clover models`: every model with its parameter count and multiply-adds
 /// at its standard input size, computed on the shape-only meta device; with
@@ -25,6 +26,17 @@ struct ModelsCommand: ParsableCommand {
 
     @Option(name: .long, help: "The OpenCL device whose compiler --check-launches uses (default: as for train).")
     var device: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The kernel paths --check-launches plans: gpu (tiled convolutions, depthwise and grouped kernels) "
+            + "or cpu (the vector kernels), whatever the device. (default: gpu)"))
+    var paths: PlannedPaths = .gpu
+
+    /// The ops' kernel paths a launch check plans.
+    enum PlannedPaths: String, ExpressibleByArgument, CaseIterable {
+        case gpu, cpu
+        var kind: DeviceKind { self == .gpu ? .gpu : .cpu }
+    }
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
@@ -63,9 +75,9 @@ struct ModelsCommand: ParsableCommand {
             throw ExitCode.failure
         }
         let planner: Device
-        do { planner = try Device.planning(device) } catch { throw Console.fail(error, context: "--device") }
-        print("Planning one training step per model at batch \(batch) on \(planner) against the "
-              + "\(planner.openCL!.launchProfile)")
+        do { planner = try Device.planning(device, pathKind: paths.kind) } catch { throw Console.fail(error, context: "--device") }
+        print("Planning one training step per model at batch \(batch) on \(planner), \(paths.rawValue) kernel paths, "
+              + "against the \(planner.openCL!.launchProfile)")
         var table = TextTable([("model", .left), ("input", .left), ("launches", .right), ("planned memory", .right),
                                ("result", .left)])
         var failures: [String] = []

@@ -12,21 +12,26 @@ import XCTest
 final class LaunchCheckTests: XCTestCase {
     private func planner() throws -> Device { try TestSupport.planningDevice() }
 
+    /// Both kernel paths: a GPU's (tiled convolutions, depthwise and grouped
+    /// kernels, one element per batch-norm item) and a CPU's (the vector
+    /// kernels, float16 batch-norm chunks), whatever device plans them.
     func testEveryZooModelFitsThePortableProfileAtBatch128() throws {
-        let device = try planner()
-        var failures: [String] = []
-        var planned = 0
-        for spec in ModelZoo.all where spec.name != "efficientnet-b7" {
-            do {
-                let check = try LaunchCheck.trainingStep(of: spec, batch: 128, on: device)
-                XCTAssertGreaterThan(check.launches, 10, spec.name)
-                planned += 1
-            } catch {
-                failures.append("\(spec.name): \(error)")
+        for kind in [DeviceKind.gpu, .cpu] {
+            let device = try TestSupport.planningDevice(pathKind: kind)
+            var failures: [String] = []
+            var planned = 0
+            for spec in ModelZoo.all where spec.name != "efficientnet-b7" {
+                do {
+                    let check = try LaunchCheck.trainingStep(of: spec, batch: 128, on: device)
+                    XCTAssertGreaterThan(check.launches, 10, spec.name)
+                    planned += 1
+                } catch {
+                    failures.append("\(kind) paths, \(spec.name): \(error)")
+                }
             }
+            XCTAssertEqual(failures, [])
+            XCTAssertEqual(planned, ModelZoo.all.count - 1)
         }
-        XCTAssertEqual(failures, [])
-        XCTAssertEqual(planned, ModelZoo.all.count - 1)
         // The zoo must hold the models the issue names.
         for name in ["resnet152", "efficientnet-b7", "vgg19", "vgg19-bn", "resnext50-32x4d", "wrn-28-10"] {
             XCTAssertNoThrow(try ModelZoo.spec(named: name), name)

@@ -52,8 +52,8 @@ public enum TestSupport {
 
     /// A planning device over the device under test (see
     /// ``Device/planning(_:profile:pathKind:cacheDirectory:)``).
-    public static func planningDevice(profile: LaunchProfile = .portable) throws -> Device {
-        do { return try Device.planning(profile: profile) } catch { throw translated(error) }
+    public static func planningDevice(profile: LaunchProfile = .portable, pathKind: DeviceKind = .gpu) throws -> Device {
+        do { return try Device.planning(profile: profile, pathKind: pathKind) } catch { throw translated(error) }
     }
 
     /// The runtime's view of the device under test.
