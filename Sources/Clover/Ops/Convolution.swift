@@ -253,37 +253,60 @@ public struct Convolution2D: Primitive {
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
         let bias = inputs.count == 3 ? inputs[2].view : nil
         let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .forward)
-        if choice.algorithm == .implicitGEMM, let set = choice.parameters, set.form == .vector,
-           activation == .none, ChannelStatistics.fusedIntoConvolutions {
-            // The vector kernels write batch norm's partial statistics as they store y; a batch
-            // norm that reads this output takes them instead of a pass over it.
-            try g.checkImplicitGemmLimits(op: name, shapes: inputs.map(\.shape), on: context)
-            outputs[0].channelStatistics = try implicitGemmForward(context, g, set, x: x, w: w, bias: bias, y: y,
-                                                                   statistics: true)
-            return
-        }
-        try convForwardPass(context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
-                            activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
-                            columnBufferLimitBytes: columnBufferLimitBytes)
+        // The vector kernels write batch norm's partial statistics as they store y; a batch norm
+        // that reads this output takes them instead of a pass over it.
+        outputs[0].channelStatistics = try convForwardPass(
+            context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
+            activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
+            statistics: ChannelStatistics.fusedIntoConvolutions, columnBufferLimitBytes: columnBufferLimitBytes)
     }
 }
 
 /// The forward pass on `choice`'s path, bias and `activation` included:
 /// fused into the implicit-GEMM kernels' store, else a pass over the output
 /// after it (with ``ConvActivation/silu``, `preActivation` receives z).
+/// With `statistics`, the path's batch-norm partials of y where it writes
+/// them (the vector kernels without an activation), else nil.
+@discardableResult
 func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                      shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, y: BufferView,
-                     activation: ConvActivation = .none, preActivation: BufferView? = nil,
-                     columnBufferLimitBytes: Int) throws {
-    if choice.algorithm == .implicitGEMM {
-        try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-        try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
-                                activation: activation, preActivation: preActivation)
-        return
-    }
+                     activation: ConvActivation = .none, preActivation: BufferView? = nil, statistics: Bool = false,
+                     columnBufferLimitBytes: Int) throws -> ChannelStatistics? {
+    // The convolution's own output: y, unless an activation's input must be kept.
     let z = activation == .silu ? try requirePreActivation(preActivation, op: name) : y
-    try convForwardPass(context, g, choice, op: name, shapes: shapes, x: x, w: w, bias: bias, z: z,
-                        columnBufferLimitBytes: columnBufferLimitBytes)
+    var biasApplied = true
+    switch choice.algorithm {
+    case .implicitGEMM:
+        // The kernels apply the bias and the activation in their store.
+        try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+        return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
+                                       activation: activation, preActivation: preActivation, statistics: statistics)
+    case .depthwise:
+        try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+        try depthwiseForward(context, g, x: x, w: w, bias: bias, y: z)
+    case .groupedDirect:
+        try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
+        try groupedForward(context, g, x: x, w: w, bias: bias, y: z)
+    case .pointwiseGEMM:
+        // Only the bias kernel below takes int sizes.
+        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
+        try pointwiseForward(context, g, x: x, w: w, y: z)
+        biasApplied = false
+    case .im2colGEMM:
+        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
+        try im2colForward(context, g, x: x, w: w, y: z, columnBufferLimitBytes: columnBufferLimitBytes)
+        biasApplied = false
+    }
+    if let bias, !biasApplied {
+        guard z.count <= Int(Int32.max) else {
+            throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
+                                          reason: "the bias kernel indexes the output in 32 bits")
+        }
+        let kernel = try convKernel(context, .convBiasForward)
+        try context.launch(kernel, global: [z.count], local: [pointwiseGroupSize], arguments: [
+            UInt32(z.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, z.buffer, z.kernelOffset,
+        ])
+    }
     switch activation {
     case .none: break
     case .relu:
@@ -298,6 +321,7 @@ func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ cho
             UInt64(y.count), z.buffer, z.kernelOffset, y.buffer, y.kernelOffset,
         ])
     }
+    return nil
 }
 
 func requirePreActivation(_ view: BufferView?, op: String) throws -> BufferView {
@@ -306,41 +330,6 @@ func requirePreActivation(_ view: BufferView?, op: String) throws -> BufferView 
     }
     return view
 }
-
-/// The convolution alone on `choice`'s path (bias included) into `z`.
-private func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
-                             shapes: [[Int]], x: BufferView, w: BufferView, bias: BufferView?, z y: BufferView,
-                             columnBufferLimitBytes: Int) throws {
-        switch choice.algorithm {
-        case .depthwise:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try depthwiseForward(context, g, x: x, w: w, bias: bias, y: y)
-        case .groupedDirect:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try groupedForward(context, g, x: x, w: w, bias: bias, y: y)
-        case .implicitGEMM:
-            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-            try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y)
-            return
-        case .pointwiseGEMM:
-            // Only the bias kernel below takes int sizes.
-            try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-            try pointwiseForward(context, g, x: x, w: w, y: y)
-        case .im2colGEMM:
-            try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-            try im2colForward(context, g, x: x, w: w, y: y, columnBufferLimitBytes: columnBufferLimitBytes)
-        }
-        if let bias {
-            guard y.count <= Int(Int32.max) else {
-                throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
-                                              reason: "the bias kernel indexes the output in 32 bits")
-            }
-            let kernel = try convKernel(context, .convBiasForward)
-            try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-                UInt32(y.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
-            ])
-        }
-    }
 
     /// The general path: im2col of a chunk of samples into one wide column
     /// matrix [C·KH·KW, nb·P], one GEMM per group for the whole chunk, then a
