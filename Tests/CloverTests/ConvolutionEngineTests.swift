@@ -74,6 +74,22 @@ final class ConvolutionEngineTests: XCTestCase {
         XCTAssertEqual(ConvAlgorithmSelection.heuristic(resnext, .forward, kind: .cpu).parameters?.workM, 8)
     }
 
+    /// 1x1 convolutions take the vector sets on CPUs where an output plane
+    /// fills a 16-lane vector, and keep the pointwise GEMM for smaller planes
+    /// (squeeze-and-excitation's 1x1 spatial) and on GPUs.
+    func testPointwiseTakesVectorSetsOnCPUsWherePlanesFillAVector() throws {
+        let wide = try geometry([8, 64, 28, 28], [256, 64, 1, 1], Convolution2DParameters())
+        let squeeze = try geometry([8, 64, 1, 1], [16, 64, 1, 1], Convolution2DParameters())
+        for g in [wide, squeeze] {
+            XCTAssertEqual(g.algorithm, .pointwiseGEMM)
+            XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, .forward, kind: .gpu), ConvChoice(.pointwiseGEMM))
+        }
+        for pass in ConvPass.allCases {
+            XCTAssertEqual(ConvAlgorithmSelection.heuristic(wide, pass, kind: .cpu).parameters?.form, .vector, "\(pass)")
+            XCTAssertEqual(ConvAlgorithmSelection.heuristic(squeeze, pass, kind: .cpu), ConvChoice(.pointwiseGEMM))
+        }
+    }
+
     /// The data gradient's grid holds every tap's dy pixel for every stride
     /// phase: for 3x3, stride 2, padding 1 on 28 rows, phase 0 reads dy rows
     /// i (tap 1) and phase 1 rows i and i + 1 (taps 2 and 0), so dy needs no

@@ -111,15 +111,19 @@ public enum ConvAlgorithmSelection {
         return list.filter { seen.insert($0).inserted }
     }
 
-    /// What an unmeasured geometry runs: the shape rule's direct or pointwise
-    /// path where it has one, else implicit GEMM with the device kind's default set.
+    /// What an unmeasured geometry runs.
     ///
-    /// On CPU devices that is the row-padded vector form for all three passes
-    /// (measured 3–5× the direct kernels and im2col + CLBlast on ResNet-20's
-    /// shapes, POCL), on GPUs the tiled sets.
+    /// On CPU devices, the row-padded vector kernels for every geometry whose
+    /// output planes fill at least one 16-lane vector — general, depthwise,
+    /// thin grouped and 1x1 convolutions alike — with one row per item where
+    /// a group has at most 2 rows (measured on POCL: 3–5× the direct kernels
+    /// and im2col + CLBlast on ResNet-20, 1.5–5× the depthwise kernel, 1.3–3×
+    /// the grouped kernels, 3–7× CLBlast on ResNet-50's 1x1 convolutions);
+    /// smaller planes (squeeze-and-excitation's 1x1) keep their shape rule's
+    /// path. On GPUs, the shape rule's depthwise, grouped or pointwise path
+    /// where it has one, else implicit GEMM with the tiled sets.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
-        if kind == .cpu && (g.algorithm == .depthwise || g.algorithm == .groupedDirect) {
-            // Few rows per group (depthwise, the RegNet cell's pairs): one row per item.
+        if kind == .cpu && (g.algorithm == .im2colGEMM || g.oh * g.ow >= 4) {
             let rows = pass == .backwardData ? g.cg : g.og
             return ConvChoice(.implicitGEMM, rows <= 2 ? ConvGemmParameters.depthwiseVector
                                   : ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))

@@ -242,12 +242,13 @@ extension ConformanceSuite {
                 finiteDifference: c.finiteDifference)
         }
 
-        // The depthwise and grouped kernels (Kernels/depthwise.cl, grouped.cl) forced on every
-        // shape of their path: CPU devices run those shapes on the vector kernels, GPUs on these.
+        // The depthwise and grouped kernels (Kernels/depthwise.cl, grouped.cl) and the pointwise
+        // CLBlast path forced on every shape of their path: CPU devices run most of those shapes on
+        // the vector kernels, GPUs on these.
         for c in configs {
             let weight = [c.outChannels, c.input[1] / c.parameters.groups, c.kernel.0, c.kernel.1]
             guard let path = try? c.parameters.algorithm(input: c.input, weight: weight),
-                  path == .depthwise || path == .groupedDirect else { continue }
+                  path == .depthwise || path == .groupedDirect || path == .pointwiseGEMM else { continue }
             var shapes = [c.input, weight]
             if c.bias { shapes.append([c.outChannels]) }
             cases.append(ConformanceCase(
