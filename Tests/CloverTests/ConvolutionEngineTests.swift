@@ -75,7 +75,7 @@ final class ConvolutionEngineTests: XCTestCase {
     }
 
     /// 1x1 convolutions take the vector sets on CPUs where an output plane
-    /// fills a 16-lane vector, and keep the pointwise GEMM for smaller planes
+    /// has at least 4 pixels, and keep the pointwise GEMM for smaller planes
     /// (squeeze-and-excitation's 1x1 spatial) and on GPUs.
     func testPointwiseTakesVectorSetsOnCPUsWherePlanesFillAVector() throws {
         let wide = try geometry([8, 64, 28, 28], [256, 64, 1, 1], Convolution2DParameters())

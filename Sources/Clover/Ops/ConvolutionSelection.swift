@@ -114,7 +114,7 @@ public enum ConvAlgorithmSelection {
     /// What an unmeasured geometry runs.
     ///
     /// On CPU devices, the row-padded vector kernels for every geometry whose
-    /// output planes fill at least one 16-lane vector — general, depthwise,
+    /// output planes have at least 4 pixels — general, depthwise,
     /// thin grouped and 1x1 convolutions alike — with one row per item where
     /// a group has at most 2 rows (measured on POCL: 3–5× the direct kernels
     /// and im2col + CLBlast on ResNet-20, 1.5–5× the depthwise kernel, 1.3–3×
