@@ -6,15 +6,18 @@
 // Kernels:
 //   depthwise_forward                 y[n, c, oh, ow] = bias[c] + sum over kh, kw of
 //                                       w[c, kh, kw] * x[n, c, oh*SH - PH + kh, ow*SW - PW + kw]
-//                                     (2-D work-groups of TW x TH outputs of one (n, c) plane; the
-//                                     tile's input patch is staged in local memory, padding as 0;
-//                                     global size [ceil(OW/TW)*TW * N*C, OH]: the planes ride in
-//                                     dimension 0 beside the row tiles, within GPU grid limits)
+//                                     (2-D work-groups of TW x TH items of one (n, c) plane, each
+//                                     OPX neighbouring outputs of a row (a sliding window over the
+//                                     row of the patch, the filter in registers); the tile's input
+//                                     patch is staged in local memory, padding as 0; global size
+//                                     [ceil(OW/(TW*OPX))*TW * N*C, ceil(OH/TH)*TH]: the planes ride
+//                                     in dimension 0 beside the row tiles, within GPU grid limits)
 //   depthwise_backward_data           dx[n, c, ih, iw] = sum of dy[n, c, oh, ow] * w[c, kh, kw] over
 //                                     the taps with oh*SH - PH + kh = ih and ow*SW - PW + kw = iw
-//                                     (gather form, no atomics; TW x TH dx tiles with the dy patch
-//                                     they read in local memory; writes every dx entry;
-//                                     global size [ceil(W/TW)*TW * N*C, H], planes folded as above)
+//                                     (gather form, no atomics; TW x TH items, OPX neighbouring dx
+//                                     pixels of a row each, with the dy patch they read in local
+//                                     memory; writes every dx entry; global size
+//                                     [ceil(W/(TW*OPX))*TW * N*C, ceil(H/TH)*TH], planes as above)
 //   depthwise_backward_weight         partial[c, s, kh, kw] = sum over the positions (n, oh, ow)
 //                                     given to split s of dy[n, c, oh, ow] * x[n, c, ih, iw]
 //                                     (one work-group of WG items per (split, channel): global size
@@ -27,8 +30,10 @@
 //   KH, KW   kernel height and width (default 3x3)
 //   SH, SW   stride (default 1)
 //   PH, PW   padding (default KH/2, KW/2: "same")
-//   TH, TW   output tile (dx tile for backward data) of one work-group; the work-group is
-//            TW x TH x 1 (default 8x8)
+//   TH, TW   the work-group, TW x TH x 1 items (default 8x8), the host's choice per plane size:
+//            256 items (16 x 16) on planes of 16 x 16 and more
+//   OPX      outputs (dx pixels for backward data) per item along a row (default 1): the tile
+//            is TW*OPX x TH
 //   WG       work-group size of depthwise_backward_weight: a power of two >= KH*KW (default 64)
 // Dilation is 1. The host compiles one program per (KH, KW, SH, SW, PH, PW), so every tap loop has
 // constant bounds and unrolls.
@@ -55,6 +60,9 @@
 #ifndef WG
 #define WG 64
 #endif
+#ifndef OPX
+#define OPX 1
+#endif
 
 #define KK (KH * KW)
 #if KK > WG
@@ -63,14 +71,17 @@
 
 // Input patch of one forward tile: output rows oh0 .. oh0+TH-1 read input rows
 // oh0*SH - PH .. (oh0+TH-1)*SH - PH + KH-1.
+#define TILE_W (TW * OPX)
 #define IN_TH ((TH - 1) * SH + KH)
-#define IN_TW ((TW - 1) * SW + KW)
+#define IN_TW ((TILE_W - 1) * SW + KW)
+// The patch columns one item's OPX outputs read along a row.
+#define SPAN ((OPX - 1) * SW + KW)
 
 // dy patch of one backward-data tile: input rows ih0 .. ih0+TH-1 are read by output rows
 // oh in [ceil((ih0 + PH - KH + 1) / SH), floor((ih0 + TH - 1 + PH) / SH)]: at most
 // floor((TH + KH - 2) / SH) + 1 of them, whatever the tile's alignment.
 #define DY_TH ((TH + KH - 2) / SH + 1)
-#define DY_TW ((TW + KW - 2) / SW + 1)
+#define DY_TW ((TILE_W + KW - 2) / SW + 1)
 
 // ceil(a / b) for b > 0 and a of either sign (C division truncates towards zero).
 inline int ceil_div_signed(const int a, const int b) {
@@ -87,34 +98,49 @@ void depthwise_forward(const int C, const int H, const int W, const int OH, cons
     const int lx = get_local_id(0), ly = get_local_id(1);
     // Dimension 0 holds the (n, c) planes times the tiles of a row: GPU grids allow only
     // 65,535 groups in dimensions 1 and 2, and N*C reaches 147,456 (EfficientNet-B0, batch 128).
-    const int tiles_w = (OW + TW - 1) / TW;
+    const int tiles_w = (OW + TILE_W - 1) / TILE_W;
     const uint g0 = (uint)get_group_id(0);
     const uint plane_index = g0 / (uint)tiles_w;             // n * C + c
-    const int ow0 = (int)(g0 - plane_index * (uint)tiles_w) * TW, oh0 = get_group_id(1) * TH;
+    const int ow0 = (int)(g0 - plane_index * (uint)tiles_w) * TILE_W, oh0 = get_group_id(1) * TH;
     const ulong plane = plane_index;
     const int c = (int)(plane_index % (uint)C);
     const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
     __global const float* xp = x + x_off + plane * (ulong)H * (ulong)W;
+    // Neighbouring items load neighbouring columns of each patch row.
     for (int i = ly * TW + lx; i < IN_TH * IN_TW; i += TH * TW) {
         const int r = i / IN_TW, q = i - r * IN_TW;
         const int ih = ih0 + r, iw = iw0 + q;
         // Padding is stored as 0 so the tap loop below needs no bounds checks.
         patch[r][q] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xp[(ulong)ih * (ulong)W + (ulong)iw] : 0.0f;
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int oh = oh0 + ly, ow = ow0 + lx;
-    if (oh >= OH || ow >= OW) return;                        // after the only barrier
+    // The filter in registers, read once per item.
     __global const float* wc = w + w_off + (ulong)c * KK;
-    float acc = 0.0f;
+    float wk[KK];
+    #pragma unroll
+    for (int k = 0; k < KK; ++k) wk[k] = wc[k];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int oh = oh0 + ly, owi = ow0 + lx * OPX;
+    if (oh >= OH || owi >= OW) return;                       // after the only barrier
+    float acc[OPX];
+    #pragma unroll
+    for (int t = 0; t < OPX; ++t) acc[t] = has_bias ? bias[bias_off + c] : 0.0f;
     #pragma unroll
     for (int kh = 0; kh < KH; ++kh) {
+        // The row segment this item's outputs read, then the window slid along it.
+        float row[SPAN];
         #pragma unroll
-        for (int kw = 0; kw < KW; ++kw) {
-            acc += patch[ly * SH + kh][lx * SW + kw] * wc[kh * KW + kw];
+        for (int q = 0; q < SPAN; ++q) row[q] = patch[ly * SH + kh][lx * OPX * SW + q];
+        #pragma unroll
+        for (int t = 0; t < OPX; ++t) {
+            #pragma unroll
+            for (int kw = 0; kw < KW; ++kw) acc[t] = mad(row[t * SW + kw], wk[kh * KW + kw], acc[t]);
         }
     }
-    if (has_bias) acc += bias[bias_off + c];
-    y[y_off + (plane * (ulong)OH + (ulong)oh) * (ulong)OW + (ulong)ow] = acc;
+    __global float* yr = y + y_off + (plane * (ulong)OH + (ulong)oh) * (ulong)OW;
+    #pragma unroll
+    for (int t = 0; t < OPX; ++t) {
+        if (owi + t < OW) yr[owi + t] = acc[t];
+    }
 }
 
 __kernel __attribute__((reqd_work_group_size(TW, TH, 1)))
@@ -125,10 +151,10 @@ void depthwise_backward_data(const int C, const int H, const int W, const int OH
     __local float patch[DY_TH][DY_TW];
     const int lx = get_local_id(0), ly = get_local_id(1);
     // Planes folded into dimension 0, as in depthwise_forward.
-    const int tiles_w = (W + TW - 1) / TW;
+    const int tiles_w = (W + TILE_W - 1) / TILE_W;
     const uint g0 = (uint)get_group_id(0);
     const uint plane_index = g0 / (uint)tiles_w;             // n * C + c
-    const int iw0 = (int)(g0 - plane_index * (uint)tiles_w) * TW, ih0 = get_group_id(1) * TH;
+    const int iw0 = (int)(g0 - plane_index * (uint)tiles_w) * TILE_W, ih0 = get_group_id(1) * TH;
     const ulong plane = plane_index;
     const int c = (int)(plane_index % (uint)C);
     // The first dy row and column any pixel of this tile reads (see DY_TH).
@@ -140,22 +166,31 @@ void depthwise_backward_data(const int C, const int H, const int W, const int OH
         const int oh = oh_lo + r, ow = ow_lo + q;
         patch[r][q] = (oh >= 0 && oh < OH && ow >= 0 && ow < OW) ? dyp[(ulong)oh * (ulong)OW + (ulong)ow] : 0.0f;
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int ih = ih0 + ly, iw = iw0 + lx;
-    if (ih >= H || iw >= W) return;                          // after the only barrier
     __global const float* wc = w + w_off + (ulong)c * KK;
-    float acc = 0.0f;
-    // Tap kh reaches row ih from output row oh = (ih + PH - kh) / SH only when that division is
-    // exact, i.e. kh ≡ (ih + PH) mod SH: start there and step by SH instead of testing each tap.
-    // The quotient may be negative (a padding row); the patch holds 0 there.
-    for (int kh = (ih + PH) % SH; kh < KH; kh += SH) {
-        const int r = (ih + PH - kh) / SH - oh_lo;
-        for (int kw = (iw + PW) % SW; kw < KW; kw += SW) {
-            const int q = (iw + PW - kw) / SW - ow_lo;
-            acc += patch[r][q] * wc[kh * KW + kw];
+    float wk[KK];
+    #pragma unroll
+    for (int k = 0; k < KK; ++k) wk[k] = wc[k];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int ih = ih0 + ly, iw0i = iw0 + lx * OPX;
+    if (ih >= H || iw0i >= W) return;                        // after the only barrier
+    __global float* dxr = dx + dx_off + (plane * (ulong)H + (ulong)ih) * (ulong)W;
+    #pragma unroll
+    for (int t = 0; t < OPX; ++t) {
+        const int iw = iw0i + t;
+        if (iw >= W) break;
+        float acc = 0.0f;
+        // Tap kh reaches row ih from output row oh = (ih + PH - kh) / SH only when that division
+        // is exact, i.e. kh ≡ (ih + PH) mod SH: start there and step by SH instead of testing
+        // each tap. The quotient may be negative (a padding row); the patch holds 0 there.
+        for (int kh = (ih + PH) % SH; kh < KH; kh += SH) {
+            const int r = (ih + PH - kh) / SH - oh_lo;
+            for (int kw = (iw + PW) % SW; kw < KW; kw += SW) {
+                const int q = (iw + PW - kw) / SW - ow_lo;
+                acc = mad(patch[r][q], wk[kh * KW + kw], acc);
+            }
         }
+        dxr[iw] = acc;
     }
-    dx[dx_off + (plane * (ulong)H + (ulong)ih) * (ulong)W + (ulong)iw] = acc;
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))

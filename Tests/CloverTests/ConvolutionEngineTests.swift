@@ -57,6 +57,25 @@ final class ConvolutionEngineTests: XCTestCase {
         }
     }
 
+    /// The GPU depthwise kernels' tiling: 256-item work-groups with several
+    /// outputs per item along wide rows, smaller groups on planes smaller than
+    /// the tile, and a patch within the portable 48 KiB of local memory.
+    func testDepthwiseTilingUsesFullWorkGroupsOnWidePlanes() throws {
+        let wide = DirectConv.depthwiseTiling(width: 112, height: 112)
+        XCTAssertEqual(wide.tw * wide.th, 256)
+        XCTAssertEqual(wide.opx, 4)
+        XCTAssertEqual(DirectConv.depthwiseTiling(width: 56, height: 56).opx, 2)
+        let small = DirectConv.depthwiseTiling(width: 7, height: 7)
+        XCTAssertEqual(small.opx, 1)
+        XCTAssertEqual(small.tw * small.th, 64)
+        for side in [1, 2, 7, 14, 28, 31, 56, 112, 300] {
+            let t = DirectConv.depthwiseTiling(width: side, height: side)
+            XCTAssertLessThanOrEqual(t.tw * t.th, 256)
+            let patchBytes = 4 * ((t.th - 1) * 2 + 5) * ((t.tw * t.opx - 1) * 2 + 5)   // stride 2, 5x5
+            XCTAssertLessThanOrEqual(patchBytes, 48 * 1024, "side \(side)")
+        }
+    }
+
     /// Thin grouped convolutions (the RegNet cell's pairs, ResNeXt's groups)
     /// take vector sets on CPUs — one row per item for at most 2 rows per
     /// group — and keep the grouped kernels on GPUs.

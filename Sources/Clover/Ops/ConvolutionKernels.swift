@@ -279,14 +279,27 @@ enum DirectConv {
         return max(1, min(maxSplits, (positions + perGroup - 1) / perGroup))
     }
 
+    /// The work-group (`TW` × `TH` items) and outputs per item along a row
+    /// (`OPX`) of the depthwise forward and data-gradient kernels for planes
+    /// of `width` × `height` outputs: 16 × 16 items with 2–4 outputs each on
+    /// wide planes, fewer items where the plane is smaller than the tile.
+    static func depthwiseTiling(width: Int, height: Int) -> (tw: Int, th: Int, opx: Int) {
+        let opx = width >= 64 ? 4 : width >= 32 ? 2 : 1
+        let tw = min(16, powerOfTwo(atLeast: (width + opx - 1) / opx))
+        let th = min(256 / tw, powerOfTwo(atLeast: height))
+        return (tw, th, opx)
+    }
+
     /// A kernel of `Kernels/<family>.cl` (`depthwise` or `grouped`)
-    /// specialised for the geometry's kernel size, stride and padding; all
-    /// kernels of one family and geometry share one program.
-    static func kernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry) throws -> Kernel {
+    /// specialised for the geometry's kernel size, stride and padding, and
+    /// for depthwise the tiling of `tiling`'s plane (else the fixed tile).
+    static func kernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convolution2DGeometry,
+                       tiling: (tw: Int, th: Int, opx: Int)? = nil) throws -> Kernel {
         let s = g.parameters
+        let t = tiling ?? (tile, tile, 1)
         var defines = ["KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
-                       "PH": "\(s.paddingH)", "PW": "\(s.paddingW)", "TH": "\(tile)", "TW": "\(tile)",
-                       "WG": "\(reductionGroupSize)"]
+                       "PH": "\(s.paddingH)", "PW": "\(s.paddingW)", "TH": "\(t.th)", "TW": "\(t.tw)",
+                       "OPX": "\(t.opx)", "WG": "\(reductionGroupSize)"]
         if name.family == "grouped" {
             for macro in ["OB", "CB", "CT"] { defines[macro] = "\(channelBlock)" }
         }
@@ -297,12 +310,13 @@ enum DirectConv {
 /// Depthwise forward with the bias (if any) fused.
 func depthwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: BufferView, w: BufferView,
                       bias: BufferView?, y: BufferView) throws {
-    let kernel = try DirectConv.kernel(context, .depthwiseForward, g)
+    let t = DirectConv.depthwiseTiling(width: g.ow, height: g.oh)
+    let kernel = try DirectConv.kernel(context, .depthwiseForward, g, tiling: t)
     // Without a bias the weight stands in as a never-read pointer (has_bias = 0).
     let b = bias ?? w
     // The (n, c) planes ride in dimension 0 beside the row tiles (see depthwise.cl).
-    let t = DirectConv.tile
-    try context.launch(kernel, global: [(g.ow + t - 1) / t * t * g.n * g.c, g.oh], local: [t, t], arguments: [
+    let rowTiles = (g.ow + t.tw * t.opx - 1) / (t.tw * t.opx)
+    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.oh], local: [t.tw, t.th], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
         x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
         y.buffer, y.kernelOffset,
@@ -311,9 +325,10 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: B
 
 func depthwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
                            dy: BufferView, w: BufferView, dx: BufferView) throws {
-    let kernel = try DirectConv.kernel(context, .depthwiseBackwardData, g)
-    let t = DirectConv.tile
-    try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.c, g.h], local: [t, t], arguments: [
+    let t = DirectConv.depthwiseTiling(width: g.w, height: g.h)
+    let kernel = try DirectConv.kernel(context, .depthwiseBackwardData, g, tiling: t)
+    let rowTiles = (g.w + t.tw * t.opx - 1) / (t.tw * t.opx)
+    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.h], local: [t.tw, t.th], arguments: [
         Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
         dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
     ])

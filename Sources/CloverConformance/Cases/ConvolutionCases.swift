@@ -219,6 +219,11 @@ extension ConformanceSuite {
                    parameters: p(2, 2, groups: 3), finiteDifference: true),
             Config(label: "depthwise 5x5 s2 small", input: [2, 2, 6, 5], outChannels: 2, kernel: (5, 5),
                    parameters: p(2, 2, groups: 2), bias: false, finiteDifference: true),
+            // Wide rows: the GPU kernels' 2 and 4 outputs per item, with a ragged last item.
+            Config(label: "depthwise 3x3 s1 wide 9x70", input: [1, 3, 9, 70], outChannels: 3, kernel: (3, 3),
+                   parameters: p(1, 1, groups: 3), offset: true),
+            Config(label: "depthwise 5x5 s2 wide 6x67", input: [2, 2, 6, 67], outChannels: 2, kernel: (5, 5),
+                   parameters: p(2, 2, groups: 2), bias: false),
             // Positions N·OH·OW = 3·28·28: the backward-weight reduction is split.
             Config(label: "depthwise 3x3 s1 split reduction", input: [3, 8, 28, 28], outChannels: 8, kernel: (3, 3),
                    parameters: p(1, 1, groups: 8), offset: true),
