@@ -25,7 +25,7 @@ fi
 
 out=${RUNS_DIR:-runs/regnet-comparison}
 # Sized for the 2-core POCL machine now that the convolution engine trains ResNet-20 at about
-# 600 and the RegNets at 100-160 images/s: all 30 runs in about 35 minutes. One pass over the
+# 600 and the RegNets at 100-160 images/s: all 30 runs in about 40 minutes. One pass over the
 # first 8,192 training images without augmentation, tested on all 10,000 test images; SGD
 # momentum 0.9, lr 0.05 with cosine decay, weight decay 5e-4, batch 32 (256 steps: batch
 # norm's running statistics, momentum 0.1, have long left their initial values). The earlier
