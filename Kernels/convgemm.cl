@@ -24,11 +24,12 @@
 //                             (ceil(N*H*W/(LX*WN))*LX, ceil(CG/WM), G); weight (S*LX, ceil(OG/WM),
 //                             G*ceil(CG*KK/WN)), its items along the reduction, one work-group tree
 //                             reduction (fixed order) per split.
-//   convgemm_pad_planes, convgemm_forward_vector, convgemm_backward_data_vector,
-//   convgemm_backward_weight_vector
+//   convgemm_pad_planes, convgemm_pad_planes2, convgemm_forward_vector,
+//   convgemm_backward_data_vector, convgemm_backward_weight_vector
 //                             (VECTOR = 1) the row-padded explicit-vector kernels for CPU devices, any
 //                             geometry (see the comment above them). pad_planes copies planes into a
-//                             zero-bordered, stride-phase-split layout; forward_vector computes 16
+//                             zero-bordered, stride-phase-split layout (pad_planes2: two tensors in
+//                             one launch); forward_vector computes 16
 //                             columns of the output grid per float16; backward_data_vector one stride
 //                             phase of dx from the padded dy; backward_weight_vector reduces the
 //                             padded dy against the padded x in float16 lanes, one partial per
@@ -190,20 +191,17 @@ inline void zero_span(__global float* d, const int n) {
 // dst plane p (stride DS) = src plane p [H, W] placed at (top, left) of a zero grid, split into
 // sh x sw phase planes of HD x WD (phase plane stride PS = HD*WD): grid row sh*i + ph and column
 // sw*j + pw go to row i, column j of phase (ph, pw). The plane's tail past sh*sw*PS, and `slack`
-// values after the last plane, are zero. Negative top/left crop. One item per destination row,
-// copying with float16 moves where the phase is contiguous (sw = 1); an item per element made POCL
-// gather (6x slower). Range: (ceil(planes*sh*sw*HD/64)*64).
-__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
-void convgemm_pad_planes(const int planes, const int H, const int W, const int top, const int left,
-                         const int sh, const int sw, const int HD, const int WD, const int DS, const int slack,
-                         __global const float* src, const ulong src_off,
-                         __global float* dst, const ulong dst_off) {
-    const int R = get_global_id(0), phases = sh * sw;
-    if (R >= planes * phases * HD) return;
+// values after the last plane, are zero. Negative top/left crop. One item per destination row R,
+// copying with float16 moves where the phase is contiguous (sw = 1); an item per element made
+// POCL gather (6x slower).
+inline void pad_row(const int R, const int planes, const int H, const int W, const int top, const int left,
+                    const int sh, const int sw, const int HD, const int WD, const int DS, const int slack,
+                    __global const float* src, __global float* dst) {
+    const int phases = sh * sw;
     const int p = R / (phases * HD), rest = R - p * (phases * HD);
     const int phase = rest / HD, i = rest - phase * HD;
     const int ph = phase / sw, pw = phase - (phase / sw) * sw;
-    __global float* plane = dst + dst_off + (ulong)p * (ulong)DS;
+    __global float* plane = dst + (ulong)p * (ulong)DS;
     __global float* d = plane + (phase * HD + i) * WD;
     const int y = sh * i + ph - top;
     // Columns j whose source column x = sw*j + pw - left lies in [0, W) form [j0, j1).
@@ -216,7 +214,7 @@ void convgemm_pad_planes(const int planes, const int H, const int W, const int t
         if (j1 < j0) j1 = j0;
     }
     zero_span(d, j0);
-    __global const float* from = src + src_off + ((ulong)p * (ulong)H + (ulong)max(y, 0)) * (ulong)W;
+    __global const float* from = src + ((ulong)p * (ulong)H + (ulong)max(y, 0)) * (ulong)W;
     const int x0 = sw * j0 + pw - left, n = j1 - j0;
     if (sw == 1) {
         int t = 0;
@@ -229,6 +227,38 @@ void convgemm_pad_planes(const int planes, const int H, const int W, const int t
     if (phase == phases - 1 && i == HD - 1) {
         zero_span(plane + phases * HD * WD, DS - phases * HD * WD);
         if (p == planes - 1) zero_span(plane + DS, slack);
+    }
+}
+
+// One tensor padded as pad_row describes. Range: (ceil(planes*sh*sw*HD/64)*64).
+__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+void convgemm_pad_planes(const int planes, const int H, const int W, const int top, const int left,
+                         const int sh, const int sw, const int HD, const int WD, const int DS, const int slack,
+                         __global const float* src, const ulong src_off,
+                         __global float* dst, const ulong dst_off) {
+    const int R = get_global_id(0);
+    if (R < planes * sh * sw * HD) pad_row(R, planes, H, W, top, left, sh, sw, HD, WD, DS, slack,
+                                           src + src_off, dst + dst_off);
+}
+
+// Two tensors padded in one launch (the weight gradient's dy and x): rows [0, rows_a) are the
+// first's, the rest the second's. Range: (ceil((rows_a + rows_b)/64)*64).
+__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+void convgemm_pad_planes2(const int planes_a, const int H_a, const int W_a, const int top_a, const int left_a,
+                          const int sh_a, const int sw_a, const int HD_a, const int WD_a, const int DS_a,
+                          const int slack_a, __global const float* src_a, const ulong src_a_off,
+                          __global float* dst_a, const ulong dst_a_off,
+                          const int planes_b, const int H_b, const int W_b, const int top_b, const int left_b,
+                          const int sh_b, const int sw_b, const int HD_b, const int WD_b, const int DS_b,
+                          const int slack_b, __global const float* src_b, const ulong src_b_off,
+                          __global float* dst_b, const ulong dst_b_off) {
+    const int R = get_global_id(0), rows_a = planes_a * sh_a * sw_a * HD_a;
+    if (R < rows_a) {
+        pad_row(R, planes_a, H_a, W_a, top_a, left_a, sh_a, sw_a, HD_a, WD_a, DS_a, slack_a,
+                src_a + src_a_off, dst_a + dst_a_off);
+    } else if (R - rows_a < planes_b * sh_b * sw_b * HD_b) {
+        pad_row(R - rows_a, planes_b, H_b, W_b, top_b, left_b, sh_b, sw_b, HD_b, WD_b, DS_b, slack_b,
+                src_b + src_b_off, dst_b + dst_b_off);
     }
 }
 

@@ -127,21 +127,25 @@ final class ConvolutionEngineTests: XCTestCase {
 
     /// Launches per pass are fixed whatever the batch: forward 2 (pad,
     /// product), data gradient 2 (pad dy, the stride phases' products),
-    /// weight gradient 4 (pad dy, pad x, partials, sum) — and the values
+    /// weight gradient 3 (pad dy and x, partials, sum; 2 with one split) — and the values
     /// match the CPU reference on geometries with 3 samples (uneven splits),
     /// 2 groups, dilation, a 5-wide kernel, and strides 2x1 and 2x3 (phases
     /// with no taps at all included).
     func testVectorPassesMatchTheReferenceWithFixedLaunches() throws {
         let device = try TestDevice.get()
         let context = try XCTUnwrap(device.openCL)
+        // (parameters, in channels, out channels); the last has so few weight columns that its
+        // weight gradient splits over the samples.
         let geometries = [
-            Convolution2DParameters(stride: (1, 1), padding: (2, 3), dilation: (1, 2), groups: 2),
-            Convolution2DParameters(stride: (2, 1), padding: (1, 2), dilation: (1, 1), groups: 2),
-            Convolution2DParameters(stride: (2, 3), padding: (0, 1), dilation: (2, 1), groups: 1),
+            (Convolution2DParameters(stride: (1, 1), padding: (2, 3), dilation: (1, 2), groups: 2), 6, 10),
+            (Convolution2DParameters(stride: (2, 1), padding: (1, 2), dilation: (1, 1), groups: 2), 6, 10),
+            (Convolution2DParameters(stride: (2, 3), padding: (0, 1), dilation: (2, 1), groups: 1), 6, 10),
+            (Convolution2DParameters(stride: (1, 2), padding: (1, 1)), 2, 4),
         ]
-        for parameters in geometries {
+        var sawSplits = false
+        for (parameters, cin, cout) in geometries {
         for batch in [1, 3] {
-            let xShape = [batch, 6, 11, 13], wShape = [10, 6 / parameters.groups, 3, 5]
+            let xShape = [batch, cin, 11, 13], wShape = [cout, cin / parameters.groups, 3, 5]
             var rng = SplitMix64(seed: UInt64(batch))
             let xValues = rng.uniformArray(count: xShape.reduce(1, *), bound: 1)
             let wValues = rng.uniformArray(count: wShape.reduce(1, *), bound: 1)
@@ -150,6 +154,11 @@ final class ConvolutionEngineTests: XCTestCase {
             let x = try Tensor(shape: xShape, values: xValues, on: device)
             let w = try Tensor(shape: wShape, values: wValues, on: device)
             let dy = try Tensor(shape: yShape, values: dyValues, on: device)
+            // The weight gradient sums its sample splits in a fourth launch, unless one split
+            // suffices (batch 1 here), which writes dw directly.
+            let g = try parameters.geometry(input: xShape, weight: wShape, op: "conv2d", shapes: [xShape, wShape])
+            let splits = vectorWeightSplits(g, vectorSets[1], computeUnits: context.device.computeUnits)
+            if splits > 1 { sawSplits = true }
             let passes: [(ConvPass, any Primitive, [Tensor], [[Float]], [[Int]], Int, Int)] = [
                 (.forward, Convolution2D(parameters, forcedChoice: ConvChoice(.implicitGEMM, vectorSets[0])),
                  [x, w], [xValues, wValues], [xShape, wShape], 2, 0),
@@ -158,7 +167,7 @@ final class ConvolutionEngineTests: XCTestCase {
                  [dy, w], [dyValues, wValues], [yShape, wShape], 2, 1),
                 (.backwardWeight, Convolution2DBackwardWeight(parameters, weightShape: wShape,
                                                              forcedChoice: ConvChoice(.implicitGEMM, vectorSets[1])),
-                 [dy, x], [dyValues, xValues], [yShape, xShape], 4, 2),
+                 [dy, x], [dyValues, xValues], [yShape, xShape], splits == 1 ? 2 : 3, 2),
             ]
             for (pass, primitive, inputs, values, shapes, launches, _) in passes {
                 _ = try apply(primitive, inputs)   // builds the programs
@@ -176,6 +185,7 @@ final class ConvolutionEngineTests: XCTestCase {
             }
         }
         }
+        XCTAssertTrue(sawSplits, "no case split the weight gradient over samples")
     }
 
     /// A batch norm after a vector convolution merges the partial statistics

@@ -6,9 +6,10 @@ import CloverRuntime
 // is no column buffer and no transpose back. It covers every geometry the op accepts (any kernel
 // size, stride, padding, dilation and groups); the kernels are compiled per parameter set, kernel
 // size and stride. Launches per pass are fixed whatever the batch: forward 1 (bias fused), data
-// gradient 1, weight gradient 2 (split-K partial products, then a reduction in a fixed order); the
-// row-padded vector form (CPUs) adds its operand copies: forward 2 (pad, product), data gradient 2
-// (pad dy, the stride phases' products), weight gradient 4 (pad dy, pad x, partials, sum).
+// gradient 1, weight gradient 2 (split-K partial products, then a reduction in a fixed order; 1
+// where one split suffices, written straight into dw); the row-padded vector form (CPUs) adds its
+// operand copies: forward 2 (pad, product), data gradient 2 (pad dy, the stride phases'
+// products), weight gradient 3 or 2 (pad dy and x in one launch, partials, sum).
 
 /// One parameter set of the implicit-GEMM kernels (`Kernels/convgemm.cl`'s
 /// `TM`, `TN`, `WM`, `WN` and `TK` macros).
@@ -286,7 +287,8 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeom
     let perSplit = (positions + splits - 1) / splits
     let chunk = (perSplit + set.tileK - 1) / set.tileK * set.tileK
     let count = g.o * g.k
-    let partial = try context.allocateView(count: splits * count)
+    // One split's partial block is dw itself: no scratch and no sum.
+    let partial = splits == 1 ? dw : try context.allocateView(count: splits * count)
     let divP = fastDivisionConstants(g.p), divOW = fastDivisionConstants(g.ow)
     let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardWeightDirect : .convgemmBackwardWeight,
                                     g, set)
@@ -298,6 +300,7 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeom
         Int32(splits), Int32(chunk), divP.mul, divP.shift, divOW.mul, divOW.shift,
         dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
+    guard splits > 1 else { return }
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [count], local: [convGemmReduceGroupSize], arguments: [
         Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
@@ -318,6 +321,15 @@ private struct PaddedPlanes {
     var rows: Int, columns: Int, stride: Int, slack: Int
     var phaseStride: Int { rows * columns }
     var count: Int { planes * stride + slack }
+    /// Destination rows: one padding item each.
+    var rowCount: Int { planes * sh * sw * rows }
+
+    /// `convgemm_pad_planes`' arguments for this layout.
+    func arguments(_ source: BufferView, _ padded: BufferView) -> [KernelArgument] {
+        [Int32(planes), Int32(height), Int32(width), Int32(top), Int32(left), Int32(sh), Int32(sw), Int32(rows),
+         Int32(columns), Int32(stride), Int32(slack), source.buffer, source.kernelOffset, padded.buffer,
+         padded.kernelOffset]
+    }
 }
 
 /// Values the vector kernels may read past the last padded plane: an item's
@@ -335,26 +347,43 @@ private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ s
     }
     let padded = try context.allocateView(count: layout.count)
     let kernel = try convGemmKernel(context, .convgemmPadPlanes, g, set)
-    let rows = layout.planes * layout.sh * layout.sw * layout.rows
-    try context.launch(kernel, global: [(rows + 63) / 64 * 64], local: [64], arguments: [
-        Int32(layout.planes), Int32(layout.height), Int32(layout.width), Int32(layout.top), Int32(layout.left),
-        Int32(layout.sh), Int32(layout.sw), Int32(layout.rows), Int32(layout.columns), Int32(layout.stride),
-        Int32(layout.slack), source.buffer, source.kernelOffset, padded.buffer, padded.kernelOffset,
-    ])
+    try context.launch(kernel, global: [(layout.rowCount + 63) / 64 * 64], local: [64],
+                       arguments: layout.arguments(source, padded))
     return padded
+}
+
+/// Two padded copies in one launch (`convgemm_pad_planes2`).
+private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
+                       _ a: PaddedPlanes, from sourceA: BufferView, _ b: PaddedPlanes, from sourceB: BufferView,
+                       op: String) throws -> (BufferView, BufferView) {
+    guard a.count < Int(Int32.max), b.count < Int(Int32.max), a.rowCount + b.rowCount < Int(Int32.max) else {
+        throw CloverError.unsupported(op: op, shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
+                                      device: context.device.description,
+                                      reason: "the padded operands of the vector kernels exceed 32-bit indexing")
+    }
+    let paddedA = try context.allocateView(count: a.count), paddedB = try context.allocateView(count: b.count)
+    let kernel = try convGemmKernel(context, .convgemmPadPlanes2, g, set)
+    try context.launch(kernel, global: [(a.rowCount + b.rowCount + 63) / 64 * 64], local: [64],
+                       arguments: a.arguments(sourceA, paddedA) + b.arguments(sourceB, paddedB))
+    return (paddedA, paddedB)
 }
 
 /// The forward's input, padded and split by stride phase: `[N·C]` planes of
 /// SH·SW phase planes of ⌈(H + 2·PH)/SH⌉ × ⌈(W + 2·PW)/SW⌉.
 private func paddedInput(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                          _ x: BufferView, op: String) throws -> (view: BufferView, layout: PaddedPlanes) {
+    let layout = inputLayout(g, set)
+    return (try padPlanes(context, g, set, layout, from: x, op: op), layout)
+}
+
+/// The layout of ``paddedInput``.
+private func inputLayout(_ g: Convolution2DGeometry, _ set: ConvGemmParameters) -> PaddedPlanes {
     let s = g.parameters
     let rows = (g.h + 2 * s.paddingH + s.strideH - 1) / s.strideH
     let columns = (g.w + 2 * s.paddingW + s.strideW - 1) / s.strideW
-    let layout = PaddedPlanes(planes: g.n * g.c, height: g.h, width: g.w, top: s.paddingH, left: s.paddingW,
-                              sh: s.strideH, sw: s.strideW, rows: rows, columns: columns,
-                              stride: s.strideH * s.strideW * rows * columns, slack: vectorSlack(g, set, columns: columns))
-    return (try padPlanes(context, g, set, layout, from: x, op: op), layout)
+    return PaddedPlanes(planes: g.n * g.c, height: g.h, width: g.w, top: s.paddingH, left: s.paddingW,
+                        sh: s.strideH, sw: s.strideW, rows: rows, columns: columns,
+                        stride: s.strideH * s.strideW * rows * columns, slack: vectorSlack(g, set, columns: columns))
 }
 
 /// The vector kernels index their items in 32 bits along dimension 0.
@@ -459,19 +488,20 @@ func vectorWeightSplits(_ g: Convolution2DGeometry, _ set: ConvGemmParameters, c
 }
 
 /// Weight gradient: pad x as the forward does and dy onto the forward's
-/// output grid, then split partial products over samples and their sum in
-/// split order (4 launches).
+/// output grid (one launch), then split partial products over samples and
+/// their sum in split order (3 launches; 2 where one split suffices).
 private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ set: ConvGemmParameters,
                                   dy: BufferView, x: BufferView, dw: BufferView) throws {
     let op = "conv2d_backward_weight"
-    let (xp, xLayout) = try paddedInput(context, g, set, x, op: op)
+    let xLayout = inputLayout(g, set)
     let gridW = xLayout.columns
     let dyLayout = PaddedPlanes(planes: g.n * g.o, height: g.oh, width: g.ow, top: 0, left: 0, rows: g.oh,
                                 columns: gridW, stride: (g.oh * gridW + 15) / 16 * 16, slack: 0)
-    let dyp = try padPlanes(context, g, set, dyLayout, from: dy, op: op)
+    let (xp, dyp) = try padPlanes(context, g, set, xLayout, from: x, dyLayout, from: dy, op: op)
     let splits = vectorWeightSplits(g, set, computeUnits: context.device.computeUnits)
     let count = g.o * g.k
-    let partial = try context.allocateView(count: splits * count)
+    // One split's partial block is dw itself: no scratch and no sum.
+    let partial = splits == 1 ? dw : try context.allocateView(count: splits * count)
     let kblocks = (g.k + set.workN - 1) / set.workN
     let kernel = try convGemmKernel(context, .convgemmBackwardWeightVector, g, set)
     let s = g.parameters
@@ -482,6 +512,7 @@ private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGe
         Int32(xLayout.stride), Int32(dyLayout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(splits),
         Int32(kblocks), dyp.buffer, dyp.kernelOffset, xp.buffer, xp.kernelOffset, partial.buffer, partial.kernelOffset,
     ])
+    guard splits > 1 else { return }
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [(count + convGemmReduceGroupSize - 1) / convGemmReduceGroupSize * convGemmReduceGroupSize],
                        local: [convGemmReduceGroupSize], arguments: [
