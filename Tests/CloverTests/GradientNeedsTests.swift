@@ -60,13 +60,17 @@ final class GradientNeedsTests: XCTestCase {
         XCTAssertEqual(dataGradientLaunches(full), 1, "\(full)")
         XCTAssertNotNil(x2.grad)
 
-        // Pointwise: the weight gradient is one GEMM, and no data-gradient GEMM runs.
+        // 1x1: only the weight gradient runs — one GEMM on the pointwise path (GPUs, and CPU
+        // planes under 4 pixels), the vector kernel on CPUs — and no data gradient.
         let w1 = try randomTensor([6, 3, 1, 1], on: device, seed: 5)
         w1.requiresGrad = true
-        let y1 = try conv2d(x, w1)
-        let pointwise = try launches(on: context) { try y1.backward() }
-        XCTAssertEqual(gemmCalls(pointwise), 1, "\(pointwise)")
-        XCTAssertNotNil(w1.grad)
+        for input in [x, try randomTensor([2, 3, 1, 1], on: device, seed: 6)] {
+            let y1 = try conv2d(input, w1)
+            let pointwise = try launches(on: context) { try y1.backward() }
+            XCTAssertEqual(dataGradientLaunches(pointwise), 0, "\(pointwise)")
+            XCTAssertEqual(gemmCalls(pointwise) + (pointwise["convgemm_backward_weight_vector"] ?? 0), 1, "\(pointwise)")
+            XCTAssertNotNil(w1.grad)
+        }
     }
 
     /// A linear layer on data and a loss against labels run no dx GEMM.
