@@ -275,8 +275,11 @@ public struct BatchNormTraining: Primitive {
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
         let partial: BufferView, chunkCount: Int, shifted: Bool
         if let given = inputs[0].channelStatistics, given.partial.count == l.c * given.chunks * 3 {
-            // Written by the convolution that produced x (its epilogue): no pass over x here.
+            // Written by the convolution that produced x (its epilogue): no pass over x here. The
+            // partials are released once merged (a recomputation takes the pass below), so they
+            // do not live as long as x, which backward keeps.
             (partial, chunkCount, shifted) = (given.partial, given.chunks, false)
+            inputs[0].channelStatistics = nil
         } else {
             let chunks = channelChunks(n: l.n, hw: l.hw)
             (partial, chunkCount, shifted) = (try context.allocateView(count: l.c * chunks.count * 3), chunks.count, true)
