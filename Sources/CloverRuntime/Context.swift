@@ -313,6 +313,10 @@ public final class OpenCLContext {
         var event: cl_event?
         let timed = timed || isProfiling
         var localSize = local ?? []
+        let firstLaunch = !kernel.launched
+        let clock = ContinuousClock()
+        let start = clock.now
+        if firstLaunch { programs.noteFirstLaunch(kernel: kernel, seconds: nil) }
         let status: cl_int = globalSize.withUnsafeBufferPointer { g in
             localSize.withUnsafeMutableBufferPointer { l in
                 withUnsafeMutablePointer(to: &event) { eventPointer in
@@ -323,6 +327,10 @@ public final class OpenCLContext {
         }
         try checkCL(status, "clEnqueueNDRangeKernel",
                     detail: "kernel '\(kernel.name)' global \(globalSize) local \(local.map { "\($0)" } ?? "auto")")
+        if firstLaunch {
+            kernel.launched = true
+            programs.noteFirstLaunch(kernel: kernel, seconds: (clock.now - start).inSeconds)
+        }
         launchCounts[kernel.qualifiedName, default: 0] += 1
         let wrapped = event.map(Event.init(handle:))
         if isProfiling, let wrapped { profiledEvents.append((kernel.name, wrapped)) }

@@ -70,6 +70,8 @@ public final class Kernel {
     /// Bytes of `__local` memory the kernel declares itself (static
     /// `__local` arrays), before any `__local` argument is set.
     public let staticLocalMemoryBytes: Int
+    /// Whether it has been enqueued yet (its first enqueue may generate code).
+    var launched = false
 
     init(program: cl_program, programName: String, family: String, name: String) throws {
         var status: cl_int = 0

@@ -62,6 +62,77 @@ public final class ProgramCache {
     public private(set) var statistics = Statistics()
     private let logger: Logger
 
+    /// One program compile from source, as reported to ``buildObserver``.
+    public struct BuildEvent: Sendable {
+        /// Where the compile stands.
+        public enum Phase: Sendable, Equatable {
+            /// `clBuildProgram` is about to run.
+            case started
+            /// It returned (successfully or not) after this many seconds.
+            case finished(seconds: Double)
+        }
+        /// What is being built.
+        public enum Work: Sendable, Equatable {
+            /// `clBuildProgram` of one program from source.
+            case program
+            /// The first enqueue of kernel `name`: drivers that generate
+            /// device code lazily (POCL, per kernel and work-group size) do
+            /// most of a cold run's compiling here.
+            case firstLaunch(kernel: String)
+        }
+        public var work: Work = .program
+        /// The kernel family (source file) being built.
+        public var family: String
+        /// The family plus its build options, as in error messages.
+        public var label: String
+        public var phase: Phase
+        /// Programs this cache has compiled from source so far (or, for a
+        /// first launch, kernels launched for the first time), counting
+        /// this one from its start.
+        public var ordinal: Int
+
+        public init(work: Work = .program, family: String, label: String, phase: Phase, ordinal: Int) {
+            self.work = work
+            self.family = family
+            self.label = label
+            self.phase = phase
+            self.ordinal = ordinal
+        }
+    }
+
+    /// Kernels launched for the first time so far (``BuildEvent/Work/firstLaunch(kernel:)``).
+    public internal(set) var firstLaunches = 0
+    /// Seconds the first enqueues of kernels took, per family (POCL's lazy code generation).
+    public internal(set) var firstLaunchSeconds: [String: (kernels: Int, seconds: Double)] = [:]
+
+    func noteFirstLaunch(kernel: Kernel, seconds: Double?) {
+        if let seconds {
+            firstLaunchSeconds[kernel.family, default: (0, 0)].kernels += 1
+            firstLaunchSeconds[kernel.family, default: (0, 0)].seconds += seconds
+        } else {
+            firstLaunches += 1
+        }
+        buildObserver?(BuildEvent(work: .firstLaunch(kernel: kernel.name), family: kernel.family, label: kernel.programName,
+                                  phase: seconds.map { .finished(seconds: $0) } ?? .started, ordinal: firstLaunches))
+    }
+
+    /// Called before and after every compile from source (not for disk or
+    /// memory hits), so that a command can show which program is compiling:
+    /// a cold build takes seconds per program and would otherwise look hung.
+    /// Set by the command that owns the context; called on the thread that
+    /// asked for the program.
+    public var buildObserver: ((BuildEvent) -> Void)?
+
+    /// Called with the family and build options of every program asked for
+    /// (hit or miss), so that a caller can count the distinct programs a
+    /// piece of work needs whatever this cache already holds (the
+    /// conformance sweep's program budget is asserted that way).
+    public var requestObserver: ((_ family: String, _ options: String) -> Void)?
+
+    /// Seconds spent in compiles from source per kernel family, and how
+    /// many programs each took (where a cold run's time goes).
+    public private(set) var compileSeconds: [String: (programs: Int, seconds: Double)] = [:]
+
     init(context: cl_context, device: OpenCLDevice, directory: String?, logger: Logger) {
         self.context = context
         self.device = device
@@ -82,6 +153,7 @@ public final class ProgramCache {
     public func program(name: String, source: () throws -> String, defines: [String: String] = [:]) throws -> Program {
         let options = Self.buildOptions(defines)
         let memoryKey = name + " " + options
+        requestObserver?(name, options)
         if let p = programs[memoryKey] {
             statistics.memoryHits += 1
             return p
@@ -97,9 +169,19 @@ public final class ProgramCache {
             programs[memoryKey] = program
             return program
         }
-        let program = try compile(source: source, options: options, label: label)
+        let ordinal = statistics.compiled + 1
+        buildObserver?(BuildEvent(family: name, label: label, phase: .started, ordinal: ordinal))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let compiled: Result<Program, Error> = Result { try compile(source: source, options: options, label: label) }
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        buildObserver?(BuildEvent(family: name, label: label, phase: .finished(seconds: seconds), ordinal: ordinal))
+        let program = try compiled.get()
         program.family = name
         statistics.compiled += 1
+        compileSeconds[name, default: (0, 0)].programs += 1
+        compileSeconds[name, default: (0, 0)].seconds += seconds
         logger.debug("program cache: compiled \(label)")
         if let dir = directory { storeBinary(program.handle, directory: dir, fileName: fileName) }
         programs[memoryKey] = program

@@ -55,6 +55,7 @@ struct ConformanceCommand: ParsableCommand {
         Console.flush()
 
         let runner = ConformanceRunner(device: target)
+        let progress = BuildProgress.attach(to: target)
         var results: [CaseResult] = []
         var summaries: [OpSummary] = []
         let clock = ContinuousClock()
@@ -65,7 +66,10 @@ struct ConformanceCommand: ParsableCommand {
             print("\(label)  \(group.cases.count) cases ...", terminator: "")
             Console.flush()
             let start = clock.now
-            let groupResults = group.cases.map { runner.run($0) }
+            let groupResults = group.cases.enumerated().map { j, c in
+                progress.activity = "\(group.op) case \(j + 1)/\(group.cases.count)"
+                return runner.run(c)
+            }
             let summary = OpSummary(op: group.op, results: groupResults, seconds: Self.seconds(clock.now - start))
             print(" \(summary.passed)/\(summary.cases) passed  \(Format.seconds(clock.now - start))")
             Console.flush()
@@ -105,6 +109,7 @@ struct ConformanceCommand: ParsableCommand {
 
         let cache = Self.programCache(of: target)
         print(cache.line + (cache.directory.map { " (cache: \($0))" } ?? ""))
+        if let line = Self.compileTimeLine(of: target) { print(line) }
 
         let passed = failing.isEmpty && coverage.unexercised.isEmpty
         let casesPassed = results.count - failing.count
@@ -188,6 +193,22 @@ struct ConformanceCommand: ParsableCommand {
         let stats = ctx.programs.statistics
         return ProgramCacheReport(compiled: stats.compiled, loadedFromDisk: stats.loadedFromDisk,
                                   memoryHits: stats.memoryHits, directory: ctx.programs.directory)
+    }
+
+    /// Seconds spent compiling programs from source, per kernel family,
+    /// largest first; nil when nothing was compiled (a warm cache).
+    static func compileTimeLine(of device: Device) -> String? {
+        guard let ctx = device.openCL else { return nil }
+        func line(_ entries: [(String, Int, Double)], _ what: String) -> String {
+            let sorted = entries.sorted { $0.2 > $1.2 }
+            let total = sorted.reduce(0) { $0 + $1.2 }
+            return "\(Format.fixed(total, decimals: 1)) s \(what) ("
+                + sorted.map { "\($0.0) \($0.1) in \(Format.fixed($0.2, decimals: 1)) s" }.joined(separator: ", ") + ")"
+        }
+        let builds = ctx.programs.compileSeconds.map { ($0.key, $0.value.programs, $0.value.seconds) }
+        let launches = ctx.programs.firstLaunchSeconds.map { ($0.key, $0.value.kernels, $0.value.seconds) }
+        return "compile time: " + line(builds, "in clBuildProgram") + "; "
+            + line(launches, "in first enqueues of kernels")
     }
 
     static func deviceLine(_ device: Device) -> String {

@@ -255,6 +255,7 @@ struct TrainCommand: ParsableCommand {
         let distributed = try DistributedTraining.start(requested: self.distributed)
         let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
         device.openCL?.isProfiling = profile
+        BuildProgress.attach(to: device).activity = "first steps of \(data.model)"
         ConvAlgorithmSelection.autotune = autotune
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations

@@ -65,6 +65,7 @@ struct TuneCommand: ParsableCommand {
         } catch {
             throw Console.fail(error)
         }
+        BuildProgress.attach(to: target).activity = "tuning"
         guard let context = target.openCL else {
             Console.error("error: tuning needs an OpenCL device; \(target.description) runs no CLBlast")
             throw ExitCode.failure

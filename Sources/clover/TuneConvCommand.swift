@@ -68,6 +68,7 @@ struct TuneConvCommand: ParsableCommand {
         } catch {
             throw Console.fail(error)
         }
+        BuildProgress.attach(to: target).activity = "tuning"
         guard let context = target.openCL else {
             Console.error("error: conv tuning needs an OpenCL device; \(target.description) runs no kernels")
             throw ExitCode.failure

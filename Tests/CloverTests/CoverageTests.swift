@@ -19,6 +19,21 @@ final class CoverageTests: XCTestCase {
         XCTAssertNotNil(device.openCL?.launchCounts["clblast/CLBlastSgemmStridedBatched"])
     }
 
+    /// A cold sweep's time is mostly spent building programs (BENCHMARKS.md,
+    /// "The first run"), so the number of distinct programs the sweep needs
+    /// is held to a budget: a new case or parameter set that adds programs
+    /// must raise it here on purpose. The count is machine-independent for
+    /// a device of the same kind (the CPU heuristics pick the sets).
+    func testSweepBuildsAtMostItsProgramBudget() throws {
+        let device = try TestDevice.get()
+        _ = try Sweep.run(ConformanceSuite.allCases())
+        let budget = device.openCL?.device.kind == .cpu ? 134 : 160
+        let byFamily = Dictionary(grouping: Sweep.programs, by: { String($0.prefix(while: { $0 != " " })) })
+            .mapValues(\.count).sorted { $0.key < $1.key }
+        XCTAssertGreaterThan(Sweep.programs.count, 0)
+        XCTAssertLessThanOrEqual(Sweep.programs.count, budget, "programs per family: \(byFamily)")
+    }
+
     /// The harness must be able to fail: a primitive whose OpenCL path is
     /// wrong by a small amount is caught on forward and backward.
     func testHarnessCatchesAWrongKernel() throws {

@@ -16,6 +16,8 @@ enum TestDevice {
 enum Sweep {
     private static var results: [String: CaseResult] = [:]
     private static var runner: ConformanceRunner?
+    /// Every distinct program (family and build options) the cases run so far asked for.
+    private(set) static var programs: Set<String> = []
 
     static func run(_ cases: [ConformanceCase]) throws -> [CaseResult] {
         let device = try TestDevice.get()
@@ -23,7 +25,10 @@ enum Sweep {
         return cases.map { c in
             let key = c.op + "|" + c.label
             if let r = results[key] { return r }
+            let cache = device.openCL?.programs
+            cache?.requestObserver = { family, options in programs.insert(family + " " + options) }
             let r = runner!.run(c)
+            cache?.requestObserver = nil
             results[key] = r
             return r
         }
