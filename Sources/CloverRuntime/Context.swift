@@ -313,10 +313,18 @@ public final class OpenCLContext {
         var event: cl_event?
         let timed = timed || isProfiling
         var localSize = local ?? []
+        // Drivers such as POCL generate a kernel's device code when its first
+        // launch is submitted, asynchronously, so the time would surface in
+        // some later wait. While a command reports compiles (a build
+        // observer is set), a first launch is bracketed by waits so that its
+        // code generation is timed and shown as it happens; steady-state
+        // launches are untouched.
         let firstLaunch = !kernel.launched
+        let reportFirstLaunch = firstLaunch && programs.buildObserver != nil
+        if reportFirstLaunch { try checkCL(clFinish(queue), "clFinish", detail: "before the first launch of \(kernel.name)") }
         let clock = ContinuousClock()
         let start = clock.now
-        if firstLaunch { programs.noteFirstLaunch(kernel: kernel, seconds: nil) }
+        if reportFirstLaunch { programs.noteFirstLaunch(kernel: kernel, seconds: nil) }
         let status: cl_int = globalSize.withUnsafeBufferPointer { g in
             localSize.withUnsafeMutableBufferPointer { l in
                 withUnsafeMutablePointer(to: &event) { eventPointer in
@@ -327,8 +335,9 @@ public final class OpenCLContext {
         }
         try checkCL(status, "clEnqueueNDRangeKernel",
                     detail: "kernel '\(kernel.name)' global \(globalSize) local \(local.map { "\($0)" } ?? "auto")")
-        if firstLaunch {
-            kernel.launched = true
+        kernel.launched = true
+        if reportFirstLaunch {
+            try checkCL(clFinish(queue), "clFinish", detail: "after the first launch of \(kernel.name)")
             programs.noteFirstLaunch(kernel: kernel, seconds: (clock.now - start).inSeconds)
         }
         launchCounts[kernel.qualifiedName, default: 0] += 1
