@@ -122,6 +122,32 @@ public final class ConformanceRunner {
         return result
     }
 
+    /// Runs only the device side of a case: the forward pass and the
+    /// gradients on inputs drawn as ``run(_:seed:)`` draws them, results read
+    /// back and discarded, no CPU reference and no comparison.
+    ///
+    /// This is what a background warming process does (`clover conformance
+    /// --jobs`): it builds and launches every kernel the case needs, so the
+    /// driver's caches hold them when the foreground run reaches the case.
+    public func exercise(_ c: ConformanceCase, seed: UInt64 = 0x5EED) throws {
+        var rng = SeededGenerator(seed: seed ^ stableHash(c.op + "/" + c.label))
+        let hostInputs = zip(c.inputShapes, c.distributions).map { shape, dist in
+            draw(count: shape.reduce(1, *), dist, &rng)
+        }
+        let inputs = try zip(c.inputShapes, hostInputs).enumerated().map { i, pair in
+            try makeInput(shape: pair.0, values: pair.1, offset: c.offsetInputs ? 7 + 6 * i : 0)
+        }
+        let outputs = try apply(c.primitive, inputs)
+        for output in outputs { _ = try output.toArray() }
+        guard c.checkGradients else { return }
+        let cotangents = try outputs.map { o in
+            try Tensor(shape: o.shape, values: draw(count: o.count, .uniform(-1, 1), &rng), on: device)
+        }
+        for gradient in try c.primitive.vjp(inputs: inputs, outputs: outputs, cotangents: cotangents) {
+            _ = try gradient?.toArray()
+        }
+    }
+
     private func check(_ c: ConformanceCase, seed: UInt64, into result: inout CaseResult) throws {
         var rng = SeededGenerator(seed: seed ^ stableHash(c.op + "/" + c.label))
         let hostInputs = zip(c.inputShapes, c.distributions).map { shape, dist in

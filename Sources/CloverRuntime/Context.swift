@@ -72,8 +72,12 @@ public final class OpenCLContext {
     /// - Parameters:
     ///   - cacheDirectory: where program binaries are cached; defaults to
     ///     ``ProgramCache/defaultDirectory``. Pass `.some(nil)` to disable.
+    ///   - storeProgramBinaries: whether built programs are stored there and
+    ///     loaded back; nil (the default) lets the driver decide
+    ///     (``ProgramCache/storesBinariesByDefault(on:)``: off on POCL, which
+    ///     caches builds itself).
     ///   - planning: create a planning context (see ``isPlanning``).
-    public init(device: OpenCLDevice, cacheDirectory: String?? = .none,
+    public init(device: OpenCLDevice, cacheDirectory: String?? = .none, storeProgramBinaries: Bool? = nil,
                 logger: Logger = Logger(label: "clover.runtime"), planning: Bool = false) throws {
         self.device = device
         self.logger = logger
@@ -110,7 +114,9 @@ public final class OpenCLContext {
             planningBuffer = nil
         }
         let directory: String? = cacheDirectory ?? ProgramCache.defaultDirectory
-        programs = ProgramCache(context: ctx, device: device, directory: directory, logger: logger)
+        programs = ProgramCache(context: ctx, device: device, directory: directory,
+                                storesBinaries: storeProgramBinaries ?? ProgramCache.storesBinariesByDefault(on: device),
+                                logger: logger)
         // Keep at most a quarter of device memory idle in the pool.
         pool = BufferPool(cacheLimitBytes: max(device.globalMemoryBytes / 4, 64 << 20))
     }

@@ -41,6 +41,14 @@ public final class Program {
 ///
 /// The disk key covers the device, its platform and driver version, the
 /// source text and the build options: any change to one of them misses.
+///
+/// On POCL the disk cache stays off by default (``storesBinaries``): POCL keeps
+/// its own kernel cache (`$XDG_CACHE_HOME/pocl/kcache`: each program's bitcode
+/// and each kernel's code as specialised for its launches, keyed by source and
+/// options), so a repeated build from source is a lookup there, while asking
+/// POCL for a program binary makes it generate every kernel of the program in
+/// a generic, unspecialised form first: 717 kernel compiles that no launch
+/// used, more than half of a cold conformance sweep (BENCHMARKS.md, "The first run").
 public final class ProgramCache {
     /// How programs were obtained since this cache was created.
     public struct Statistics: Equatable, Sendable {
@@ -58,6 +66,16 @@ public final class ProgramCache {
     private let device: OpenCLDevice
     /// Where binaries are kept; nil disables the disk cache.
     public let directory: String?
+    /// Whether programs built from source are stored in ``directory`` and
+    /// looked up there (see the type's discussion: off on POCL by default).
+    public let storesBinaries: Bool
+
+    /// Whether Clover's disk cache pays on `device` when nothing says
+    /// otherwise: not on POCL, whose own kernel cache makes a repeated build a
+    /// lookup and whose program binaries cost a generic compile of every kernel.
+    public static func storesBinariesByDefault(on device: OpenCLDevice) -> Bool {
+        !device.platformName.lowercased().contains("portable computing language")
+    }
     private var programs: [String: Program] = [:]
     public private(set) var statistics = Statistics()
     private let logger: Logger
@@ -133,10 +151,11 @@ public final class ProgramCache {
     /// many programs each took (where a cold run's time goes).
     public private(set) var compileSeconds: [String: (programs: Int, seconds: Double)] = [:]
 
-    init(context: cl_context, device: OpenCLDevice, directory: String?, logger: Logger) {
+    init(context: cl_context, device: OpenCLDevice, directory: String?, storesBinaries: Bool, logger: Logger) {
         self.context = context
         self.device = device
         self.directory = directory
+        self.storesBinaries = storesBinaries
         self.logger = logger
     }
 
@@ -162,7 +181,7 @@ public final class ProgramCache {
         let hash = Self.fnv1a64([device.cacheIdentity, options, source])
         let fileName = "\(name)-\(String(hash, radix: 16)).bin"
         let label = defines.isEmpty ? name : "\(name) \(options)"
-        if let dir = directory, let program = loadBinary(path: dir + "/" + fileName, options: options, label: label) {
+        if storesBinaries, let dir = directory, let program = loadBinary(path: dir + "/" + fileName, options: options, label: label) {
             program.family = name
             statistics.loadedFromDisk += 1
             logger.debug("program cache: loaded \(label) from \(dir)/\(fileName)")
@@ -183,7 +202,7 @@ public final class ProgramCache {
         compileSeconds[name, default: (0, 0)].programs += 1
         compileSeconds[name, default: (0, 0)].seconds += seconds
         logger.debug("program cache: compiled \(label)")
-        if let dir = directory { storeBinary(program.handle, directory: dir, fileName: fileName) }
+        if storesBinaries, let dir = directory { storeBinary(program.handle, directory: dir, fileName: fileName) }
         programs[memoryKey] = program
         return program
     }

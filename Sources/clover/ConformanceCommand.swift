@@ -2,6 +2,11 @@ import ArgumentParser
 import Clover
 import CloverConformance
 import CloverRuntime
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
 
@@ -32,6 +37,33 @@ struct ConformanceCommand: ParsableCommand {
         valueName: "substring"))
     var filter: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Processes compiling kernels in parallel: this one and N-1 that run the cases' device side ahead of it, "
+            + "so a cold cache compiles on every core (default: the CPU cores, at most 8; 1 runs alone).",
+        valueName: "n"))
+    var jobs: Int?
+
+    // A warming process's orders (see SweepWarmers); not for users.
+    @Option(name: .long, help: ArgumentHelp(visibility: .private))
+    var warmFrom: Int?
+
+    @Option(name: .long, help: ArgumentHelp(visibility: .private))
+    var warmPosition: String?
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs)") }
+        if (warmFrom == nil) != (warmPosition == nil) {
+            throw ValidationError("--warm-from and --warm-position go together")
+        }
+        if let warmFrom, warmFrom < 0 { throw ValidationError("--warm-from must not be negative") }
+    }
+
+    /// The default of `--jobs`: the online CPU cores, at most 8.
+    static var defaultJobs: Int {
+        let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return max(1, min(8, cores > 0 ? cores : 1))
+    }
+
     func run() throws {
         let target: Device
         do {
@@ -43,6 +75,15 @@ struct ConformanceCommand: ParsableCommand {
         let allCases = ConformanceSuite.allCases()
         let cases = filterText.map { f in allCases.filter { $0.op.lowercased().contains(f) } } ?? allCases
         let groups = Self.groupedByOp(cases)
+        if let warmFrom, let warmPosition {
+            // A warming process: no output, no report; the foreground judges every case.
+            guard target.openCL != nil else { return }
+            let ordered = groups.flatMap(\.cases)
+            guard !ordered.isEmpty else { return }
+            SweepWarmers.warm(ordered, from: warmFrom, positionPath: warmPosition,
+                              runner: ConformanceRunner(device: target))
+            return
+        }
         guard !groups.isEmpty else {
             let ops = Self.groupedByOp(allCases).map(\.op).joined(separator: ", ")
             Console.error("error: no conformance case's op contains '\(filter ?? "")'; ops: \(ops)")
@@ -56,6 +97,16 @@ struct ConformanceCommand: ParsableCommand {
 
         let runner = ConformanceRunner(device: target)
         let progress = BuildProgress.attach(to: target)
+        var warmers: SweepWarmers?
+        if let ctx = target.openCL {
+            warmers = SweepWarmers(jobs: jobs ?? Self.defaultJobs, caseCount: cases.count, deviceIndex: ctx.device.index,
+                                   filter: filter, warning: { Console.error("warning: \($0)") })
+            if let warmers {
+                print("warming: \(warmers.count) background process\(warmers.count == 1 ? "" : "es") "
+                      + "compiling ahead (--jobs \(warmers.count + 1))")
+            }
+        }
+        var caseIndex = 0
         var results: [CaseResult] = []
         var summaries: [OpSummary] = []
         let clock = ContinuousClock()
@@ -68,6 +119,8 @@ struct ConformanceCommand: ParsableCommand {
             let start = clock.now
             let groupResults = group.cases.enumerated().map { j, c in
                 progress.activity = "\(group.op) case \(j + 1)/\(group.cases.count)"
+                warmers?.publish(caseIndex)
+                caseIndex += 1
                 return runner.run(c)
             }
             let summary = OpSummary(op: group.op, results: groupResults, seconds: Self.seconds(clock.now - start))
@@ -77,6 +130,7 @@ struct ConformanceCommand: ParsableCommand {
             summaries.append(summary)
         }
 
+        warmers?.finish()
         print("")
         print(Self.table(summaries))
 

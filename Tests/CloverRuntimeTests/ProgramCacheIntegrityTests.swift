@@ -19,7 +19,8 @@ final class ProgramCacheIntegrityTests: XCTestCase {
     }
 
     private func context(_ dir: String) throws -> OpenCLContext {
-        try TestSupport.context(cacheDirectory: .some(dir))
+        // Forced on: the disk cache is off by default on POCL.
+        try TestSupport.context(cacheDirectory: .some(dir), storeProgramBinaries: true)
     }
 
     /// Runs the kernel once on a fresh context over `dir` and returns the

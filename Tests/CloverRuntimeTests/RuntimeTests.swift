@@ -9,7 +9,8 @@ import XCTest
 final class RuntimeTests: XCTestCase {
     /// A context with its own empty program cache directory.
     private func makeContext(cacheDirectory: String? = nil) throws -> OpenCLContext {
-        try TestSupport.context(cacheDirectory: .some(cacheDirectory))
+        // The disk cache is forced on: it is off by default on POCL, the usual test device.
+        try TestSupport.context(cacheDirectory: .some(cacheDirectory), storeProgramBinaries: true)
     }
 
     private func temporaryDirectory() throws -> String {

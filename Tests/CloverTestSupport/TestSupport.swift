@@ -64,8 +64,10 @@ public enum TestSupport {
     /// A new runtime context on the device under test; `cacheDirectory` as
     /// ``OpenCLContext/init(device:cacheDirectory:logger:planning:)`` takes it
     /// (default: no disk cache).
-    public static func context(cacheDirectory: String?? = .some(nil), planning: Bool = false) throws -> OpenCLContext {
-        try OpenCLContext(device: openCLDevice(), cacheDirectory: cacheDirectory, planning: planning)
+    public static func context(cacheDirectory: String?? = .some(nil), storeProgramBinaries: Bool? = nil,
+                               planning: Bool = false) throws -> OpenCLContext {
+        try OpenCLContext(device: openCLDevice(), cacheDirectory: cacheDirectory,
+                          storeProgramBinaries: storeProgramBinaries, planning: planning)
     }
 
     /// Throws ``unavailable(_:)`` unless an OpenCL platform is installed
