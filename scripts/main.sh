@@ -15,7 +15,15 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Each phase's wall time goes to standard error as it ends (BENCHMARKS.md, "The first run").
+main_start=$SECONDS
+phase_start=$SECONDS
+phase() {
+    echo "main: $1 took $((SECONDS - phase_start)) s ($((SECONDS - main_start)) s in all)" >&2
+    phase_start=$SECONDS
+}
 source scripts/setup.sh
+phase "setup (packages, data)"
 
 device_args=()
 while [ $# -gt 0 ]; do
@@ -27,12 +35,15 @@ while [ $# -gt 0 ]; do
 done
 
 bin=$(clover_release_binary)
+phase "release build"
 
 "$bin" devices
 echo
 "$bin" conformance "${device_args[@]}"
+phase "conformance"
 echo
 "$bin" train --model cifar-resnet20 --dataset fashion-mnist \
     --epochs "${MAIN_EPOCHS:-1}" --train-subset "${MAIN_TRAIN_IMAGES:-60000}" \
     --batch-size "${MAIN_BATCH:-64}" --lr "${MAIN_LR:-0.1}" --schedule cosine --weight-decay 5e-4 \
     --no-augment --seed 0 --log-every 25 --out runs/main "${device_args[@]}"
+phase "training and evaluation"
