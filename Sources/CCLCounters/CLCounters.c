@@ -2,7 +2,7 @@
 //
 // Mechanism (Linux/ELF). This file defines clEnqueueNDRangeKernel,
 // clCreateBuffer, clEnqueueCopyBuffer, clEnqueueReadBuffer,
-// clEnqueueWriteBuffer, clFinish, clWaitForEvents and clCreateKernel with
+// clEnqueueWriteBuffer, clFinish, clWaitForEvents, clCreateKernel and clReleaseKernel with
 // CL/cl.h's signatures. Each counts the call with a relaxed atomic and
 // forwards to the next definition in the symbol search order, found once with
 // dlsym(RTLD_NEXT, name): the ICD loader's (libOpenCL.so).
@@ -37,12 +37,14 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__linux__)
 #define CL_TARGET_OPENCL_VERSION 120
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #endif
@@ -55,7 +57,7 @@
 
 enum {
     kernelLaunches, libraryCalls, bufferCreations, bytesAllocated, bufferCopies, reads, blockingReads,
-    writes, blockingWrites, finishes, eventWaits, kernelCreations, counterCount
+    writes, blockingWrites, finishes, eventWaits, kernelCreations, kernelReuses, counterCount
 };
 
 static _Atomic uint64_t counters[counterCount];
@@ -79,6 +81,7 @@ CLOVER_INTERNAL void clover_cl_counters_read(CloverCLCounters *out) {
     out->finishes = v[finishes];
     out->eventWaits = v[eventWaits];
     out->kernelCreations = v[kernelCreations];
+    out->kernelReuses = v[kernelReuses];
 }
 
 CLOVER_INTERNAL void clover_cl_counters_note_library_call(void) {
@@ -126,6 +129,7 @@ typedef cl_int (*EnqueueWriteBuffer)(cl_command_queue, cl_mem, cl_bool, size_t, 
 typedef cl_int (*Finish)(cl_command_queue);
 typedef cl_int (*WaitForEvents)(cl_uint, const cl_event *);
 typedef cl_kernel (*CreateKernel)(cl_program, const char *, cl_int *);
+typedef cl_int (*ReleaseKernel)(cl_kernel);
 
 CL_API_ENTRY cl_int CL_API_CALL
 clEnqueueNDRangeKernel(cl_command_queue command_queue, cl_kernel kernel, cl_uint work_dim,
@@ -196,11 +200,82 @@ clWaitForEvents(cl_uint num_events, const cl_event *event_list) {
     return f(num_events, event_list);
 }
 
+// CLBlast's kernel objects, kept for reuse.
+//
+// CLBlast (1.5) creates a kernel object with clCreateKernel on every routine
+// call and releases it when the call returns: EfficientNet-B0 paid 99
+// creations per training step, each a driver call that allocates (and on POCL
+// takes the program's lock). A kernel object carries nothing but its argument
+// values, and CLBlast sets every argument before each launch, so a released
+// object serves the next call for the same program and kernel name as well as
+// a new one would. The OpenCL rules make that safe: a launch keeps the
+// arguments it was enqueued with, and a pooled object retains its program, so
+// no later program can take its address. Only calls made from inside
+// libclblast are pooled (told by the caller's address, dladdr), so Clover's
+// own kernels, created once per program, keep the ordinary semantics. A
+// CLBlast linked statically into the executable is not recognised and keeps
+// creating its kernels.
+enum { kernelPoolCapacity = 1024, kernelNameCapacity = 128 };
+static struct PooledKernel {
+    cl_kernel kernel;
+    cl_program program;
+    char name[kernelNameCapacity];
+} kernelPool[kernelPoolCapacity];
+static int kernelPoolCount;
+static pthread_mutex_t kernelPoolLock = PTHREAD_MUTEX_INITIALIZER;
+
+// Whether `address` (a caller's return address) lies in a shared library
+// whose file name contains "libclblast".
+static int inCLBlast(const void *address) {
+    Dl_info info;
+    if (dladdr(address, &info) == 0 || info.dli_fname == NULL) return 0;
+    const char *slash = strrchr(info.dli_fname, '/');
+    return strstr(slash != NULL ? slash + 1 : info.dli_fname, "libclblast") != NULL;
+}
+
 CL_API_ENTRY cl_kernel CL_API_CALL
 clCreateKernel(cl_program program, const char *kernel_name, cl_int *errcode_ret) {
     FORWARD(CreateKernel, "clCreateKernel")
+    if (kernel_name != NULL && inCLBlast(__builtin_return_address(0))) {
+        pthread_mutex_lock(&kernelPoolLock);
+        for (int i = 0; i < kernelPoolCount; i++) {
+            if (kernelPool[i].program == program && strcmp(kernelPool[i].name, kernel_name) == 0) {
+                cl_kernel kernel = kernelPool[i].kernel;
+                kernelPool[i] = kernelPool[--kernelPoolCount];
+                pthread_mutex_unlock(&kernelPoolLock);
+                count(kernelReuses, 1);
+                if (errcode_ret != NULL) *errcode_ret = CL_SUCCESS;
+                return kernel;
+            }
+        }
+        pthread_mutex_unlock(&kernelPoolLock);
+    }
     count(kernelCreations, 1);
     return f(program, kernel_name, errcode_ret);
+}
+
+CL_API_ENTRY cl_int CL_API_CALL
+clReleaseKernel(cl_kernel kernel) {
+    FORWARD(ReleaseKernel, "clReleaseKernel")
+    if (kernel != NULL && inCLBlast(__builtin_return_address(0))) {
+        struct PooledKernel entry = {kernel, NULL, {0}};
+        size_t length = 0;
+        // The reference count is not consulted: a launch still in the queue
+        // holds one of its own (CLBlast releases right after enqueueing), and
+        // the pool's keeping CLBlast's reference changes nothing for it.
+        if (clGetKernelInfo(kernel, CL_KERNEL_PROGRAM, sizeof entry.program, &entry.program, NULL) == CL_SUCCESS &&
+            clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof entry.name, entry.name, &length) == CL_SUCCESS &&
+            length > 0 && length <= sizeof entry.name) {
+            pthread_mutex_lock(&kernelPoolLock);
+            if (kernelPoolCount < kernelPoolCapacity) {
+                kernelPool[kernelPoolCount++] = entry;
+                pthread_mutex_unlock(&kernelPoolLock);
+                return CL_SUCCESS;
+            }
+            pthread_mutex_unlock(&kernelPoolLock);
+        }
+    }
+    return f(kernel);
 }
 
 CLOVER_INTERNAL int clover_cl_counters_interposing(void) {
@@ -221,11 +296,12 @@ __attribute__((destructor)) static void report(void) {
     fprintf(out,
             "cl-counts kernel_launches=%llu buffer_creations=%llu bytes_allocated=%llu buffer_copies=%llu "
             "reads=%llu blocking_reads=%llu writes=%llu blocking_writes=%llu finishes=%llu event_waits=%llu "
-            "kernel_creations=%llu\n",
+            "kernel_creations=%llu kernel_reuses=%llu\n",
             (unsigned long long)c.kernelLaunches, (unsigned long long)c.bufferCreations,
             (unsigned long long)c.bytesAllocated, (unsigned long long)c.bufferCopies, (unsigned long long)c.reads,
             (unsigned long long)c.blockingReads, (unsigned long long)c.writes, (unsigned long long)c.blockingWrites,
-            (unsigned long long)c.finishes, (unsigned long long)c.eventWaits, (unsigned long long)c.kernelCreations);
+            (unsigned long long)c.finishes, (unsigned long long)c.eventWaits, (unsigned long long)c.kernelCreations,
+            (unsigned long long)c.kernelReuses);
     if (out != stderr) fclose(out);
 }
 #endif

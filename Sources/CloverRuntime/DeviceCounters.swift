@@ -43,9 +43,11 @@ public struct DeviceCounters: Equatable, Sendable {
     /// and their bytes; reuse from Clover's pool creates none.
     public var bufferCreations = 0
     public var bytesAllocated = 0
-    /// Kernel objects created (`clCreateKernel`); CLBlast creates its
-    /// kernels on every call.
+    /// Kernel objects created (`clCreateKernel`).
     public var kernelCreations = 0
+    /// CLBlast's `clCreateKernel` calls (one per kernel per routine call)
+    /// answered with an object it had released, so nothing was created.
+    public var kernelReuses = 0
 
     public init() {}
 
@@ -70,6 +72,7 @@ public struct DeviceCounters: Equatable, Sendable {
         c.bufferCreations = Int(raw.bufferCreations)
         c.bytesAllocated = Int(raw.bytesAllocated)
         c.kernelCreations = Int(raw.kernelCreations)
+        c.kernelReuses = Int(raw.kernelReuses)
         return c
     }
 
@@ -89,7 +92,7 @@ public struct DeviceCounters: Equatable, Sendable {
          ("finishes", finishes), ("event waits", eventWaits), ("reads", reads), ("writes", writes),
          ("blocking writes", blockingWrites), ("buffer copies", bufferCopies),
          ("buffer creations", bufferCreations), ("bytes allocated", bytesAllocated),
-         ("kernel creations", kernelCreations)]
+         ("kernel creations", kernelCreations), ("kernel reuses", kernelReuses)]
     }
 
     /// The counts of `b` taken from `a`: what happened between two snapshots.
@@ -116,6 +119,7 @@ public struct DeviceCounters: Equatable, Sendable {
         c.bufferCreations = op(bufferCreations, other.bufferCreations)
         c.bytesAllocated = op(bytesAllocated, other.bytesAllocated)
         c.kernelCreations = op(kernelCreations, other.kernelCreations)
+        c.kernelReuses = op(kernelReuses, other.kernelReuses)
         return c
     }
 }

@@ -16,7 +16,8 @@ import XCTest
 /// builds programs, fills the buffer pool and creates the optimiser state:
 /// - the kernel launches do not depend on the batch size (no per-sample loops);
 /// - no device buffer is created (Clover's pool and CLBlast's temporary
-///   buffers are reused);
+///   buffers are reused), and no kernel object (CLBlast's per-call kernels
+///   come back from the counters' pool);
 /// - backward and the optimiser step copy no buffer (gradients accumulate in
 ///   the optimiser's arena, with no copy per parameter);
 /// - the host waits for the device only once, to read the loss.
@@ -114,6 +115,10 @@ final class StepBudgetTests: XCTestCase {
                 XCTAssertLessThanOrEqual(c.kernelLaunches, launchBudget, "\(where_): kernel launches over the budget",
                                          file: file, line: line)
                 XCTAssertEqual(c.bufferCreations, 0, "\(where_): device buffers created (\(c.bytesAllocated) bytes)",
+                               file: file, line: line)
+                // Kernel objects are created with their programs, in the first
+                // step; CLBlast's per-call requests are answered from its pool.
+                XCTAssertEqual(c.kernelCreations, 0, "\(where_): kernel objects created (clCreateKernel)",
                                file: file, line: line)
                 // Gradients accumulate where the optimiser reads them: backward
                 // and the update copy nothing (a copy per parameter tensor, or

@@ -36,8 +36,11 @@ typedef struct CloverCLCounters {
     uint64_t finishes;
     /// clWaitForEvents calls.
     uint64_t eventWaits;
-    /// clCreateKernel calls (CLBlast creates its kernels on every call).
+    /// clCreateKernel calls that created a kernel object.
     uint64_t kernelCreations;
+    /// clCreateKernel calls from CLBlast (which asks for its kernels on every
+    /// routine call) answered with an object it released earlier (CLCounters.c).
+    uint64_t kernelReuses;
 } CloverCLCounters;
 
 /// Copies the current totals into `out`.
