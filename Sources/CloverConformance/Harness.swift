@@ -131,12 +131,7 @@ public final class ConformanceRunner {
     /// driver's caches hold them when the foreground run reaches the case.
     public func exercise(_ c: ConformanceCase, seed: UInt64 = 0x5EED) throws {
         var rng = SeededGenerator(seed: seed ^ stableHash(c.op + "/" + c.label))
-        let hostInputs = zip(c.inputShapes, c.distributions).map { shape, dist in
-            draw(count: shape.reduce(1, *), dist, &rng)
-        }
-        let inputs = try zip(c.inputShapes, hostInputs).enumerated().map { i, pair in
-            try makeInput(shape: pair.0, values: pair.1, offset: c.offsetInputs ? 7 + 6 * i : 0)
-        }
+        let inputs = try deviceInputs(c, hostInputs(c, &rng))
         let outputs = try apply(c.primitive, inputs)
         for output in outputs { _ = try output.toArray() }
         guard c.checkGradients else { return }
@@ -150,16 +145,12 @@ public final class ConformanceRunner {
 
     private func check(_ c: ConformanceCase, seed: UInt64, into result: inout CaseResult) throws {
         var rng = SeededGenerator(seed: seed ^ stableHash(c.op + "/" + c.label))
-        let hostInputs = zip(c.inputShapes, c.distributions).map { shape, dist in
-            draw(count: shape.reduce(1, *), dist, &rng)
-        }
+        let hostInputs = hostInputs(c, &rng)
         // Reference run.
         let refInputs = try zip(c.inputShapes, hostInputs).map { try Tensor(shape: $0, values: $1, on: .reference) }
         let refOutputs = try apply(c.primitive, refInputs)
         // Device run, inputs optionally at odd offsets.
-        let devInputs = try zip(c.inputShapes, hostInputs).enumerated().map { i, pair in
-            try makeInput(shape: pair.0, values: pair.1, offset: c.offsetInputs ? 7 + 6 * i : 0)
-        }
+        let devInputs = try deviceInputs(c, hostInputs)
         let devOutputs = try apply(c.primitive, devInputs)
         guard devOutputs.count == refOutputs.count else {
             throw CloverError.invalidArgument(op: c.op, reason: "output counts differ")
@@ -206,6 +197,18 @@ public final class ConformanceRunner {
         }
         result.passed = failures.isEmpty
         result.message = failures.isEmpty ? nil : failures.joined(separator: "; ")
+    }
+
+    /// The case's input values, drawn from its distributions.
+    private func hostInputs(_ c: ConformanceCase, _ rng: inout SeededGenerator) -> [[Float]] {
+        zip(c.inputShapes, c.distributions).map { shape, dist in draw(count: shape.reduce(1, *), dist, &rng) }
+    }
+
+    /// The inputs on the device under test, at odd offsets when the case asks.
+    private func deviceInputs(_ c: ConformanceCase, _ values: [[Float]]) throws -> [Tensor] {
+        try zip(c.inputShapes, values).enumerated().map { i, pair in
+            try makeInput(shape: pair.0, values: pair.1, offset: c.offsetInputs ? 7 + 6 * i : 0)
+        }
     }
 
     /// An input tensor on the device under test, at `offset` elements into
