@@ -52,15 +52,16 @@ final class BuildProgress {
             let total = Format.fixed(compileSeconds, decimals: 1) + " s"
             if terminal {
                 write("\r\u{1B}[K")
-            } else if seconds >= Self.quietBelow || event.work == .program {
+            } else if seconds >= Self.quietBelow {
                 write("compiled \(what) in \(Format.fixed(seconds, decimals: 1)) s "
                       + "(\(count), \(total) compiling in all\(context))\n")
             }
         }
     }
 
-    /// First launches quicker than this (a warm driver cache) are not logged
-    /// line by line: only the ones that compiled something are news.
+    /// Builds and first launches quicker than this (answered by a warm driver
+    /// cache: POCL's kernel cache makes a repeated build from source a lookup)
+    /// are not logged line by line: only the ones that compiled something are news.
     static let quietBelow = 0.05
 
     private func write(_ text: String) {
