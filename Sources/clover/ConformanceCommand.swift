@@ -51,12 +51,18 @@ struct ConformanceCommand: ParsableCommand {
     var warmPosition: String?
 
     func validate() throws {
-        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, not \(jobs)") }
+        // Each job is a process with its own OpenCL context: a bound keeps a typo from starting thousands.
+        if let jobs, !(1...Self.maxJobs).contains(jobs) {
+            throw ValidationError("--jobs must be between 1 and \(Self.maxJobs), not \(jobs)")
+        }
         if (warmFrom == nil) != (warmPosition == nil) {
             throw ValidationError("--warm-from and --warm-position go together")
         }
         if let warmFrom, warmFrom < 0 { throw ValidationError("--warm-from must not be negative") }
     }
+
+    /// The largest `--jobs` accepted.
+    static let maxJobs = 64
 
     /// The default of `--jobs`: the online CPU cores, at most 8.
     static var defaultJobs: Int {

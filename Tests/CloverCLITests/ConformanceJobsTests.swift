@@ -70,9 +70,11 @@ final class ConformanceJobsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/tmp"), [])
     }
 
-    func testJobsBelowOneIsAClearError() throws {
-        let outcome = try clover(["conformance", "--jobs", "0"], in: try tempDirectory())
-        XCTAssertNotEqual(outcome.status, 0)
-        XCTAssertTrue(outcome.stderr.contains("--jobs must be at least 1, not 0"), outcome.stderr)
+    func testJobsOutOfRangeAreClearErrors() throws {
+        for value in ["0", "-3", "65", "9223372036854775807"] {
+            let outcome = try clover(["conformance", "--jobs=\(value)"], in: try tempDirectory())
+            XCTAssertNotEqual(outcome.status, 0, value)
+            XCTAssertTrue(outcome.stderr.contains("--jobs must be between 1 and 64, not \(value)"), outcome.stderr)
+        }
     }
 }
