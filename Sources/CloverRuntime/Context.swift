@@ -25,6 +25,13 @@ public final class OpenCLContext {
     /// sweep uses it to prove every kernel was exercised.
     public private(set) var launchCounts: [String: Int] = [:]
 
+    /// Called for every launch that passed the profile check, planned or
+    /// enqueued, before it is enqueued: the kernel, its global and local
+    /// sizes and the bytes of its `__local` arguments. The static NVIDIA
+    /// check records a planned step's launches through it (which program,
+    /// which kernel, at which work-group size).
+    public var launchObserver: ((LaunchRecord) -> Void)?
+
     /// When true, every launch records a profiling event, so that
     /// ``profile()`` can report device time per kernel. Off by default:
     /// an event per launch costs host time.
@@ -308,6 +315,10 @@ public final class OpenCLContext {
                                                     profile: launchProfile.name, reason: reason)
         }
         try kernel.setArguments(arguments)
+        if let launchObserver {
+            launchObserver(LaunchRecord(kernel: kernel, global: global, local: local,
+                                        localArgumentBytes: localBytes - kernel.staticLocalMemoryBytes))
+        }
         if isPlanning {
             launchCounts[kernel.qualifiedName, default: 0] += 1
             return nil
@@ -416,4 +427,17 @@ public final class PendingRead: @unchecked Sendable {
         var list: cl_event? = event
         try checkCL(clWaitForEvents(1, &list), "clWaitForEvents", detail: "non-blocking read")
     }
+}
+
+/// One launch as ``OpenCLContext/launchObserver`` sees it.
+public struct LaunchRecord {
+    /// The kernel launched (its family, program options and name).
+    public let kernel: Kernel
+    /// The global size asked for (before rounding up to the local size).
+    public let global: [Int]
+    /// The work-group size, or nil where the driver chooses it.
+    public let local: [Int]?
+    /// Bytes of `__local` memory passed as arguments (on top of what the
+    /// kernel declares itself).
+    public let localArgumentBytes: Int
 }

@@ -18,11 +18,15 @@ public final class Program {
     public let name: String
     /// The kernel family (the program's source file) it was built from.
     public internal(set) var family = ""
+    /// The build options it was built with (`-cl-std=CL1.2` and its sorted
+    /// `-D` defines), exactly as passed to `clBuildProgram`.
+    public let options: String
     private var kernels: [String: Kernel] = [:]
 
-    init(handle: cl_program, name: String) {
+    init(handle: cl_program, name: String, options: String) {
         self.handle = handle
         self.name = name
+        self.options = options
     }
 
     deinit { clReleaseProgram(handle) }
@@ -30,7 +34,7 @@ public final class Program {
     /// The kernel called `kernelName`, created once and reused.
     public func kernel(_ kernelName: String) throws -> Kernel {
         if let k = kernels[kernelName] { return k }
-        let k = try Kernel(program: handle, programName: name, family: family, name: kernelName)
+        let k = try Kernel(program: handle, programName: name, family: family, options: options, name: kernelName)
         kernels[kernelName] = k
         return k
     }
@@ -249,7 +253,7 @@ public final class ProgramCache {
             clReleaseProgram(program)
             throw OpenCLError(call: "clBuildProgram", code: build, detail: "\(label) on \(device.name)", buildLog: log)
         }
-        return Program(handle: program, name: label)
+        return Program(handle: program, name: label, options: options)
     }
 
     private func buildLog(_ program: cl_program) -> String {
@@ -291,7 +295,7 @@ public final class ProgramCache {
             logger.warning("program cache: binary \(path) failed to build; recompiling \(label)")
             return nil
         }
-        return Program(handle: program, name: label)
+        return Program(handle: program, name: label, options: options)
     }
 
     /// The magic that opens every cached binary file.

@@ -33,6 +33,6 @@ struct CloverCommand: ParsableCommand {
             """,
         version: version,
         subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self, PredictCommand.self,
-                      TuneCommand.self, DistributedCheckCommand.self]
+                      TuneCommand.self, DistributedCheckCommand.self, KernelInventoryCommand.self]
     )
 }

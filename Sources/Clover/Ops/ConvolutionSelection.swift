@@ -102,11 +102,16 @@ public enum ConvAlgorithmSelection {
     }
 
     /// The candidates for a geometry and pass, heuristic default first.
+    /// GPUs try only the tiled implicit-GEMM sets: the vector and direct
+    /// forms are written for CPUs (no local-memory staging, per-item
+    /// accumulator arrays that a GPU would keep in local memory), and the
+    /// static NVIDIA check holds only the GPU path to its budgets.
     static func candidates(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> [ConvChoice] {
         var list = [heuristic(g, pass, kind: kind)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
-        list += ConvGemmParameters.searchSpace.map { ConvChoice(.implicitGEMM, $0) }
+        list += ConvGemmParameters.searchSpace.filter { kind == .cpu || $0.form == .tiled }
+            .map { ConvChoice(.implicitGEMM, $0) }
         var seen = Set<ConvChoice>()
         return list.filter { seen.insert($0).inserted }
     }
@@ -143,7 +148,11 @@ public enum ConvAlgorithmSelection {
         }
         let device = deviceKey(context.device)
         try loadOnce(context)
-        if let known = state.withLock({ $0.entries[device]?[key] }) { return known.choice }
+        // A context that takes another kind's paths (a planning context for
+        // a GPU on POCL) must not pick up the choices measured on its device.
+        if context.pathKind == context.device.kind, let known = state.withLock({ $0.entries[device]?[key] }) {
+            return known.choice
+        }
         if autotune && !context.isPlanning {
             let entry = try measure(context, g, pass)
             try save(context)
@@ -174,6 +183,30 @@ public enum ConvAlgorithmSelection {
         defer { state.withLock { $0.recording = nil } }
         try body()
         return state.withLock { $0.recording ?? [] }
+    }
+
+    /// Plans `geometry` once with every candidate the tuner would try on
+    /// `context` (a planning context): what tuning could make the device
+    /// compile and launch, for checks that cover more than the heuristic's
+    /// choices. Returns each candidate with the error that ruled it out
+    /// (too large a column buffer, say), nil where it planned.
+    public static func planCandidates(_ context: OpenCLContext, _ geometry: ConvGeometry) throws -> [(ConvChoice, Error?)] {
+        guard context.isPlanning else {
+            throw CloverError.invalidArgument(op: "conv2d", reason: "planning candidates needs a planning context")
+        }
+        let g = try geometry.parameters.geometry(input: geometry.input, weight: geometry.weight, op: "conv2d",
+                                                 shapes: [geometry.input, geometry.weight])
+        let (counts, outCount) = operandCounts(g, geometry.pass)
+        let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
+        let out = try context.allocateView(count: outCount)
+        return candidates(g, geometry.pass, kind: context.pathKind).map { choice in
+            do {
+                try run(context, g, geometry.pass, choice, a, b, out)
+                return (choice, nil)
+            } catch {
+                return (choice, error)
+            }
+        }
     }
 
     /// Checks every candidate of a geometry and pass, times those that are
