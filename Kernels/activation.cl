@@ -34,14 +34,14 @@
 #define INV_SQRT_2PI_F 0.39894228040143268f  // 1 / sqrt(2 pi)
 
 // sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), both without overflow or cancellation.
-inline float2 sigmoid_pair(const float x) {
+static inline float2 sigmoid_pair(const float x) {
     const float e = exp(-fabs(x));
     const float big = 1.0f / (1.0f + e);   // sigmoid(|x|)
     const float small = e * big;           // sigmoid(-|x|)
     return x >= 0.0f ? (float2)(big, small) : (float2)(small, big);
 }
 
-inline float act_forward(const float x) {
+static inline float act_forward(const float x) {
 #if ACT == ACT_SIGMOID
     return sigmoid_pair(x).x;
 #elif ACT == ACT_TANH
@@ -53,7 +53,7 @@ inline float act_forward(const float x) {
 #endif
 }
 
-inline float act_derivative(const float x) {
+static inline float act_derivative(const float x) {
 #if ACT == ACT_SIGMOID
     const float2 s = sigmoid_pair(x);
     return s.x * s.y;

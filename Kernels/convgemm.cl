@@ -44,7 +44,8 @@
 //            RN = TN/WN items per group. Item (tx, ty) owns rows ty + i*RM, columns tx + j*RN:
 //            neighbouring items read neighbouring local-memory words, which POCL turns into
 //            vector loads when it vectorises across dimension 0, and GPUs read without conflicts.
-//   TK       K-tile staged in local memory per step (As[TK][TM] + Bs[TK][TN] floats).
+//   TK       K-tile staged in local memory per step (As[TK][TM+1] + Bs[TK][TN+1] floats, one word
+//            of padding per row against bank conflicts).
 //   KH, KW   kernel size; SH, SW strides (compile-time, so tap decoding is multiplication).
 //   RW       work-group size of convgemm_reduce (default 64).
 //   DIRECT   1: compile the barrier-free kernels instead of the tiled ones (one program holds
@@ -62,7 +63,7 @@
 //            columns per item (weight gradient). No local memory.
 // Constraints: WG = RM*RN <= 256 (the portable profile), WG % TN == 0 and WG % TK == 0 (each
 // item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
-// 4*TK*(TM+TN) <= 48 KiB.
+// 4*TK*(TM+TN+2) <= 48 KiB.
 //
 // Index math is 32-bit: the host refuses tensors of 2^31 elements or more. Runtime divisions that
 // recur per K-tile use host-computed magic numbers (fdiv below); the rest divide once per item.
@@ -109,7 +110,7 @@
 // The forward kernels' one store: output element i (relative to the views) from its value z
 // (bias included), through the fused activation, so that a convolution followed by ReLU or
 // SiLU needs no second pass over its output.
-inline void store_output(__global float* y, const ulong y_off, __global float* pre, const ulong pre_off,
+static inline void store_output(__global float* y, const ulong y_off, __global float* pre, const ulong pre_off,
                          const ulong i, const float z) {
 #if EPI == EPI_SILU
     pre[pre_off + i] = z;
@@ -128,10 +129,14 @@ inline void store_output(__global float* y, const ulong y_off, __global float* p
 #define BSTEP (WG / TN)   // rows of a B tile one pass of the group loads
 #define LOADS_A (TM * TK / WG)
 #define LOADS_B (TN * TK / WG)
+// One word of padding per staged row: the loads write a tile column by column (neighbouring items,
+// neighbouring k), and rows TM or TN words apart (multiples of 32) would put all TK of them in one
+// of the 32 banks of NVIDIA's local memory, a 16-way conflict per store.
+#define LPAD 1
 
 // n / d for 0 <= n < 2^31 with the host's (mul, shr) for d: mul = ceil(2^(31+l) / d),
 // l = ceil(log2 d), shr = l - 1; mul = 0 means d = 1. One multiply-high, no division.
-inline int fdiv(const int n, const uint mul, const int shr) {
+static inline int fdiv(const int n, const uint mul, const int shr) {
     return mul == 0u ? n : (int)(mul_hi((uint)n, mul) >> shr);
 }
 
@@ -174,7 +179,7 @@ inline int fdiv(const int n, const uint mul, const int shr) {
 #define V 16
 
 // Sum of the 16 lanes in a fixed tree order.
-inline float lane_sum(const float16 v) {
+static inline float lane_sum(const float16 v) {
     const float8 a = v.lo + v.hi;
     const float4 b = a.lo + a.hi;
     const float2 c = b.lo + b.hi;
@@ -182,7 +187,7 @@ inline float lane_sum(const float16 v) {
 }
 
 // Zeros d[0, n), 16 at a time.
-inline void zero_span(__global float* d, const int n) {
+static inline void zero_span(__global float* d, const int n) {
     int t = 0;
     for (; t + V <= n; t += V) vstore16((float16)(0.0f), 0, d + t);
     for (; t < n; ++t) d[t] = 0.0f;
@@ -194,7 +199,7 @@ inline void zero_span(__global float* d, const int n) {
 // values after the last plane, are zero. Negative top/left crop. One item per destination row R,
 // copying with float16 moves where the phase is contiguous (sw = 1); an item per element made
 // POCL gather (6x slower).
-inline void pad_row(const int R, const int planes, const int H, const int W, const int top, const int left,
+static inline void pad_row(const int R, const int planes, const int H, const int W, const int top, const int left,
                     const int sh, const int sw, const int HD, const int WD, const int DS, const int slack,
                     __global const float* src, __global float* dst) {
     const int phases = sh * sw;
@@ -263,7 +268,7 @@ void convgemm_pad_planes2(const int planes_a, const int H_a, const int W_a, cons
 }
 
 // The offset of tap r = kh*KW + kw in a phase-split channel plane (above).
-inline int tap_offset(const int r, const int WQ, const int XS, const int DH, const int DW) {
+static inline int tap_offset(const int r, const int WQ, const int XS, const int DH, const int DW) {
     const int th = (r / KW) * DH, tw = (r % KW) * DW;
     return ((th % SH) * SW + tw % SW) * XS + (th / SH) * WQ + tw / SW;
 }
@@ -513,8 +518,8 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
                       __global const float* w, const ulong w_off,
                       __global const float* bias, const ulong bias_off, const int has_bias,
                       __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
-    __local float As[TK][TM];
-    __local float Bs[TK][TN];
+    __local float As[TK][TM + LPAD];
+    __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
@@ -530,8 +535,13 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     __global const float* xb = x + x_off + (ulong)((n * C + g * CG) * H) * (ulong)W;
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)K;
 
+    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
+    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
+    // load and store per multiply-add) instead of in registers.
     float acc[WM][WN];
+    _Pragma("unroll")
     for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
         for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < K; k0 += TK) {
@@ -553,10 +563,12 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
+    _Pragma("unroll")
     for (int j = 0; j < WN; ++j) {
         const int cj = col0 + tx + j * RN;
         if (cj >= NP) continue;
         const int nj = cj / P, pj = cj - (cj / P) * P;
+        _Pragma("unroll")
         for (int i = 0; i < WM; ++i) {
             const int m = m0 + ty + i * RM;
             if (m >= OG) continue;
@@ -574,8 +586,8 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
                             __global const float* dy, const ulong dy_off,
                             __global const float* w, const ulong w_off,
                             __global float* dx, const ulong dx_off) {
-    __local float As[TK][TM];
-    __local float Bs[TK][TN];
+    __local float As[TK][TM + LPAD];
+    __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = OG * KK, HW = H * W, NQ = N * HW, P = OH * OW;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
@@ -592,8 +604,13 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     // w~[m, (o, r)] = w[g*OG + o, m, r]: the weight's [OG, CG, KK] block read as [CG, OG*KK].
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)(CG * KK);
 
+    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
+    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
+    // load and store per multiply-add) instead of in registers.
     float acc[WM][WN];
+    _Pragma("unroll")
     for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
         for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < K; k0 += TK) {
@@ -618,10 +635,12 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
+    _Pragma("unroll")
     for (int j = 0; j < WN; ++j) {
         const int cj = col0 + tx + j * RN;
         if (cj >= NQ) continue;
         const int nj = cj / HW, qj = cj - (cj / HW) * HW;
+        _Pragma("unroll")
         for (int i = 0; i < WM; ++i) {
             const int m = m0 + ty + i * RM;
             if (m >= CG) continue;
@@ -639,8 +658,8 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
                               __global const float* dy, const ulong dy_off,
                               __global const float* x, const ulong x_off,
                               __global float* partial, const ulong partial_off) {
-    __local float As[TK][TM];
-    __local float Bs[TK][TN];
+    __local float As[TK][TM + LPAD];
+    __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, R = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
@@ -663,8 +682,13 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
         dw[t] = (r % KW) * DW - PW;
     }
 
+    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
+    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
+    // load and store per multiply-add) instead of in registers.
     float acc[WM][WN];
+    _Pragma("unroll")
     for (int i = 0; i < WM; ++i)
+        _Pragma("unroll")
         for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
 
     for (int r0 = r_begin; r0 < r_end; r0 += TK) {
@@ -692,9 +716,11 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
 
     // Every (split, row, column) is written, zeros included, so the scratch needs no clearing.
     __global float* out = partial + partial_off + (ulong)s * (ulong)O * (ulong)K;
+    _Pragma("unroll")
     for (int i = 0; i < WM; ++i) {
         const int m = m0 + ty + i * RM;
         if (m >= OG) continue;
+        _Pragma("unroll")
         for (int j = 0; j < WN; ++j) {
             const int kc = col0 + tx + j * RN;
             if (kc < K) out[(ulong)(g * OG + m) * (ulong)K + (ulong)kc] = acc[i][j];

@@ -19,11 +19,11 @@
 // 4 * B*N*H*W >= 2^31), so no item divides in 64 bits.
 // =================================================================================================
 
-inline float sigm(const float x) { return 1.0f / (1.0f + exp(-x)); }
+static inline float sigm(const float x) { return 1.0f / (1.0f + exp(-x)); }
 
 // Index of gate k of the state element (b, n, s) in a [B, G*N, HW] tensor.
 // 32-bit arithmetic: the host checks that gates * total < 2^31.
-inline int gate_index(const int e, const int n_ch, const int hw, const int gates, const int k) {
+static inline int gate_index(const int e, const int n_ch, const int hw, const int gates, const int k) {
     const int bn = e / hw;
     const int s = e - bn * hw;
     const int b = bn / n_ch;

@@ -84,7 +84,7 @@
 #define DY_TW ((TILE_W + KW - 2) / SW + 1)
 
 // ceil(a / b) for b > 0 and a of either sign (C division truncates towards zero).
-inline int ceil_div_signed(const int a, const int b) {
+static inline int ceil_div_signed(const int a, const int b) {
     return a > 0 ? (a + b - 1) / b : -((-a) / b);
 }
 
@@ -167,9 +167,19 @@ void depthwise_backward_data(const int C, const int H, const int W, const int OH
         patch[r][q] = (oh >= 0 && oh < OH && ow >= 0 && ow < OW) ? dyp[(ulong)oh * (ulong)OW + (ulong)ow] : 0.0f;
     }
     __global const float* wc = w + w_off + (ulong)c * KK;
+#if SH == 1 && SW == 1
+    // Stride 1: every tap reaches every pixel, the tap loops below have constant bounds and
+    // unroll, and the filter stays in registers.
     float wk[KK];
     #pragma unroll
     for (int k = 0; k < KK; ++k) wk[k] = wc[k];
+#else
+    // Strided: the tap loops start at the pixel's phase, a run-time index into the filter; a
+    // private array indexed at run time lives on the stack (NVPTX: 104 bytes at 5x5), so the
+    // filter is staged in local memory, read as a broadcast.
+    __local float wk[KK];
+    for (int k = ly * TW + lx; k < KK; k += TH * TW) wk[k] = wc[k];
+#endif
     barrier(CLK_LOCAL_MEM_FENCE);
     const int ih = ih0 + ly, iw0i = iw0 + lx * OPX;
     if (ih >= H || iw0i >= W) return;                        // after the only barrier

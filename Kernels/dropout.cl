@@ -29,7 +29,7 @@
 #define STREAM_DROPOUT 0u
 #define STREAM_STOCHASTIC_DEPTH 1u
 
-inline uint4 philox4x32_10(uint4 c, uint2 k) {
+static inline uint4 philox4x32_10(uint4 c, uint2 k) {
     for (int round = 0; round < 10; ++round) {
         if (round > 0) {
             k.x += PHILOX_W0;
@@ -43,7 +43,7 @@ inline uint4 philox4x32_10(uint4 c, uint2 k) {
 }
 
 // The four draws of block `block` of `stream`.
-inline uint4 philox_block(const ulong block, const uint stream, const uint seed_lo, const uint seed_hi) {
+static inline uint4 philox_block(const ulong block, const uint stream, const uint seed_lo, const uint seed_hi) {
     return philox4x32_10((uint4)((uint)block, (uint)(block >> 32), stream, 0u), (uint2)(seed_lo, seed_hi));
 }
 

@@ -45,10 +45,14 @@ __kernel void strided_gather(const ulong n, const int rank, const int8 sizes, co
     const int st[8] = {strides.s0, strides.s1, strides.s2, strides.s3, strides.s4, strides.s5, strides.s6, strides.s7};
     int rem = (int)j;
     int src = 0;
-    // Unravel from the last (fastest) axis.
-    for (int k = rank - 1; k >= 0; --k) {
-        src += (rem % sz[k]) * st[k];
-        rem /= sz[k];
+    // Unravel from the last (fastest) axis. All 8 axes, unrolled, with the rank as a guard: a loop
+    // bounded by the rank indexes sz and st at run time, which puts them on the stack.
+    #pragma unroll
+    for (int k = 7; k >= 0; --k) {
+        if (k < rank) {
+            src += (rem % sz[k]) * st[k];
+            rem /= sz[k];
+        }
     }
     y[y_off + j] = x[x_off + offset + src];
 }
@@ -68,12 +72,16 @@ __kernel void strided_scatter_gather(const ulong n, const int rank, const int8 s
         int rem = (int)(e - offset);
         int j = 0;
         bool inside = true;
-        // Axes arrive sorted by decreasing stride.
-        for (int k = 0; k < rank && inside; ++k) {
-            const int q = rem / st[k];
-            inside = q < sz[k];
-            j += q * ost[k];
-            rem -= q * st[k];
+        // Axes arrive sorted by decreasing stride. Unrolled over all 8 with guards, as in
+        // strided_gather, so the axis arrays stay in registers.
+        #pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            if (k < rank && inside) {
+                const int q = rem / st[k];
+                inside = q < sz[k];
+                j += q * ost[k];
+                rem -= q * st[k];
+            }
         }
         if (inside && rem == 0) value = dy[dy_off + j];
     }

@@ -91,8 +91,9 @@
 #define ACT ACT_NONE
 #endif
 
-// The fused activation of a pre-activation z (scalar and float16).
-inline float __attribute__((overloadable)) bn_act(const float z) {
+// The fused activation of a pre-activation z, scalar and float16 (two names: OpenCL C 1.2 has
+// no overloading of user functions).
+static inline float bn_act(const float z) {
 #if ACT == ACT_RELU
     return fmax(z, 0.0f);
 #elif ACT == ACT_SILU
@@ -101,7 +102,7 @@ inline float __attribute__((overloadable)) bn_act(const float z) {
     return z;
 #endif
 }
-inline float16 __attribute__((overloadable)) bn_act(const float16 z) {
+static inline float16 bn_act16(const float16 z) {
 #if ACT == ACT_RELU
     return fmax(z, (float16)(0.0f));
 #elif ACT == ACT_SILU
@@ -113,7 +114,7 @@ inline float16 __attribute__((overloadable)) bn_act(const float16 z) {
 
 // dy * act'(z): the gradient reaching the affine map. ReLU passes it where z > 0 (PyTorch's
 // threshold_backward); SiLU's derivative is s * (1 + z * (1 - s)) with s = sigmoid(z).
-inline float __attribute__((overloadable)) bn_act_grad(const float dy, const float z) {
+static inline float bn_act_grad(const float dy, const float z) {
 #if ACT == ACT_RELU
     return z > 0.0f ? dy : 0.0f;
 #elif ACT == ACT_SILU
@@ -123,7 +124,7 @@ inline float __attribute__((overloadable)) bn_act_grad(const float dy, const flo
     return dy;
 #endif
 }
-inline float16 __attribute__((overloadable)) bn_act_grad(const float16 dy, const float16 z) {
+static inline float16 bn_act_grad16(const float16 dy, const float16 z) {
 #if ACT == ACT_RELU
     return select((float16)(0.0f), dy, z > 0.0f);
 #elif ACT == ACT_SILU
@@ -135,7 +136,7 @@ inline float16 __attribute__((overloadable)) bn_act_grad(const float16 dy, const
 }
 
 // Sum of 16 lanes in a fixed tree order.
-inline float lane_sum16(const float16 v) {
+static inline float lane_sum16(const float16 v) {
     const float8 a = v.lo + v.hi;
     const float4 b = a.lo + a.hi;
     const float2 c = b.lo + b.hi;
@@ -143,7 +144,7 @@ inline float lane_sum16(const float16 v) {
 }
 
 // Chan et al.'s merge of (count, mean, M2) summaries: (n, m, m2) absorbs (nb, mb, m2b).
-inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
+static inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
     if (nb == 0.0f) return;
     if (*n == 0.0f) {
         *n = nb;
@@ -278,7 +279,7 @@ __kernel void bn_normalize(const int N, const int C, const int HW,
 #if VW == 16
     if (count == 16) {
         const float16 xhat = (vload16(0, x + x_off + i) - mu) * inv;
-        vstore16(bn_act(xhat * g + b), 0, y + y_off + i);
+        vstore16(bn_act16(xhat * g + b), 0, y + y_off + i);
         return;
     }
 #endif
@@ -323,7 +324,7 @@ __kernel void bn_backward_partial(const int N, const int C, const int HW, const 
             for (int s = lid * 16; s < HW; s += lsize * 16) {
                 if (s + 16 <= HW) {
                     const float16 d = vload16(0, x + x_off + base + s) - mu;
-                    const float16 g = bn_act_grad(vload16(0, dy + dy_off + base + s), d * scale + shift);
+                    const float16 g = bn_act_grad16(vload16(0, dy + dy_off + base + s), d * scale + shift);
                     av += g;
                     bv += g * d;
                     continue;
@@ -394,7 +395,7 @@ __kernel void bn_backward_dx(const int N, const int C, const int HW,
 #if VW == 16
     if (count == 16) {
         const float16 xhat = (vload16(0, x + x_off + i) - mu) * inv;
-        const float16 g = bn_act_grad(vload16(0, dy + dy_off + i), xhat * ga + be);
+        const float16 g = bn_act_grad16(vload16(0, dy + dy_off + i), xhat * ga + be);
         vstore16(ga * inv * (g - (db + xhat * dg) / total), 0, dx + dx_off + i);
         return;
     }
@@ -443,7 +444,7 @@ __kernel void bn_running_update(const int C, const float momentum, const float e
 
 // Sums v over the work-group into scratch[0] (which every item may then read) and returns it.
 // Starts and ends with a barrier so scratch can be reused by the next call.
-inline float group_sum(float v, __local float* scratch) {
+static inline float group_sum(float v, __local float* scratch) {
     const int lid = get_local_id(0);
     barrier(CLK_LOCAL_MEM_FENCE);
     scratch[lid] = v;

@@ -23,7 +23,7 @@
 #define MOMENTUM 0
 #endif
 
-inline float segment_decay(const uint i, const int segments,
+static inline float segment_decay(const uint i, const int segments,
                            __global const int* seg_end, const ulong seg_off,
                            __global const float* seg_decay, const ulong decay_off) {
     int lo = 0, hi = segments - 1;

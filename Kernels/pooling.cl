@@ -40,7 +40,7 @@
 #include "reduce.h"
 
 // Row-major index (within a plane) of the first maximum of window (oh, ow).
-inline int window_argmax(__global const float* xp, const int H, const int W, const int oh, const int ow,
+static inline int window_argmax(__global const float* xp, const int H, const int W, const int oh, const int ow,
                          const int KH, const int KW, const int SH, const int SW, const int PH, const int PW) {
     const int h0 = oh * SH - PH, w0 = ow * SW - PW;
     float best = -INFINITY;
@@ -78,7 +78,7 @@ __kernel void maxpool2d_forward(const int n, const int H, const int W, const int
 
 // The outputs along one axis whose windows cover input position `pos`:
 // o*S - P <= pos <= o*S - P + K - 1, clamped to [0, O).
-inline int2 covering_outputs(const int pos, const int K, const int S, const int P, const int O) {
+static inline int2 covering_outputs(const int pos, const int K, const int S, const int P, const int O) {
     const int lo_num = pos + P - K + 1;
     const int lo = lo_num <= 0 ? 0 : (lo_num + S - 1) / S;
     const int hi = min((pos + P) / S, O - 1);
@@ -155,7 +155,7 @@ __kernel void avgpool2d_backward(const int n, const int H, const int W, const in
 }
 
 // Sum of v over the work-group (RWG items); every item gets the result.
-inline float group_sum(__local float* scratch, const float v) {
+static inline float group_sum(__local float* scratch, const float v) {
     const int lid = get_local_id(0);
     scratch[lid] = v;
     tree_sum(scratch, lid, RWG);

@@ -67,7 +67,7 @@ __kernel void reduce_sum(const int outer, const int extent, const int inner,
 // True when candidate (v, r) should replace the current best (best, best_r): NaN beats every
 // number (the maximum propagates NaN), a larger value wins, and among equal values (or two NaNs)
 // the lower index wins. best_r < 0 marks "no element seen yet".
-inline bool max_replaces(const float v, const int r, const float best, const int best_r) {
+static inline bool max_replaces(const float v, const int r, const float best, const int best_r) {
     if (r < 0) return false;
     if (best_r < 0) return true;
     if (isnan(v)) return !isnan(best) || r < best_r;

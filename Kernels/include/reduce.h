@@ -20,7 +20,7 @@
 #ifndef CLOVER_REDUCE_H
 #define CLOVER_REDUCE_H
 
-inline void tree_sum(__local float* s, const int lid, const int n) {
+static inline void tree_sum(__local float* s, const int lid, const int n) {
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = n / 2; stride > 0; stride >>= 1) {
         if (lid < stride) s[lid] += s[lid + stride];
@@ -28,7 +28,7 @@ inline void tree_sum(__local float* s, const int lid, const int n) {
     }
 }
 
-inline void tree_sum2(__local float* a, __local float* b, const int lid, const int n) {
+static inline void tree_sum2(__local float* a, __local float* b, const int lid, const int n) {
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = n / 2; stride > 0; stride >>= 1) {
         if (lid < stride) {
@@ -39,7 +39,7 @@ inline void tree_sum2(__local float* a, __local float* b, const int lid, const i
     }
 }
 
-inline void tree_sum_columns(__local float* s, const int lx, const int ly, const int lx_size, const int ly_size) {
+static inline void tree_sum_columns(__local float* s, const int lx, const int ly, const int lx_size, const int ly_size) {
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lid = ly * lx_size + lx;
     for (int stride = ly_size / 2; stride > 0; stride >>= 1) {
@@ -48,7 +48,7 @@ inline void tree_sum_columns(__local float* s, const int lx, const int ly, const
     }
 }
 
-inline void tree_sum2_columns(__local float* a, __local float* b, const int lx, const int ly, const int lx_size,
+static inline void tree_sum2_columns(__local float* a, __local float* b, const int lx, const int ly, const int lx_size,
                               const int ly_size) {
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lid = ly * lx_size + lx;

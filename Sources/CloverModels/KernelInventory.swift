@@ -32,6 +32,10 @@ public struct KernelInventory: Codable, Sendable {
         public var family: String
         /// The options the runtime passes to `clBuildProgram`.
         public var options: String
+        /// The register limit per work-item the op asked for (NVIDIA's
+        /// driver gets it as `-cl-nv-maxrregcount`, which it hands to its
+        /// assembler as `--maxrregcount`; the planning device has no such option).
+        public var registerLimit: Int?
         /// The first model (or `tune: <model>` for a tuning candidate) that asked for it.
         public var firstUse: String
         /// The kernels of the program that were launched, by name.
@@ -73,7 +77,8 @@ public struct KernelInventory: Codable, Sendable {
             let k = record.kernel
             let key = k.family + " " + k.programOptions
             if programs[key] == nil {
-                programs[key] = Program(family: k.family, options: k.programOptions, firstUse: use, kernels: [])
+                programs[key] = Program(family: k.family, options: k.programOptions,
+                                        registerLimit: k.programRegisterLimit, firstUse: use, kernels: [])
                 order.append(key)
             }
             var kernels = programs[key]!.kernels

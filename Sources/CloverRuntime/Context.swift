@@ -280,9 +280,11 @@ public final class OpenCLContext {
     // MARK: Programs and kernels
 
     /// The kernel `kernelName` of a program built from `source`.
+    /// `registerLimit`: see ``ProgramCache/program(name:source:defines:registerLimit:)``.
     public func kernel(_ kernelName: String, program name: String, source: () throws -> String,
-                       defines: [String: String] = [:]) throws -> Kernel {
-        try programs.program(name: name, source: source, defines: defines).kernel(kernelName)
+                       defines: [String: String] = [:], registerLimit: Int? = nil) throws -> Kernel {
+        try programs.program(name: name, source: source, defines: defines, registerLimit: registerLimit)
+            .kernel(kernelName)
     }
 
     /// Launches `kernel` over `global` work items with optional work-group

@@ -65,6 +65,8 @@ public final class Kernel {
     public let family: String
     /// The build options of its program (`-cl-std=CL1.2` and the sorted `-D` defines).
     public let programOptions: String
+    /// Its program's register limit per work-item, if one was asked for.
+    public let programRegisterLimit: Int?
     /// `family/name`: the key of ``OpenCLContext/launchCounts``.
     public var qualifiedName: String { family + "/" + name }
     /// How many arguments the kernel declares.
@@ -75,7 +77,8 @@ public final class Kernel {
     /// Whether it has been enqueued yet (its first enqueue may generate code).
     var launched = false
 
-    init(program: cl_program, programName: String, family: String, options: String, name: String) throws {
+    init(program: cl_program, programName: String, family: String, options: String, registerLimit: Int?,
+         name: String) throws {
         var status: cl_int = 0
         guard let handle = clCreateKernel(program, name, &status), status == CL_SUCCESS else {
             throw OpenCLError(call: "clCreateKernel", code: status,
@@ -86,6 +89,7 @@ public final class Kernel {
         self.programName = programName
         self.family = family
         self.programOptions = options
+        self.programRegisterLimit = registerLimit
         var count: cl_uint = 0
         try checkCL(clGetKernelInfo(handle, cl_kernel_info(CL_KERNEL_NUM_ARGS), MemoryLayout<cl_uint>.size, &count, nil),
                     "clGetKernelInfo", detail: name)

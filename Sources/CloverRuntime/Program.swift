@@ -21,6 +21,10 @@ public final class Program {
     /// The build options it was built with (`-cl-std=CL1.2` and its sorted
     /// `-D` defines), exactly as passed to `clBuildProgram`.
     public let options: String
+    /// The most registers per work-item its kernels were asked to keep to
+    /// (see ``ProgramCache/program(name:source:defines:registerLimit:)``),
+    /// whether or not the device could be told.
+    public internal(set) var registerLimit: Int?
     private var kernels: [String: Kernel] = [:]
 
     init(handle: cl_program, name: String, options: String) {
@@ -34,7 +38,8 @@ public final class Program {
     /// The kernel called `kernelName`, created once and reused.
     public func kernel(_ kernelName: String) throws -> Kernel {
         if let k = kernels[kernelName] { return k }
-        let k = try Kernel(program: handle, programName: name, family: family, options: options, name: kernelName)
+        let k = try Kernel(program: handle, programName: name, family: family, options: options,
+                           registerLimit: registerLimit, name: kernelName)
         kernels[kernelName] = k
         return k
     }
@@ -173,8 +178,19 @@ public final class ProgramCache {
 
     /// The program for `name` built from `source` with `defines`.
     /// The source is asked for only when the program is not already in memory.
-    public func program(name: String, source: () throws -> String, defines: [String: String] = [:]) throws -> Program {
-        let options = Self.buildOptions(defines)
+    ///
+    /// - Parameter registerLimit: the most registers per work-item its kernels
+    ///   should use, for kernels whose launched work-group size leaves a
+    ///   compiler free to take more than occupancy allows. Passed to NVIDIA's
+    ///   driver as `-cl-nv-maxrregcount` where the device has
+    ///   `cl_nv_compiler_options`; other drivers take no such option, and the
+    ///   limit is only recorded on the program.
+    public func program(name: String, source: () throws -> String, defines: [String: String] = [:],
+                        registerLimit: Int? = nil) throws -> Program {
+        var options = Self.buildOptions(defines)
+        if let registerLimit, device.supports("cl_nv_compiler_options") {
+            options += " -cl-nv-maxrregcount=\(registerLimit)"
+        }
         let memoryKey = name + " " + options
         requestObserver?(name, options)
         if let p = programs[memoryKey] {
@@ -187,6 +203,7 @@ public final class ProgramCache {
         let label = defines.isEmpty ? name : "\(name) \(options)"
         if storesBinaries, let dir = directory, let program = loadBinary(path: dir + "/" + fileName, options: options, label: label) {
             program.family = name
+            program.registerLimit = registerLimit
             statistics.loadedFromDisk += 1
             logger.debug("program cache: loaded \(label) from \(dir)/\(fileName)")
             programs[memoryKey] = program
@@ -202,6 +219,7 @@ public final class ProgramCache {
         buildObserver?(BuildEvent(family: name, label: label, phase: .finished(seconds: seconds), ordinal: ordinal))
         let program = try compiled.get()
         program.family = name
+        program.registerLimit = registerLimit
         statistics.compiled += 1
         compileSeconds[name, default: (0, 0)].programs += 1
         compileSeconds[name, default: (0, 0)].seconds += seconds

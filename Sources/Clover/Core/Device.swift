@@ -116,8 +116,8 @@ extension DeviceDiscovery {
 
 extension OpenCLContext {
     /// The kernel `name` (`Kernels/<family>.cl`) specialised with `defines`.
-    func kernel(_ name: KernelName, defines: [String: String] = [:]) throws -> Kernel {
+    func kernel(_ name: KernelName, defines: [String: String] = [:], registerLimit: Int? = nil) throws -> Kernel {
         try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
-                   defines: defines)
+                   defines: defines, registerLimit: registerLimit)
     }
 }

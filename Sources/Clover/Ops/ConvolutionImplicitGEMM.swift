@@ -69,10 +69,23 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     var itemsM: Int { form == .tiled ? tileM / workM : 1 }
     var itemsN: Int { form == .tiled ? tileN / workN : tileN }
     var workGroupSize: Int { itemsM * itemsN }
-    /// The tiled kernels' two staged tiles, or the direct weight gradient's reduction.
+    /// The tiled sets' register budget per work-item: two work-groups per SM
+    /// of a 65,536-register file (NVIDIA's, since sm_30), in steps of 8.
+    /// Left to itself, NVIDIA's assembler gives the 128×128 sets' 8×8
+    /// accumulators 147–168 registers (one resident work-group of 256 items);
+    /// at 128 it keeps them without spilling (scripts/nvidia_static.sh checks
+    /// that, and the occupancy it buys). Nil where the budget is no tighter than the 255 a work-item may
+    /// have anyway, and for the CPU forms.
+    var registerLimit: Int? {
+        guard form == .tiled else { return nil }
+        let limit = 65536 / (2 * workGroupSize) / 8 * 8
+        return limit < 255 ? limit : nil
+    }
+    /// The tiled kernels' two staged tiles (each row padded by one word: `LPAD` in
+    /// convgemm.cl), or the direct weight gradient's reduction.
     var localMemoryBytes: Int {
         switch form {
-        case .tiled: return 4 * tileK * (tileM + tileN)
+        case .tiled: return 4 * tileK * (tileM + tileN + 2)
         case .direct: return 4 * workM * workN * tileN
         case .vector: return 0
         }
@@ -126,7 +139,11 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     /// channel per group). Then the barrier-free (direct) sets, for CPUs:
     /// POCL vectorises across dimension 0, 16 items per AVX-512 register.
     /// Then the tiled sets; the last two are the GPU shapes (64x64 and
-    /// 128x128 tiles on 256 items, K-tile 16, 8 KiB and 16 KiB of local memory).
+    /// 128x128 tiles on 256 items, K-tiles 16 and 8, 8 KiB each of local
+    /// memory). The 128x128 set stages K-tiles of 8, not 16: half the loads
+    /// in flight per item is what lets NVIDIA's assembler keep its 8x8
+    /// accumulators, loads and addresses in 128 registers without spilling
+    /// (at 16 the 1x1 sets spilled), so that two work-groups fit an SM.
     public static let searchSpace: [ConvGemmParameters] = [
         ConvGemmParameters(vectorItems: 4, workM: 8, workN: 2),
         ConvGemmParameters(vectorItems: 4, workM: 4, workN: 6),
@@ -142,7 +159,7 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(tileM: 32, tileN: 64, workM: 4, workN: 4, tileK: 16),
         ConvGemmParameters(tileM: 32, tileN: 128, workM: 4, workN: 8, tileK: 16),
         ConvGemmParameters(tileM: 64, tileN: 64, workM: 4, workN: 4, tileK: 16),
-        ConvGemmParameters(tileM: 128, tileN: 128, workM: 8, workN: 8, tileK: 16),
+        ConvGemmParameters(tileM: 128, tileN: 128, workM: 8, workN: 8, tileK: 8),
     ]
 
     /// The vector set for depthwise convolutions (one channel per group).
@@ -205,7 +222,7 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
         "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro, "STATS": statistics ? "1" : "0",
-    ])
+    ], registerLimit: set.registerLimit)
 }
 
 /// The launch range of a GEMM of `rows` × `columns` per group.
