@@ -3,8 +3,10 @@
 # the OpenCL ICD loader and headers, CLBlast, POCL (a CPU OpenCL device, so
 # everything runs without a GPU), clinfo, the Fashion-MNIST data set,
 # zlib, pkg-config (SwiftPM finds OpenCL, CLBlast and Open MPI through it),
-# and Open MPI (libopenmpi-dev, openmpi-bin: `mpirun` for data-parallel
-# training and its tests).
+# Open MPI (libopenmpi-dev, openmpi-bin: `mpirun` for data-parallel
+# training and its tests), and for the static NVIDIA check
+# (scripts/nvidia_static.sh) clang-15 with libclc-15 (OpenCL C to NVPTX) and
+# python3-venv (the environment its PyPI ptxas is installed into).
 #
 # Only missing packages are installed, and `apt-get update` runs only when
 # something must be installed, so a second run is quick and needs no network.
@@ -28,6 +30,9 @@ clover_setup() {
         python3
         libopenmpi-dev
         openmpi-bin
+        clang-15
+        libclc-15
+        python3-venv
     )
 
     # The toolchain tarball unpacked at /opt/swift is not on PATH by default.

@@ -32,6 +32,11 @@ if grep -qE -- '--> [^ ]*\.md:' "$docs_log"; then
     exit 1
 fi
 rm -f "$docs_log"
+# The static NVIDIA check (about a minute on 2 cores once clover is built): every GPU-path
+# kernel compiled for sm_80 and sm_90 by NVIDIA's assembler, held to its register, spill,
+# stack, local-memory and occupancy budgets; it rewrites NVIDIA_STATIC.md and fails the run
+# on any miss.
+bash scripts/nvidia_static.sh
 # A missing OpenCL device (or clover binary, mpirun, data set) fails the run
 # rather than skipping every device test (Tests/CloverTestSupport); a
 # developer can run `swift test` directly to get skips with their reasons.

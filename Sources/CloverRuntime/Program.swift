@@ -187,10 +187,8 @@ public final class ProgramCache {
     ///   limit is only recorded on the program.
     public func program(name: String, source: () throws -> String, defines: [String: String] = [:],
                         registerLimit: Int? = nil) throws -> Program {
-        var options = Self.buildOptions(defines)
-        if let registerLimit, device.supports("cl_nv_compiler_options") {
-            options += " -cl-nv-maxrregcount=\(registerLimit)"
-        }
+        let options = Self.buildOptions(defines, registerLimit: registerLimit,
+                                        nvidiaCompilerOptions: device.supports("cl_nv_compiler_options"))
         let memoryKey = name + " " + options
         requestObserver?(name, options)
         if let p = programs[memoryKey] {
@@ -229,12 +227,17 @@ public final class ProgramCache {
         return program
     }
 
-    static func buildOptions(_ defines: [String: String]) -> String {
+    /// `-cl-std=CL1.2`, the sorted defines, and the register limit where the
+    /// driver takes one (`cl_nv_compiler_options`: NVIDIA's, passed on to its
+    /// assembler as `--maxrregcount`).
+    public static func buildOptions(_ defines: [String: String], registerLimit: Int? = nil,
+                                    nvidiaCompilerOptions: Bool = false) -> String {
         var parts = ["-cl-std=CL1.2"]
         for key in defines.keys.sorted() {
             let value = defines[key]!
             parts.append(value.isEmpty ? "-D\(key)" : "-D\(key)=\(value)")
         }
+        if let registerLimit, nvidiaCompilerOptions { parts.append("-cl-nv-maxrregcount=\(registerLimit)") }
         return parts.joined(separator: " ")
     }
 

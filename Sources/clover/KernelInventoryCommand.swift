@@ -38,7 +38,10 @@ struct KernelInventoryCommand: ParsableCommand {
     var device: String?
 
     func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1 (got \(batch))") }
+        // The planner's shape arithmetic is Int: an absurd batch must not overflow it.
+        guard (1...65536).contains(batch) else {
+            throw ValidationError("--batch must be between 1 and 65536 (got \(batch))")
+        }
         guard !output.isEmpty else { throw ValidationError("--output must name a directory") }
     }
 

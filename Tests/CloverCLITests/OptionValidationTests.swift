@@ -17,6 +17,15 @@ final class OptionValidationTests: XCTestCase {
         }
     }
 
+    func testGPUKernelsRejectsNonsenseValues() {
+        assertRejected(KernelInventoryCommand.self, ["--output", "x", "--batch", "0"],
+                       "--batch must be between 1 and 65536 (got 0)")
+        assertRejected(KernelInventoryCommand.self, ["--output", "x", "--batch", "4611686018427387904"],
+                       "--batch must be between 1 and 65536")
+        assertRejected(KernelInventoryCommand.self, ["--output", ""], "--output must name a directory")
+        assertRejected(KernelInventoryCommand.self, [], "--output")
+    }
+
     func testTrainRejectsNonsenseValues() {
         let cases: [([String], String)] = [
             (["--log-every", "0"], "--log-every must be at least 1 (got 0)"),

@@ -299,6 +299,8 @@ def markdown(rows, failures, inventory, tool_versions):
         "",
         "Budgets: no spills, no stack frame; local memory at most 48 KiB; registers x work-group size",
         "at most 65,536; at least 2 resident work-groups per SM for implicit-GEMM (convgemm) sets.",
+        "`maxrreg=N` in a set: the program's register limit, which NVIDIA's driver is given as",
+        "`-cl-nv-maxrregcount=N` and hands its assembler as `--maxrregcount N`, as this check does.",
         "Resident work-groups follow NVIDIA's occupancy rules (registers per warp in units of 256,",
         "1 KiB of shared memory reserved per block, 32 blocks and 64 warps per SM; shared memory",
         "164 KiB per SM on sm_80, 228 KiB on sm_90). A kernel with no work-group size was compiled",
@@ -310,7 +312,17 @@ def markdown(rows, failures, inventory, tool_versions):
     ]
     if failures:
         lines += ["## Budget misses", ""] + [f"- {f}" for f in failures] + [""]
-    lines += ["## Kernels", "",
+    lines += ["## By family", "",
+              "| family | programs | kernels x sets x targets | most registers | most local memory | "
+              "fewest resident WGs/SM |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for family in sorted({r["family"] for r in rows}):
+        mine = [r for r in rows if r["family"] == family]
+        resident = [r["resident"] for r in mine if r["resident"] is not None]
+        lines.append(f"| {family} | {len({r['set'] for r in mine})} | {len(mine)} | "
+                     f"{max(r['registers'] for r in mine)} | {max(r['local_memory'] for r in mine)} | "
+                     f"{min(resident) if resident else '—'} |")
+    lines += ["", "## Kernels", "",
               "| kernel | family | set | target | registers | spill bytes | stack | local memory | "
               "work-group | resident WGs/SM (limit) |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
@@ -328,8 +340,11 @@ def tool_version(path, flag="--version"):
         out = subprocess.run([path, flag], capture_output=True, text=True).stdout
     except OSError:
         return os.path.basename(path)
-    lines = [l for l in out.splitlines() if l.strip()]
-    return lines[-1].strip() if "ptxas" in path and lines else (lines[0].strip() if lines else path)
+    lines = [l.strip() for l in out.splitlines() if l.strip()]
+    release = [l for l in lines if "compilation tools" in l]
+    if release:   # ptxas: "Cuda compilation tools, release 12.9, V12.9.86"
+        return "ptxas " + release[0].split(",")[-1].strip().lstrip("V")
+    return lines[0] if lines else os.path.basename(path)
 
 
 def main(argv=None):
@@ -338,6 +353,8 @@ def main(argv=None):
     parser.add_argument("--ptxas", required=True)
     parser.add_argument("--clang", default="clang-15")
     parser.add_argument("--libclc", default="/usr/lib/clc/nvptx64--nvidiacl.bc")
+    parser.add_argument("--kernels", help="the kernel folder whose .cl and .h files are checked for "
+                                           "clang-only constructs (Kernels)")
     parser.add_argument("--output", required=True, help="the Markdown table to write")
     parser.add_argument("--json", help="also write the rows and misses as JSON")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -356,18 +373,24 @@ def main(argv=None):
             return 2
 
     failures = []
-    sources = {}
     for program in inventory["programs"]:
         path = os.path.join(args.inventory, "sources", program["family"] + ".cl")
-        if path not in sources:
-            try:
+        if not os.path.isfile(path):
+            print(f"error: the inventory has no source {path}", file=sys.stderr)
+            return 2
+    # Every kernel file and header, GPU path or not, is held to OpenCL C 1.2.
+    linted = 0
+    if args.kernels:
+        for folder, _, names in sorted(os.walk(args.kernels)):
+            for name in sorted(names):
+                if not name.endswith((".cl", ".h")):
+                    continue
+                path = os.path.join(folder, name)
                 with open(path) as handle:
-                    sources[path] = handle.read()
-            except OSError as error:
-                print(f"error: cannot read {path}: {error}", file=sys.stderr)
-                return 2
-            for number, what in clang_only_uses(sources[path]):
-                failures.append(f"{program['family']}.cl (includes resolved) line {number}: {what}")
+                    text = handle.read()
+                linted += 1
+                for number, what in clang_only_uses(text):
+                    failures.append(f"{os.path.relpath(path)}:{number}: {what}")
 
     tools = {"clang": args.clang, "ptxas": args.ptxas, "libclc": args.libclc}
     seen, jobs = set(), []
@@ -390,8 +413,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"rows": rows, "failures": failures}, handle, indent=1)
-    print(f"nvidia-static: {len(jobs)} programs, {len(rows)} kernel rows over {', '.join(TARGETS)}; "
-          f"table in {args.output}")
+    print(f"nvidia-static: {len(jobs)} programs, {len(rows)} kernel rows over {', '.join(TARGETS)}, "
+          f"{linted} kernel sources checked for clang-only constructs; table in {args.output}")
     if failures:
         print(f"nvidia-static: {len(failures)} budget misses:", file=sys.stderr)
         for failure in failures:

@@ -1,0 +1,60 @@
+import Clover
+import CloverModels
+import CloverRuntime
+import CloverTestSupport
+import Foundation
+import XCTest
+
+/// The GPU path's kernel inventory, which the static NVIDIA check compiles:
+/// what the ops ask for on a planning device that stands for a GPU.
+final class KernelInventoryTests: XCTestCase {
+    func testTheGPUPathAsksOnlyForTiledConvolutionsWithTheirRegisterLimits() throws {
+        let device = try TestSupport.planningDevice(pathKind: .gpu)
+        let specs = try ["resnet50", "efficientnet-b0"].map { try ModelZoo.spec(named: $0) }
+        let inventory = try KernelInventory.gpuPath(models: specs, includeOSCAR: false, batches: [32],
+                                                    tuningCandidates: true, on: device)
+        XCTAssertEqual(inventory.batches, ["resnet50": 32, "efficientnet-b0": 32])
+        let families = Set(inventory.programs.map(\.family))
+        for family in ["convgemm", "depthwise", "normalization", "pooling", "loss", "optimizer"] {
+            XCTAssertTrue(families.contains(family), "\(family) missing from \(families.sorted())")
+        }
+        let convgemm = inventory.programs.filter { $0.family == "convgemm" }
+        XCTAssertGreaterThan(convgemm.count, 10)
+        for program in convgemm {
+            // The CPU-only forms (row-padded vector, barrier-free direct) are never tried on a GPU.
+            XCTAssertTrue(program.options.contains("-DVECTOR=0") && program.options.contains("-DDIRECT=0"),
+                          program.options)
+            // Work-groups of 256 are held to 128 registers (two per SM); 128 items are not limited.
+            let items = program.options.contains("-DTM=16 ") || program.options.contains("-DTM=32 ") ? 128 : 256
+            XCTAssertEqual(program.registerLimit, items == 256 ? 128 : nil, program.options)
+            if program.options.contains("-DTM=128 ") {
+                XCTAssertTrue(program.options.contains("-DTK=8 "), program.options)
+            }
+            // The planning device takes no NVIDIA option; the limit travels beside the options.
+            XCTAssertFalse(program.options.contains("-cl-nv-"), program.options)
+        }
+        XCTAssertTrue(convgemm.contains { $0.options.contains("-DTM=128 ") && $0.options.contains("-DKH=1 ") })
+        // Every launch names its work-group size, so the check knows what it is held to.
+        for program in inventory.programs {
+            for kernel in program.kernels {
+                XCTAssertFalse(kernel.driverChosenLocal, "\(program.family)/\(kernel.name)")
+                XCTAssertFalse(kernel.localSizes.isEmpty, "\(program.family)/\(kernel.name)")
+                XCTAssertGreaterThan(kernel.launches, 0)
+            }
+        }
+        // The JSON the check reads keeps the limit.
+        let json = String(decoding: try JSONEncoder().encode(inventory), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"registerLimit\":128"), String(json.prefix(400)))
+    }
+
+    func testAnOrdinaryDeviceIsRefusedByName() throws {
+        let device = try TestSupport.planningDevice(pathKind: .cpu)
+        XCTAssertThrowsError(try KernelInventory.gpuPath(models: [], includeOSCAR: false, on: device)) { error in
+            XCTAssertTrue("\(error)".contains("not a planning device with GPU paths"), "\(error)")
+        }
+        let gpu = try TestSupport.planningDevice(pathKind: .gpu)
+        XCTAssertThrowsError(try KernelInventory.gpuPath(models: [], includeOSCAR: false, batches: [0], on: gpu)) { error in
+            XCTAssertTrue("\(error)".contains("batch sizes must be positive"), "\(error)")
+        }
+    }
+}
