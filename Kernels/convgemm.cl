@@ -58,6 +58,11 @@
 //            grid, the (count, mean, M2) of the outputs it stored to `stats` ([O, chunks, 3],
 //            chunks = N*blocks*WN), the partials batch norm's statistics merge, so that a batch
 //            norm after the convolution does not read its output again (EPI_NONE only).
+//   MMA      1: the tiled kernels' tensor-core form: TF32 m16n8k8 products (mma.h) with FP32
+//            accumulation, operands rounded to TF32 (cvt.rna) as they are staged. WM x WN are then
+//            warps of 32 items (local size (32*WN, WM)), each a (TM/WM) x (TN/WN) warp tile, a
+//            multiple of 16 x 8; TK a multiple of 8. For NVIDIA devices of compute capability 8.0
+//            or later, or with MMA_EMULATE = 1 for any device (mma.h: the conformance sweep).
 //   VECTOR   1: compile the row-padded vector kernels; LX their work-group size; WM rows (output
 //            channels) and WN float16 vectors of columns per item (forward), WM rows and WN weight
 //            columns per item (weight gradient). No local memory.
@@ -122,17 +127,51 @@ static inline void store_output(__global float* y, const ulong y_off, __global f
 #endif
 }
 
+#ifndef MMA
+#define MMA 0
+#endif
+#if MMA
+// The tensor-core form: WM x WN warps, each a WTM x WTN warp tile of MI x NI m16n8k8 products;
+// the lane's accumulators acc[2i + h][2j + e] hold D[16i + 8h + g][8j + 2t + e] of its warp tile
+// (g = lane / 4, t = lane % 4: mma.h's layout). Operands are rounded to TF32 as they are staged.
+#include "mma.h"
+#define WTM (TM / WM)
+#define WTN (TN / WN)
+#define MI (WTM / 16)
+#define NI (WTN / 8)
+#define RM WM
+#define RN (32 * WN)
+#define ACC_M (2 * MI)
+#define ACC_N (2 * NI)
+#define ACC_ROW(i) (ty * WTM + ((i) >> 1) * 16 + ((i) & 1) * 8 + ((tx) & 31) / 4)
+#define ACC_COL(j) (((tx) >> 5) * WTN + ((j) >> 1) * 8 + ((tx) & 3) * 2 + ((j) & 1))
+#define STAGE(v) tf32_round(v)
+#else
+// The FP32 form: item (tx, ty) owns rows ty + i*RM and columns tx + j*RN.
 #define RM (TM / WM)
 #define RN (TN / WN)
+#define ACC_M WM
+#define ACC_N WN
+#define ACC_ROW(i) (ty + (i) * RM)
+#define ACC_COL(j) (tx + (j) * RN)
+#define STAGE(v) (v)
+#define MMA_SETUP(tid, warps)
+#endif
 #define WG (RM * RN)
 #define KK (KH * KW)
 #define BSTEP (WG / TN)   // rows of a B tile one pass of the group loads
 #define LOADS_A (TM * TK / WG)
 #define LOADS_B (TN * TK / WG)
-// One word of padding per staged row: the loads write a tile column by column (neighbouring items,
-// neighbouring k), and rows TM or TN words apart (multiples of 32) would put all TK of them in one
-// of the 32 banks of NVIDIA's local memory, a 16-way conflict per store.
+// Padding per staged row. FP32 form: one word — the loads write a tile column by column
+// (neighbouring items, neighbouring k), and rows TM or TN words apart (multiples of 32) would put
+// all TK of them in one of the 32 banks of NVIDIA's local memory, a 16-way conflict per store.
+// Tensor-core form: eight words, so that a fragment read (rows k + t, columns c + g for the lane's
+// t < 4, g < 8) touches 32 different banks.
+#if MMA
+#define LPAD 8
+#else
 #define LPAD 1
+#endif
 
 // n / d for 0 <= n < 2^31 with the host's (mul, shr) for d: mul = ceil(2^(31+l) / d),
 // l = ceil(log2 d), shr = l - 1; mul = 0 means d = 1. One multiply-high, no division.
@@ -155,6 +194,39 @@ static inline int fdiv(const int n, const uint mul, const int shr) {
             for (int j = 0; j < WN; ++j) acc[i][j] = mad(a_[i], b_[j], acc[i][j]); \
         }                                                                  \
     }
+
+#if MMA
+// The tensor-core product of the staged tiles, K-steps of 8: the lane loads its A and B fragments
+// (already TF32) and issues MI x NI m16n8k8 products into its accumulators.
+#undef TILE_PRODUCT
+#define TILE_PRODUCT(As, Bs, acc, tx, ty)                                                  \
+    _Pragma("unroll")                                                                      \
+    for (int kk = 0; kk < TK; kk += 8) {                                                   \
+        const int g_ = ((tx) & 31) >> 2, t_ = (tx) & 3;                                    \
+        const int r_ = (ty) * WTM + g_, c_ = ((tx) >> 5) * WTN + g_;                       \
+        uint a_[MI][4], b_[NI][2];                                                         \
+        _Pragma("unroll")                                                                  \
+        for (int i = 0; i < MI; ++i) {                                                     \
+            a_[i][0] = as_uint(As[kk + t_][r_ + i * 16]);                                  \
+            a_[i][1] = as_uint(As[kk + t_][r_ + i * 16 + 8]);                              \
+            a_[i][2] = as_uint(As[kk + t_ + 4][r_ + i * 16]);                              \
+            a_[i][3] = as_uint(As[kk + t_ + 4][r_ + i * 16 + 8]);                          \
+        }                                                                                  \
+        _Pragma("unroll")                                                                  \
+        for (int j = 0; j < NI; ++j) {                                                     \
+            b_[j][0] = as_uint(Bs[kk + t_][c_ + j * 8]);                                   \
+            b_[j][1] = as_uint(Bs[kk + t_ + 4][c_ + j * 8]);                               \
+        }                                                                                  \
+        _Pragma("unroll")                                                                  \
+        for (int i = 0; i < MI; ++i) {                                                     \
+            _Pragma("unroll")                                                              \
+            for (int j = 0; j < NI; ++j) {                                                 \
+                MMA_TF32(acc[2 * i][2 * j], acc[2 * i][2 * j + 1], acc[2 * i + 1][2 * j],  \
+                         acc[2 * i + 1][2 * j + 1], a_[i], b_[j]);                         \
+            }                                                                              \
+        }                                                                                  \
+    }
+#endif
 
 #if VECTOR
 
@@ -522,6 +594,7 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    MMA_SETUP(tid, WG / 32)
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
 
     // The B column this item loads is fixed for the whole reduction: decode it once.
@@ -538,25 +611,25 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
     // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
     // load and store per multiply-add) instead of in registers.
-    float acc[WM][WN];
+    float acc[ACC_M][ACC_N];
     _Pragma("unroll")
-    for (int i = 0; i < WM; ++i)
+    for (int i = 0; i < ACC_M; ++i)
         _Pragma("unroll")
-        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < K; k0 += TK) {
         _Pragma("unroll")
         for (int t = 0; t < LOADS_A; ++t) {
             const int l = tid + t * WG, m = l / TK, k = l % TK;
-            As[k][m] = (m0 + m < OG && k0 + k < K) ? wb[(m0 + m) * K + k0 + k] : 0.0f;
+            As[k][m] = STAGE((m0 + m < OG && k0 + k < K) ? wb[(m0 + m) * K + k0 + k] : 0.0f);
         }
         _Pragma("unroll")
         for (int t = 0; t < LOADS_B; ++t) {
             const int k = brow + t * BSTEP, kg = k0 + k;
             const int c = kg / KK, r = kg - (kg / KK) * KK;
             const int ih = ih0 + (r / KW) * DH, iw = iw0 + (r % KW) * DW;
-            Bs[k][bcol] = (col_ok && kg < K && ih >= 0 && ih < H && iw >= 0 && iw < W)
-                ? xb[(c * H + ih) * W + iw] : 0.0f;
+            Bs[k][bcol] = STAGE((col_ok && kg < K && ih >= 0 && ih < H && iw >= 0 && iw < W)
+                ? xb[(c * H + ih) * W + iw] : 0.0f);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         TILE_PRODUCT(As, Bs, acc, tx, ty)
@@ -564,13 +637,13 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     }
 
     _Pragma("unroll")
-    for (int j = 0; j < WN; ++j) {
-        const int cj = col0 + tx + j * RN;
+    for (int j = 0; j < ACC_N; ++j) {
+        const int cj = col0 + ACC_COL(j);
         if (cj >= NP) continue;
         const int nj = cj / P, pj = cj - (cj / P) * P;
         _Pragma("unroll")
-        for (int i = 0; i < WM; ++i) {
-            const int m = m0 + ty + i * RM;
+        for (int i = 0; i < ACC_M; ++i) {
+            const int m = m0 + ACC_ROW(i);
             if (m >= OG) continue;
             const int o = g * OG + m;
             store_output(y, y_off, pre, pre_off, (ulong)(nj * O + o) * (ulong)P + (ulong)pj,
@@ -590,6 +663,7 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = OG * KK, HW = H * W, NQ = N * HW, P = OH * OW;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    MMA_SETUP(tid, WG / 32)
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM, g = get_group_id(2);
 
     const int bcol = tid % TN, brow = tid / TN;
@@ -607,18 +681,18 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
     // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
     // load and store per multiply-add) instead of in registers.
-    float acc[WM][WN];
+    float acc[ACC_M][ACC_N];
     _Pragma("unroll")
-    for (int i = 0; i < WM; ++i)
+    for (int i = 0; i < ACC_M; ++i)
         _Pragma("unroll")
-        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < K; k0 += TK) {
         _Pragma("unroll")
         for (int t = 0; t < LOADS_A; ++t) {
             const int l = tid + t * WG, m = l / TK, k = l % TK, kg = k0 + k;
             const int o = kg / KK, r = kg - (kg / KK) * KK;
-            As[k][m] = (m0 + m < CG && kg < K) ? wb[(o * CG + m0 + m) * KK + r] : 0.0f;
+            As[k][m] = STAGE((m0 + m < CG && kg < K) ? wb[(o * CG + m0 + m) * KK + r] : 0.0f);
         }
         _Pragma("unroll")
         for (int t = 0; t < LOADS_B; ++t) {
@@ -628,7 +702,7 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
             const int oh = th / SH, ow = tw / SW;
             const bool ok = col_ok && kg < K && th >= 0 && tw >= 0 && oh * SH == th && ow * SW == tw
                 && oh < OH && ow < OW;
-            Bs[k][bcol] = ok ? dyb[(o * OH + oh) * OW + ow] : 0.0f;
+            Bs[k][bcol] = STAGE(ok ? dyb[(o * OH + oh) * OW + ow] : 0.0f);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         TILE_PRODUCT(As, Bs, acc, tx, ty)
@@ -636,13 +710,13 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     }
 
     _Pragma("unroll")
-    for (int j = 0; j < WN; ++j) {
-        const int cj = col0 + tx + j * RN;
+    for (int j = 0; j < ACC_N; ++j) {
+        const int cj = col0 + ACC_COL(j);
         if (cj >= NQ) continue;
         const int nj = cj / HW, qj = cj - (cj / HW) * HW;
         _Pragma("unroll")
-        for (int i = 0; i < WM; ++i) {
-            const int m = m0 + ty + i * RM;
+        for (int i = 0; i < ACC_M; ++i) {
+            const int m = m0 + ACC_ROW(i);
             if (m >= CG) continue;
             dx[dx_off + (ulong)(nj * C + g * CG + m) * (ulong)HW + (ulong)qj] = acc[i][j];
         }
@@ -662,6 +736,7 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
     __local float Bs[TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, R = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
+    MMA_SETUP(tid, WG / 32)
     const int col0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
     const int g = get_group_id(2) / S, s = get_group_id(2) - (get_group_id(2) / S) * S;
     const int r_begin = s * chunk, r_end = min(R, r_begin + chunk);
@@ -685,11 +760,11 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
     // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
     // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
     // load and store per multiply-add) instead of in registers.
-    float acc[WM][WN];
+    float acc[ACC_M][ACC_N];
     _Pragma("unroll")
-    for (int i = 0; i < WM; ++i)
+    for (int i = 0; i < ACC_M; ++i)
         _Pragma("unroll")
-        for (int j = 0; j < WN; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
 
     for (int r0 = r_begin; r0 < r_end; r0 += TK) {
         const int r = r0 + rr;
@@ -700,14 +775,14 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
         _Pragma("unroll")
         for (int t = 0; t < LOADS_A; ++t) {
             const int m = lrow + t * LSTEP;
-            As[rr][m] = (r_ok && m0 + m < OG) ? dyb[(m0 + m) * P] : 0.0f;
+            As[rr][m] = STAGE((r_ok && m0 + m < OG) ? dyb[(m0 + m) * P] : 0.0f);
         }
         __global const float* xb = x + x_off + (ulong)(n * C) * (ulong)(H * W);
         _Pragma("unroll")
         for (int t = 0; t < LOADS_B; ++t) {
             const int ih = oh * SH + dh[t], iw = ow * SW + dw[t];
-            Bs[rr][lrow + t * LSTEP] = (r_ok && kok[t] && ih >= 0 && ih < H && iw >= 0 && iw < W)
-                ? xb[xoff[t] + ih * W + iw] : 0.0f;
+            Bs[rr][lrow + t * LSTEP] = STAGE((r_ok && kok[t] && ih >= 0 && ih < H && iw >= 0 && iw < W)
+                ? xb[xoff[t] + ih * W + iw] : 0.0f);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         TILE_PRODUCT(As, Bs, acc, tx, ty)
@@ -717,12 +792,12 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
     // Every (split, row, column) is written, zeros included, so the scratch needs no clearing.
     __global float* out = partial + partial_off + (ulong)s * (ulong)O * (ulong)K;
     _Pragma("unroll")
-    for (int i = 0; i < WM; ++i) {
-        const int m = m0 + ty + i * RM;
+    for (int i = 0; i < ACC_M; ++i) {
+        const int m = m0 + ACC_ROW(i);
         if (m >= OG) continue;
         _Pragma("unroll")
-        for (int j = 0; j < WN; ++j) {
-            const int kc = col0 + tx + j * RN;
+        for (int j = 0; j < ACC_N; ++j) {
+            const int kc = col0 + ACC_COL(j);
             if (kc < K) out[(ulong)(g * OG + m) * (ulong)K + (ulong)kc] = acc[i][j];
         }
     }

@@ -82,6 +82,7 @@ class ParseTests(unittest.TestCase):
         self.assertEqual(assembler, ["--maxrregcount", "96"])
         self.assertEqual(sc.split_options("-DTM=64", 128)[1], ["--maxrregcount", "128"])
         self.assertEqual(sc.split_options("-DTM=64")[1], [])
+        self.assertEqual(sc.split_options("-DMMA=1 -DMMA_EMULATE=1")[0], ["-DMMA=1"])
         with self.assertRaises(ValueError):
             sc.split_options("-cl-nv-arch sm_80")
 

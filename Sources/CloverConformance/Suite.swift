@@ -23,6 +23,7 @@ public enum ConformanceSuite {
             + attentionCases()
             + embeddingCases()
             + linearCases()
+            + tensorCoreCases()
     }
 
     /// The odd sizes every sweep uses: 1, sizes that are not multiples of

@@ -5,7 +5,8 @@ import CloverRuntime
 /// Every program and kernel the GPU path asks for, as planned on a planning
 /// device whose ops take the GPU paths: one training step of every zoo
 /// model and of the OSCAR encoder, plus every candidate the convolution
-/// tuner would try for each of their convolution geometries and passes.
+/// tuner would try for each of their convolution geometries and passes
+/// (under TF32, so the tensor-core sets are among them).
 ///
 /// The static NVIDIA check (`scripts/nvidia_static.sh`) compiles exactly
 /// these programs, with these build options, for NVIDIA's assembler: the
@@ -124,12 +125,22 @@ public struct KernelInventory: Codable, Sendable {
             }
             guard tuningCandidates else { continue }
             use = "tune: " + spec.name
+            // Under TF32 the candidates include the tensor-core sets, which a GPU with them tries.
+            let precision = context.matmulPrecision
+            context.matmulPrecision = .tf32
+            defer { context.matmulPrecision = precision }
             for geometry in geometries {
                 for (choice, error) in try ConvAlgorithmSelection.planCandidates(context, geometry) {
                     if let error { result.ruledOut.append("\(geometry.key) \(choice): \(error)") }
                 }
             }
         }
+        // The tensor-core probe a device with them runs before any op uses them.
+        use = "tf32 probe"
+        let probeInputs = try [[16, 8], [8, 8], [16, 8], [32]].map { shape in
+            try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
+        }
+        _ = try apply(TensorCoreProduct(), probeInputs)
         if includeOSCAR {
             use = "oscar-" + LaunchCheck.oscarPreset
             try planned(use) { batch in _ = try LaunchCheck.oscarPretrainingStep(batch: batch, on: device) }

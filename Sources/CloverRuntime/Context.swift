@@ -58,6 +58,27 @@ public final class OpenCLContext {
     }
     private var pathKindOverride: DeviceKind?
 
+    /// The arithmetic the ops' convolutions may use: ``MatmulPrecision/tf32``
+    /// (the default, as PyTorch's convolutions: TF32 tensor cores where the
+    /// device has them and their probe passed, FP32 accumulation) or
+    /// ``MatmulPrecision/fp32`` (strict FP32 everywhere).
+    public var matmulPrecision = MatmulPrecision.tf32
+
+    /// Why the tensor cores are off on this context although the device has
+    /// them: the probe's failure (Clover's `TensorCoreProbe`); nil otherwise.
+    public var tensorCoreFailure: String?
+    /// Whether the tensor-core probe has run on this context.
+    public var tensorCoresProbed = false
+
+    /// Whether the ops may take TF32 tensor-core kernels: the precision
+    /// allows it and the device has them (and passed the probe), or this is
+    /// a planning context standing for a GPU (which then plans the kernels
+    /// such a GPU builds).
+    public var usesTF32TensorCores: Bool {
+        guard matmulPrecision == .tf32, tensorCoreFailure == nil else { return false }
+        return device.hasTF32TensorCores || (isPlanning && pathKind == .gpu)
+    }
+
     /// Whether this context only plans: launches are checked against the
     /// profile and counted but not enqueued, buffers are placeholders that
     /// hold no memory, uploads and copies do nothing and downloads read
@@ -442,4 +463,13 @@ public struct LaunchRecord {
     /// Bytes of `__local` memory passed as arguments (on top of what the
     /// kernel declares itself).
     public let localArgumentBytes: Int
+}
+
+/// The arithmetic of matrix products (PyTorch's `allow_tf32` for convolutions).
+public enum MatmulPrecision: String, Sendable, CaseIterable {
+    /// Strict FP32 products.
+    case fp32
+    /// Operands rounded to TF32 (10 mantissa bits) for the tensor cores,
+    /// FP32 accumulation.
+    case tf32
 }

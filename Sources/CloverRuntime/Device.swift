@@ -31,6 +31,14 @@ public final class OpenCLDevice: CustomStringConvertible {
     public let localMemoryBytes: Int
     public let maxWorkGroupSize: Int
     public let extensions: [String]
+    /// NVIDIA's compute capability (major, minor), read through
+    /// `cl_nv_device_attribute_query`; nil on other devices.
+    public let nvidiaComputeCapability: (major: Int, minor: Int)?
+
+    /// Whether the device has TF32 tensor cores that Clover's kernels can
+    /// reach (`mma.sync` m16n8k8 TF32 through inline PTX): NVIDIA devices of
+    /// compute capability 8.0 or later.
+    public var hasTF32TensorCores: Bool { (nvidiaComputeCapability?.major ?? 0) >= 8 }
 
     init(id: cl_device_id, platformID: cl_platform_id, index: Int, platformName: String, platformVersion: String,
          platformVendor: String) throws {
@@ -61,6 +69,14 @@ public final class OpenCLDevice: CustomStringConvertible {
         maxWorkGroupSize = wg
         extensions = try deviceString(id, cl_device_info(CL_DEVICE_EXTENSIONS))
             .split(separator: " ").map(String.init)
+        if extensions.contains("cl_nv_device_attribute_query") {
+            // CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV and _MINOR_NV (the extension's 0x4000, 0x4001).
+            let major: cl_uint = try deviceValue(id, cl_device_info(0x4000))
+            let minor: cl_uint = try deviceValue(id, cl_device_info(0x4001))
+            nvidiaComputeCapability = (Int(major), Int(minor))
+        } else {
+            nvidiaComputeCapability = nil
+        }
     }
 
     /// A stable one-line identity: used in cache keys and messages.

@@ -29,6 +29,11 @@ struct ConformanceCommand: ParsableCommand {
         valueName: "device"))
     var device: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "The precision of the selected convolution paths: fp32 (strict, the default) or tf32 (tensor cores where the device has them). The tensor-core parameter sets are checked, forced, in either case.",
+        valueName: "fp32|tf32"))
+    var precision: MatmulPrecision = .fp32
+
     @Option(name: .long, help: ArgumentHelp("Write a JSON report to this file.", valueName: "file"))
     var json: String?
 
@@ -77,6 +82,7 @@ struct ConformanceCommand: ParsableCommand {
         } catch {
             throw Console.fail(error)
         }
+        let precisionLine = target.apply(precision)
         let filterText = filter.map { $0.lowercased() }.flatMap { $0.isEmpty ? nil : $0 }
         let allCases = ConformanceSuite.allCases()
         let cases = filterText.map { f in allCases.filter { $0.op.lowercased().contains(f) } } ?? allCases
@@ -97,6 +103,7 @@ struct ConformanceCommand: ParsableCommand {
         }
 
         print("device: \(Self.deviceLine(target))")
+        print(precisionLine)
         print("cases: \(cases.count) in \(groups.count) op\(groups.count == 1 ? "" : "s")"
               + (filter.map { " (filter '\($0)')" } ?? ""))
         Console.flush()
@@ -106,7 +113,7 @@ struct ConformanceCommand: ParsableCommand {
         var warmers: SweepWarmers?
         if let ctx = target.openCL {
             warmers = SweepWarmers(jobs: jobs ?? Self.defaultJobs, caseCount: cases.count, deviceIndex: ctx.device.index,
-                                   filter: filter, warning: { Console.error("warning: \($0)") })
+                                   filter: filter, precision: precision, warning: { Console.error("warning: \($0)") })
             if let warmers {
                 print("warming: \(warmers.count) background process\(warmers.count == 1 ? "" : "es") "
                       + "compiling ahead (--jobs \(warmers.count + 1))")

@@ -72,6 +72,9 @@ struct DevicesCommand: ParsableCommand {
             ("max work-group", String(device.maxWorkGroupSize)),
             ("OpenCL C", device.openCLCVersion),
             ("driver", device.driverVersion),
+            ("TF32 tensor cores", device.nvidiaComputeCapability.map { cc in
+                "\(device.hasTF32TensorCores ? "yes" : "no") (compute capability \(cc.major).\(cc.minor))"
+            } ?? "no (not an NVIDIA device)"),
             (allExtensions ? "extensions" : "key extensions",
              (ordered.isEmpty ? "none" : ordered.joined(separator: " "))
                 + (allExtensions ? "" : " (\(device.extensions.count) in all; --all-extensions lists them)")),

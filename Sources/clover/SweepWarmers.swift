@@ -1,4 +1,5 @@
 import CloverConformance
+import CloverRuntime
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -34,7 +35,8 @@ final class SweepWarmers {
     /// device `deviceIndex`, or returns nil when there is nothing to start
     /// (one job) or the processes cannot be started (the sweep then runs
     /// alone; `warning` says why).
-    init?(jobs: Int, caseCount: Int, deviceIndex: Int, filter: String?, warning: (String) -> Void) {
+    init?(jobs: Int, caseCount: Int, deviceIndex: Int, filter: String?, precision: MatmulPrecision = .fp32,
+          warning: (String) -> Void) {
         guard jobs > 1, caseCount > 1 else { return nil }
         var template = Array((Self.temporaryDirectory + "/clover-sweep-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -56,6 +58,7 @@ final class SweepWarmers {
             var arguments = [executable, "conformance", "--device", "\(deviceIndex)",
                              "--warm-from", "\(start)", "--warm-position", positionPath]
             if let filter { arguments += ["--filter", filter] }
+            arguments += ["--precision", precision.rawValue]
             let (pid, status) = Self.spawn(arguments)
             if status == 0 {
                 children.append(pid)

@@ -32,6 +32,11 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "OpenCL device (index or name substring) or cpu-reference; default CLOVER_DEVICE, else the first GPU, else the first CPU.")
     var device: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Convolution arithmetic: tf32 (TF32 tensor cores where the device has them and their probe passes, as PyTorch's convolutions default to) or fp32 (strict).",
+        valueName: "fp32|tf32"))
+    var precision: MatmulPrecision = .tf32
+
     @Option(name: .long, help: "Batch size.")
     var batchSize: Int = 128
 
@@ -255,6 +260,7 @@ struct TrainCommand: ParsableCommand {
         let distributed = try DistributedTraining.start(requested: self.distributed)
         let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
         device.openCL?.isProfiling = profile
+        let precisionLine = device.apply(data.precision)
         BuildProgress.attach(to: device).activity = "first steps of \(data.model)"
         ConvAlgorithmSelection.autotune = autotune
         let (trainSet, testSet) = try data.loadData()
@@ -310,6 +316,7 @@ struct TrainCommand: ParsableCommand {
                                          shuffle: false, augmentation: aug.test, seed: data.seed, prefetch: 1)
         print("training \(spec.name) (\(model.parameterCount) parameters) on \(trainSet.name) (\(trainSet.count) images) "
               + "and testing on \(testSet.count), device \(device), batch \(data.batchSize), \(optimizer) lr \(lr) \(schedule)")
+        print(precisionLine)
         if distributed != nil {
             print("distributed: \(worldSize) processes, batch \(data.batchSize) per process, global batch \(globalBatch)")
         }

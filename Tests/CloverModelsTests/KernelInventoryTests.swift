@@ -25,7 +25,7 @@ final class KernelInventoryTests: XCTestCase {
             XCTAssertTrue(program.options.contains("-DVECTOR=0") && program.options.contains("-DDIRECT=0"),
                           program.options)
             // Work-groups of 256 are held to 128 registers (two per SM); 128 items are not limited.
-            let items = program.options.contains("-DTM=16 ") || program.options.contains("-DTM=32 ") ? 128 : 256
+            let items = workGroupSize(program.options)
             XCTAssertEqual(program.registerLimit, items == 256 ? 128 : nil, program.options)
             if program.options.contains("-DTM=128 ") {
                 XCTAssertTrue(program.options.contains("-DTK=8 "), program.options)
@@ -34,6 +34,12 @@ final class KernelInventoryTests: XCTestCase {
             XCTAssertFalse(program.options.contains("-cl-nv-"), program.options)
         }
         XCTAssertTrue(convgemm.contains { $0.options.contains("-DTM=128 ") && $0.options.contains("-DKH=1 ") })
+        // The tuning candidates are planned under TF32: the tensor-core sets are there, emulated on
+        // the planning device (the static NVIDIA check compiles them without MMA_EMULATE).
+        let tensorCore = convgemm.filter { $0.options.contains("-DMMA=1") }
+        XCTAssertGreaterThan(tensorCore.count, 2)
+        XCTAssertTrue(tensorCore.allSatisfy { $0.options.contains("-DMMA_EMULATE=1") })
+        XCTAssertTrue(tensorCore.contains { $0.registerLimit == 128 } && tensorCore.contains { $0.registerLimit == nil })
         // Every launch names its work-group size, so the check knows what it is held to.
         for program in inventory.programs {
             for kernel in program.kernels {
@@ -45,6 +51,16 @@ final class KernelInventoryTests: XCTestCase {
         // The JSON the check reads keeps the limit.
         let json = String(decoding: try JSONEncoder().encode(inventory), as: UTF8.self)
         XCTAssertTrue(json.contains("\"registerLimit\":128"), String(json.prefix(400)))
+    }
+
+    /// Work-items per group of a convgemm program, from its defines.
+    private func workGroupSize(_ options: String) -> Int {
+        func value(_ name: String) -> Int {
+            let part = options.split(separator: " ").first { $0.hasPrefix("-D\(name)=") }
+            return part.flatMap { Int($0.dropFirst(name.count + 3)) } ?? 0
+        }
+        if options.contains("-DMMA=1") { return 32 * value("WM") * value("WN") }
+        return (value("TM") / value("WM")) * (value("TN") / value("WN"))
     }
 
     func testAnOrdinaryDeviceIsRefusedByName() throws {

@@ -162,13 +162,19 @@ def split_options(options, register_limit=None):
 
     `-cl-nv-maxrregcount=N` (cl_nv_compiler_options) is the driver's, passed on to ptxas as
     `--maxrregcount N`; a register limit recorded on the program (the planning device takes no
-    such option) is passed on the same way.
+    such option) is passed on the same way. `-DMMA_EMULATE=1` (tensor-core instructions emulated
+    on a device without them) is dropped: the check compiles what a device with them builds.
     """
     front, assembler = [], []
     for option in options.split():
         match = re.fullmatch(r"-cl-nv-maxrregcount=(\d+)", option)
         if match:
             register_limit = int(match.group(1))
+        elif option == "-DMMA_EMULATE=1":
+            # The runtime emulates the tensor-core instructions on a device without them, as the
+            # planning device is; an NVIDIA device of compute capability 8.0 or later gets the
+            # program without this define, the real mma.sync, which is what is checked here.
+            continue
         elif option.startswith("-cl-nv-"):
             raise ValueError(f"unknown NVIDIA build option {option}")
         else:
@@ -201,6 +207,9 @@ def compile_program(job):
         text = handle.read()
     for name in unresolved_functions(text):
         result["errors"].append(f"unresolved function {name} (a builtin libclc does not define)")
+    # A tensor-core program must reach the tensor cores: its PTX holds the instruction itself.
+    if "-DMMA=1" in front and "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" not in text:
+        result["errors"].append("MMA=1 but the PTX has no mma.sync.aligned.m16n8k8 TF32 instruction")
     for target in TARGETS:
         cubin = ptx[:-4] + f".{target}.cubin"
         run = subprocess.run([tools["ptxas"], f"-arch={target}", "-v", *assembler, ptx, "-o", cubin],
@@ -215,7 +224,8 @@ def compile_program(job):
 def short_set(options, register_limit=None):
     """The options without the language standard, for the table (`maxrreg=N`: a register limit)."""
     parts = [o[2:] if o.startswith("-D") else o for o in options.split()
-             if not o.startswith("-cl-std") and not o.startswith("-cl-nv-maxrregcount")]
+             if not o.startswith("-cl-std") and not o.startswith("-cl-nv-maxrregcount")
+             and o != "-DMMA_EMULATE=1"]
     front, assembler = split_options(options, register_limit)
     if assembler:
         parts.append(f"maxrreg={assembler[1]}")
@@ -301,6 +311,8 @@ def markdown(rows, failures, inventory, tool_versions):
         "at most 65,536; at least 2 resident work-groups per SM for implicit-GEMM (convgemm) sets.",
         "`maxrreg=N` in a set: the program's register limit, which NVIDIA's driver is given as",
         "`-cl-nv-maxrregcount=N` and hands its assembler as `--maxrregcount N`, as this check does.",
+        "`MMA=1`: a TF32 tensor-core set, compiled as a device with tensor cores gets it (the real",
+        "`mma.sync`, whose presence in the PTX is checked; the planning device's `MMA_EMULATE=1` is dropped).",
         "Resident work-groups follow NVIDIA's occupancy rules (registers per warp in units of 256,",
         "1 KiB of shared memory reserved per block, 32 blocks and 64 warps per SM; shared memory",
         "164 KiB per SM on sm_80, 228 KiB on sm_90). A kernel with no work-group size was compiled",

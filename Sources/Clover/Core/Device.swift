@@ -44,7 +44,8 @@ public final class Device: CustomStringConvertible {
     ///
     /// CLBlast parameters saved for the device by `clover tune` (in the
     /// program-cache directory) are applied, unless `CLOVER_GEMM_TUNING=0`;
-    /// see ``GemmTuning``.
+    /// see ``GemmTuning``. On a device with TF32 tensor cores the
+    /// ``TensorCoreProbe`` runs first, and turns them off when it fails.
     ///
     /// - Throws: an ``OpenCLError`` also when CLBlast refuses the saved
     ///   parameters (`CLBlastOverrideParameters`).
@@ -54,6 +55,8 @@ public final class Device: CustomStringConvertible {
         let device = try DeviceDiscovery.select(env)
         let context = try OpenCLContext(device: device, cacheDirectory: cacheDirectory)
         try GemmTuning.applyPersistedOnce(context)
+        // Before any op may take a tensor-core path: one product against the host's.
+        TensorCoreProbe.checkOnce(context)
         return Device(openCL: context)
     }
 

@@ -212,7 +212,10 @@ public struct Convolution2D: Primitive {
     /// The convolution itself (bias included), before any activation.
     private func convolutionReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [Float] {
         let outShape = try outputShapes(for: shapes)[0]
-        let x = inputs[0], wt = inputs[1]
+        // A tensor-core choice multiplies TF32 operands: the reference rounds its inputs alike.
+        let tf32 = forcedChoice?.roundsToTF32 == true
+        let x = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let wt = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
         let bias: [Float]? = inputs.count == 3 ? inputs[2] : nil
         let (batch, channels, height, width) = (shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3])
         let (outChannels, perGroup, kernelH, kernelW) = (shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3])
@@ -438,7 +441,9 @@ public struct Convolution2DBackwardData: Primitive {
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
         _ = try outputShapes(for: shapes)
-        let dy = inputs[0], wt = inputs[1]
+        let tf32 = forcedChoice?.roundsToTF32 == true
+        let dy = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let wt = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
         let (batch, channels, height, width) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
         let (outChannels, outH, outW) = (shapes[0][1], shapes[0][2], shapes[0][3])
         let (perGroup, kernelH, kernelW) = (shapes[1][1], shapes[1][2], shapes[1][3])
@@ -564,7 +569,9 @@ public struct Convolution2DBackwardWeight: Primitive {
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
         _ = try outputShapes(for: shapes)
-        let dy = inputs[0], x = inputs[1]
+        let tf32 = forcedChoice?.roundsToTF32 == true
+        let dy = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let x = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
         let (batch, channels, height, width) = (shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3])
         let (outChannels, outH, outW) = (shapes[0][1], shapes[0][2], shapes[0][3])
         let (perGroup, kernelH, kernelW) = (weightShape[1], weightShape[2], weightShape[3])
@@ -797,4 +804,19 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil,
 public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Convolution2DParameters,
                    activation: ConvActivation = .none) throws -> Tensor {
     try apply(Convolution2D(parameters, activation: activation), bias.map { [x, weight, $0] } ?? [x, weight])[0]
+}
+
+extension Float {
+    /// The value rounded to TF32 as NVIDIA's `cvt.rna.tf32.f32` rounds it:
+    /// 10 explicit mantissa bits (the 13 low bits zero), to nearest with ties
+    /// away from zero; infinities and NaNs unchanged, values past the largest
+    /// TF32 number to infinity. What the tensor-core kernels' operands become
+    /// (`tf32_round` in `Kernels/include/mma.h`).
+    public var roundedToTF32: Float {
+        let bits = bitPattern
+        if bits & 0x7f80_0000 == 0x7f80_0000 { return self }
+        // Half of the dropped bits added to the magnitude, then truncated; a
+        // carry into the exponent is the right rounding up.
+        return Float(bitPattern: (bits &+ 0x1000) & 0xffff_e000)
+    }
 }

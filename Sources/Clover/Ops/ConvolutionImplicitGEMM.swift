@@ -38,6 +38,11 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         /// of columns (forward and data gradient) or `workM` rows × `workN`
         /// weight columns (weight gradient).
         case vector
+        /// The tiled kernels on TF32 tensor cores (`MMA`, NVIDIA compute
+        /// capability 8.0 or later; emulated elsewhere): `workM` × `workN`
+        /// warps of 32 items, each a (`tileM`/`workM`) × (`tileN`/`workN`)
+        /// warp tile of m16n8k8 products.
+        case tensorCore
     }
 
     /// The barrier-free form.
@@ -50,6 +55,13 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         self.workN = workN
         self.tileK = tileK
         form = .tiled
+    }
+
+    /// A tensor-core set: a `tileM` × `tileN` work-group tile staged `tileK`
+    /// deep, on `warpsM` × `warpsN` warps.
+    public init(tensorCoreTileM tileM: Int, tileN: Int, tileK: Int, warpsM: Int, warpsN: Int) {
+        self.init(tileM: tileM, tileN: tileN, workM: warpsM, workN: warpsN, tileK: tileK)
+        form = .tensorCore
     }
 
     /// A barrier-free set: `items` work-items per group, `workM` × `workN` outputs each.
@@ -66,8 +78,20 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     }
 
     /// Work-items per group along rows (dimension 1) and columns (dimension 0).
-    var itemsM: Int { form == .tiled ? tileM / workM : 1 }
-    var itemsN: Int { form == .tiled ? tileN / workN : tileN }
+    var itemsM: Int {
+        switch form {
+        case .tiled: return tileM / workM
+        case .tensorCore: return workM
+        case .direct, .vector: return 1
+        }
+    }
+    var itemsN: Int {
+        switch form {
+        case .tiled: return tileN / workN
+        case .tensorCore: return 32 * workN
+        case .direct, .vector: return tileN
+        }
+    }
     var workGroupSize: Int { itemsM * itemsN }
     /// The tiled sets' register budget per work-item: two work-groups per SM
     /// of a 65,536-register file (NVIDIA's, since sm_30), in steps of 8.
@@ -77,7 +101,7 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     /// that, and the occupancy it buys). Nil where the budget is no tighter than the 255 a work-item may
     /// have anyway, and for the CPU forms.
     var registerLimit: Int? {
-        guard form == .tiled else { return nil }
+        guard form == .tiled || form == .tensorCore else { return nil }
         let limit = 65536 / (2 * workGroupSize) / 8 * 8
         return limit < 255 ? limit : nil
     }
@@ -86,6 +110,9 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     var localMemoryBytes: Int {
         switch form {
         case .tiled: return 4 * tileK * (tileM + tileN + 2)
+        // Rows padded by 8 words; the emulation's scratch (192 floats per
+        // warp) counted too, so a set fits wherever it may run.
+        case .tensorCore: return 4 * tileK * (tileM + tileN + 16) + 4 * 192 * workM * workN
         case .direct: return 4 * workM * workN * tileN
         case .vector: return 0
         }
@@ -96,6 +123,7 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         case .tiled: return "\(tileM)x\(tileN)x\(tileK)/\(workM)x\(workN)"
         case .direct: return "direct \(tileN)/\(workM)x\(workN)"
         case .vector: return "vector \(tileN)/\(workM)x\(workN)"
+        case .tensorCore: return "tf32 \(tileM)x\(tileN)x\(tileK)/\(workM)x\(workN) warps"
         }
     }
 
@@ -119,7 +147,14 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
             }
             return problems
         }
-        if tileM % workM != 0 || tileN % workN != 0 { problems.append("tiles must be multiples of the work per item") }
+        if form == .tensorCore {
+            if tileM % (16 * workM) != 0 || tileN % (8 * workN) != 0 {
+                problems.append("warp tiles \(tileM)/\(workM) x \(tileN)/\(workN) must be multiples of 16 x 8")
+            }
+            if tileK % 8 != 0 { problems.append("TK \(tileK) must be a multiple of 8") }
+        } else if tileM % workM != 0 || tileN % workN != 0 {
+            problems.append("tiles must be multiples of the work per item")
+        }
         let wg = workGroupSize
         if wg > LaunchProfile.portable.maxWorkGroupSize { problems.append("work-group of \(wg) items exceeds 256") }
         if wg % tileN != 0 { problems.append("work-group size \(wg) is not a multiple of TN \(tileN)") }
@@ -160,6 +195,8 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(tileM: 32, tileN: 128, workM: 4, workN: 8, tileK: 16),
         ConvGemmParameters(tileM: 64, tileN: 64, workM: 4, workN: 4, tileK: 16),
         ConvGemmParameters(tileM: 128, tileN: 128, workM: 8, workN: 8, tileK: 8),
+        ConvGemmParameters(tensorCoreTileM: 64, tileN: 64, tileK: 16, warpsM: 2, warpsN: 2),
+        ConvGemmParameters(tensorCoreTileM: 128, tileN: 128, tileK: 8, warpsM: 2, warpsN: 4),
     ]
 
     /// The vector set for depthwise convolutions (one channel per group).
@@ -167,9 +204,13 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
 
     /// The set an unmeasured geometry uses on `kind` of device: on CPUs the
     /// vector form, on GPUs the tiled 64x64 or 128x128 set.
-    static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry) -> ConvGemmParameters {
+    /// With `tensorCores`, the GPU's sets are the tensor-core ones of the same
+    /// tiles (64x64 on 4 warps, 128x128 on 8).
+    static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry,
+                                 tensorCores: Bool = false) -> ConvGemmParameters {
         if kind == .cpu { return pass == .backwardWeight ? searchSpace[1] : searchSpace[0] }
         let rows = pass == .backwardData ? g.cg : g.og
+        if tensorCores { return rows <= 64 ? searchSpace[15] : searchSpace[16] }
         return rows <= 64 ? searchSpace[13] : searchSpace[14]
     }
 }
@@ -222,7 +263,16 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
         "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
         "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro, "STATS": statistics ? "1" : "0",
-    ], registerLimit: set.registerLimit)
+    ].merging(tensorCoreDefines(context, set)) { $1 }, registerLimit: set.registerLimit)
+}
+
+/// `MMA` for a tensor-core set, with `MMA_EMULATE` where the device has no
+/// TF32 tensor cores (POCL's conformance sweep; a planning context too, whose
+/// device builds what it plans: the static NVIDIA check compiles these
+/// programs without it, as a device with tensor cores gets them).
+private func tensorCoreDefines(_ context: OpenCLContext, _ set: ConvGemmParameters) -> [String: String] {
+    guard set.form == .tensorCore else { return [:] }
+    return context.device.hasTF32TensorCores ? ["MMA": "1"] : ["MMA": "1", "MMA_EMULATE": "1"]
 }
 
 /// The launch range of a GEMM of `rows` × `columns` per group.

@@ -41,6 +41,10 @@ public struct ConvChoice: Codable, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { parameters.map { "\(algorithm) \($0)" } ?? algorithm.rawValue }
 
+    /// Whether the choice's products round their operands to TF32 (a
+    /// tensor-core set): the CPU reference rounds its inputs the same way.
+    public var roundsToTF32: Bool { parameters?.form == .tensorCore }
+
     func gemmParameters() throws -> ConvGemmParameters {
         guard let parameters else {
             throw CloverError.invalidArgument(op: "conv2d", reason: "implicitGEMM chosen without a parameter set")
@@ -106,12 +110,21 @@ public enum ConvAlgorithmSelection {
     /// forms are written for CPUs (no local-memory staging, per-item
     /// accumulator arrays that a GPU would keep in local memory), and the
     /// static NVIDIA check holds only the GPU path to its budgets.
-    static func candidates(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> [ConvChoice] {
-        var list = [heuristic(g, pass, kind: kind)]
+    /// The tensor-core sets are candidates only with `tensorCores` (TF32
+    /// allowed and available: ``OpenCLContext/usesTF32TensorCores``), never
+    /// emulated on a device without them.
+    static func candidates(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind,
+                           tensorCores: Bool = false) -> [ConvChoice] {
+        var list = [heuristic(g, pass, kind: kind, tensorCores: tensorCores)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
-        list += ConvGemmParameters.searchSpace.filter { kind == .cpu || $0.form == .tiled }
-            .map { ConvChoice(.implicitGEMM, $0) }
+        list += ConvGemmParameters.searchSpace.filter { set in
+            switch set.form {
+            case .tensorCore: return tensorCores
+            case .tiled: return true
+            case .direct, .vector: return kind == .cpu
+            }
+        }.map { ConvChoice(.implicitGEMM, $0) }
         var seen = Set<ConvChoice>()
         return list.filter { seen.insert($0).inserted }
     }
@@ -127,14 +140,16 @@ public enum ConvAlgorithmSelection {
     /// smaller planes (squeeze-and-excitation's 1x1) keep their shape rule's
     /// path. On GPUs, the shape rule's depthwise, grouped or pointwise path
     /// where it has one, else implicit GEMM with the tiled sets.
-    static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind) -> ConvChoice {
+    static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind,
+                          tensorCores: Bool = false) -> ConvChoice {
         if kind == .cpu && (g.algorithm == .im2colGEMM || g.oh * g.ow >= 4) {
             let rows = pass == .backwardData ? g.cg : g.og
             return ConvChoice(.implicitGEMM, rows <= 2 ? ConvGemmParameters.depthwiseVector
                                   : ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
         }
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
-        return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
+        return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g,
+                                                                             tensorCores: tensorCores))
     }
 
     /// The choice for one pass: forced (tests), measured in this process or
@@ -150,7 +165,9 @@ public enum ConvAlgorithmSelection {
         try loadOnce(context)
         // A context that takes another kind's paths (a planning context for
         // a GPU on POCL) must not pick up the choices measured on its device.
-        if context.pathKind == context.device.kind, let known = state.withLock({ $0.entries[device]?[key] }) {
+        // A tensor-core choice measured under TF32 does not hold under strict FP32.
+        if context.pathKind == context.device.kind, let known = state.withLock({ $0.entries[device]?[key] }),
+           known.choice.parameters?.form != .tensorCore || context.usesTF32TensorCores {
             return known.choice
         }
         if autotune && !context.isPlanning {
@@ -158,7 +175,7 @@ public enum ConvAlgorithmSelection {
             try save(context)
             return entry.choice
         }
-        return heuristic(g, pass, kind: context.pathKind)
+        return heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores)
     }
 
     /// What the selection runs for one geometry and pass on `context`'s
@@ -173,7 +190,7 @@ public enum ConvAlgorithmSelection {
         if let known = state.withLock({ $0.entries[deviceKey(context.device)]?[key(g, pass)] }) {
             return (known.choice, true)
         }
-        return (heuristic(g, pass, kind: context.pathKind), false)
+        return (heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores), false)
     }
 
     /// The distinct convolution geometries and passes `body` runs (for
@@ -199,7 +216,7 @@ public enum ConvAlgorithmSelection {
         let (counts, outCount) = operandCounts(g, geometry.pass)
         let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
         let out = try context.allocateView(count: outCount)
-        return candidates(g, geometry.pass, kind: context.pathKind).map { choice in
+        return candidates(g, geometry.pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores).map { choice in
             do {
                 try run(context, g, geometry.pass, choice, a, b, out)
                 return (choice, nil)
@@ -225,7 +242,7 @@ public enum ConvAlgorithmSelection {
         var rejected: [String: String] = [:]
         var best: (ConvChoice, Double)?
         let small = smallCase(g)
-        for candidate in candidates(g, pass, kind: context.pathKind) {
+        for candidate in candidates(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores) {
             do {
                 let error = try check(context, small, pass, candidate)
                 guard error <= 1e-3 else {
