@@ -14,8 +14,9 @@
 #                   tune.tar.gz (and are used by parts 4 and 5); `tune conv` saves only when
 #                   it finishes, so one cut short leaves only its log;
 #   4. bench        clover-bench and the PyTorch peer (strict FP32 and TF32 in the same run):
-#                   models on both sides first, then kernels on both sides, then the ratio
-#                   table (Benchmarks/merge.py);
+#                   models on both sides first (Clover at --precision fp32, then tf32 on its
+#                   tensor cores), then kernels on both sides, then the ratio tables
+#                   (Benchmarks/merge.py: merged.md for Clover FP32, merged-tf32.md for TF32);
 #   5. train        the full ResNet-20 Fashion-MNIST run (≥ 93.5% goal), only if at least
 #                   GPU_TRAIN_MIN_SECONDS remain; a run cut short keeps its last epoch's
 #                   checkpoint (in bundle.tar.gz: carry it back and --resume next session).
@@ -27,13 +28,14 @@
 #   GPU_DEVICE=pocl GPU_BATCH=2 GPU_STEP_FILTER=lenet5,cifar-resnet20 ... OUT=/tmp/gpu-dry \
 #     bash scripts/gpu_session.sh                    (see the README's GPU section)
 #
-# Results, each written as soon as it exists (at most 7 files, each well under 16 MiB):
+# Results, each written as soon as it exists (at most 8 files, each well under 16 MiB):
 #   $OUT/session.log       everything printed, with each part's limit, seconds and exit status
 #   $OUT/conformance.json  the sweep's report (written when the sweep finishes; a sweep cut
 #                          short leaves its per-op lines in session.log)
 #   $OUT/steps.json        one row per zoo model, rewritten after each model
 #   $OUT/tune.tar.gz       the tuned parameter files and the tuning logs, after each tuning
 #   $OUT/clover.json       clover-bench's rows (models, then kernels), after each benchmark
+#   $OUT/clover-tf32.json  clover-bench's model rows at --precision tf32
 #   $OUT/torch.json        the PyTorch peer's rows, same schema, after each case
 #   $OUT/bundle.tar.gz     the rest (devices, clinfo, check-launches, per-model logs, plan,
 #                          merged.md, parts.tsv, the ResNet-20 run), rebuilt after every part
@@ -382,13 +384,17 @@ part_bench() {
     done
     local secs="${GPU_BENCH_SECONDS:-40}"
     step bench-clover-models "$secs" "$bin/clover-bench" --device "$device" --filter model/ \
-        --json "$b/clover-models.json" "${bench_args[@]}" 2>&1 | tee "$b/clover-models.md"
+        --precision fp32 --json "$b/clover-models.json" "${bench_args[@]}" 2>&1 | tee "$b/clover-models.md"
     combine "$out/clover.json" "$b/clover-models.json"
     step bench-torch-models "$secs" "${peer[@]}" --cases "$b/plan.json" --filter model/ \
         --json "$b/torch-models.json" 2>&1
     combine "$out/torch.json" "$b/torch-models.json"
+    # The same models on Clover's TF32 tensor cores, beside PyTorch's TF32 column (merged-tf32.md).
+    step bench-clover-models-tf32 "$secs" "$bin/clover-bench" --device "$device" --filter model/ \
+        --precision tf32 --json "$b/clover-models-tf32.json" "${bench_args[@]}" 2>&1 | tee "$b/clover-models-tf32.md"
+    combine "$out/clover-tf32.json" "$b/clover-models-tf32.json"
     step bench-clover-kernels "$secs" "$bin/clover-bench" --device "$device" "${kernels[@]}" \
-        --json "$b/clover-kernels.json" "${bench_args[@]}" 2>&1 | tee "$b/clover-kernels.md"
+        --precision fp32 --json "$b/clover-kernels.json" "${bench_args[@]}" 2>&1 | tee "$b/clover-kernels.md"
     combine "$out/clover.json" "$b/clover-models.json" "$b/clover-kernels.json"
     step bench-torch-kernels "$secs" "${peer[@]}" --cases "$b/plan.json" "${kernels[@]}" \
         --json "$b/torch-kernels.json" 2>&1
@@ -397,6 +403,11 @@ part_bench() {
         python3 Benchmarks/merge.py "$out/clover.json" "$out/torch.json" --out "$b/merged.md" > /dev/null ||
             status=1
         head -40 "$b/merged.md"
+        if [ -f "$out/clover-tf32.json" ]; then
+            python3 Benchmarks/merge.py "$out/clover-tf32.json" "$out/torch.json" --out "$b/merged-tf32.md" \
+                > /dev/null || status=1
+            head -30 "$b/merged-tf32.md"
+        fi
     else
         echo "bench: nothing to merge (clover.json or torch.json missing)"
         status=1

@@ -4,6 +4,8 @@ import CloverRuntime
 // FoundationEssentials, never Foundation: see Report.swift.
 import FoundationEssentials
 
+extension MatmulPrecision: ExpressibleByArgument {}
+
 /// `clover-bench`: times Clover's kernels (forward and backward) and full
 /// training steps of the zoo models on one device, beside the naive CPU
 /// reference at a reduced size, and prints markdown tables.
@@ -49,6 +51,11 @@ struct CloverBench: ParsableCommand {
 
     @Option(name: .long, help: "OpenCL device (index or name substring) or cpu-reference; default CLOVER_DEVICE, else the first GPU, else the first CPU.")
     var device: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Convolution arithmetic: tf32 (TF32 tensor cores where the device has them, PyTorch's default for convolutions) or fp32 (strict).",
+        valueName: "fp32|tf32"))
+    var precision: MatmulPrecision = .tf32
 
     @Flag(name: .long, help: "Small sizes for a 2-core CPU (POCL): sizes ×0.25, batches ×1/32, warm-up 1, 3 repetitions, unless given.")
     var quick = false
@@ -136,6 +143,14 @@ struct CloverBench: ParsableCommand {
             throw ExitCode.failure
         }
         let facts = target.openCL?.device
+        var precisionInForce: String?
+        if let context = target.openCL {
+            context.matmulPrecision = precision
+            precisionInForce = context.usesTF32TensorCores ? "tf32 (TF32 tensor cores, FP32 accumulation)"
+                : precision == .fp32 ? "fp32 (strict)"
+                : "fp32 (tf32 asked; " + (context.tensorCoreFailure.map { "the tensor-core probe failed: \($0)" }
+                                           ?? "no TF32 tensor cores on this device") + ")"
+        }
         let compareReference = !noReference && !list && !target.isReference && job == nil
         var report = BenchReport(
             device: list ? "none (plan only)" : facts?.name ?? target.description, platform: facts?.platformName,
@@ -150,7 +165,8 @@ struct CloverBench: ParsableCommand {
                     + "Clover / reference = reference seconds ÷ Clover seconds (> 1: Clover is faster). "
                     + "A correctness oracle, not a tuned CPU library."
                 : "none",
-            sizing: sizing.label, warmup: warmupRuns, repeatCount: timedRuns, worldSize: job?.world.size, results: [])
+            sizing: sizing.label, warmup: warmupRuns, repeatCount: timedRuns, worldSize: job?.world.size,
+            precision: precisionInForce, results: [])
 
         var failures = 0
         func save() {

@@ -214,10 +214,13 @@ struct BenchReport: Codable {
     var repeatCount: Int
     /// Ranks of a `--distributed` run (rank 0 writes the report); nil otherwise.
     var worldSize: Int?
+    /// The convolutions' precision in force (`--precision`, and whether the
+    /// device has TF32 tensor cores), in words.
+    var precision: String?
     var results: [BenchRecord]
 
     enum CodingKeys: String, CodingKey {
-        case tool, device, platform, date, timing, peer, sizing, warmup, results
+        case tool, device, platform, date, timing, peer, sizing, warmup, results, precision
         case platformVersion = "platform_version"
         case driverVersion = "driver_version"
         case repeatCount = "repeat"

@@ -86,6 +86,7 @@ extension BenchReport {
             "- OpenCL platform version: \(platformVersion ?? "—"); driver version: \(driverVersion ?? "—")",
             "- Date: \(date)",
             "- Sizes: \(sizing); warm-up \(warmup), repetitions \(repeatCount)",
+            "- Convolutions: \(precision ?? "—")",
             "- Timing: \(timing)",
             "- Peer: \(peer)",
         ] + (worldSize.map { ["- Distributed: \($0) ranks under mpirun, gradients averaged over them in every training step"] } ?? [])
