@@ -6,7 +6,8 @@
 # Open MPI (libopenmpi-dev, openmpi-bin: `mpirun` for data-parallel
 # training and its tests), and for the static NVIDIA check
 # (scripts/nvidia_static.sh) clang-15 with libclc-15 (OpenCL C to NVPTX) and
-# python3-venv (the environment its PyPI ptxas is installed into).
+# python3-venv (the environment its PyPI ptxas is installed into), and iproute2
+# (`ip netns`: the two-host training tests' network namespaces).
 #
 # Only missing packages are installed, and `apt-get update` runs only when
 # something must be installed, so a second run is quick and needs no network.
@@ -33,6 +34,7 @@ clover_setup() {
         clang-15
         libclc-15
         python3-venv
+        iproute2
     )
 
     # The toolchain tarball unpacked at /opt/swift is not on PATH by default.
