@@ -1,6 +1,8 @@
 import CloverRuntime
 
-// Linear (fully connected) layers: x·Wᵀ through CLBlast GEMM, plus bias kernels in Kernels/linear.cl.
+// Linear (fully connected) layers: x·Wᵀ through CLBlast GEMM, plus bias kernels in Kernels/linear.cl;
+// on TF32 tensor cores, the same three GEMMs as 1x1 convolutions over 1x1 planes on the implicit-GEMM
+// kernels' tensor-core form (rows of x are the samples, its features the channels).
 
 /// `y = x·Wᵀ + b` for `x` `[..., in]`, `W` `[out, in]` (PyTorch's layout)
 /// and optional `b` `[out]`; `y` is `[..., out]`. Every leading axis of `x`
@@ -8,8 +10,25 @@ import CloverRuntime
 ///
 /// Inputs: `x`, `W`, and optionally `b`.
 public struct LinearMap: Primitive {
-    public init() {}
+    /// Runs every pass on this tensor-core set (conformance; the reference
+    /// then rounds its operands to TF32 as the kernels do); nil: the tensor
+    /// cores where ``OpenCLContext/usesTF32TensorCores`` allows, else CLBlast.
+    public var tensorCoreSet: ConvGemmParameters?
+
+    public init(tensorCoreSet: ConvGemmParameters? = nil) { self.tensorCoreSet = tensorCoreSet }
     public var name: String { "linear" }
+
+    /// The layer as a 1x1 convolution: `rows` samples of `in` channels on a
+    /// 1x1 plane, `out` filters.
+    private static let pointwise = Convolution2DParameters()
+
+    /// The tensor-core choice for this layer on `device`, or nil for CLBlast.
+    private func tensorCoreChoice(_ device: Device, fanIn: Int, fanOut: Int) -> ConvChoice? {
+        if let tensorCoreSet { return ConvChoice(.implicitGEMM, tensorCoreSet) }
+        guard let context = device.openCL, context.usesTF32TensorCores else { return nil }
+        let set = ConvGemmParameters.searchSpace.filter { $0.form == .tensorCore }
+        return ConvChoice(.implicitGEMM, min(fanIn, fanOut) <= 64 ? set.first! : set.last!)
+    }
 
     public func outputShapes(for inputs: [[Int]]) throws -> [[Int]] {
         guard inputs.count == 2 || inputs.count == 3 else {
@@ -26,7 +45,9 @@ public struct LinearMap: Primitive {
     }
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
-        let x = inputs[0], w = inputs[1]
+        let tf32 = tensorCoreSet != nil
+        let x = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let w = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
         let fanIn = shapes[1][1], fanOut = shapes[1][0], rows = x.count / fanIn
         var y = [Float](repeating: 0, count: rows * fanOut)
         for r in 0..<rows {
@@ -42,6 +63,14 @@ public struct LinearMap: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let x = inputs[0], w = inputs[1], y = outputs[0]
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
+        if let choice = tensorCoreChoice(x.device, fanIn: fanIn, fanOut: fanOut) {
+            let shapes = [[rows, fanIn, 1, 1], [fanOut, fanIn, 1, 1]]
+            let g = try Self.pointwise.geometry(input: shapes[0], weight: shapes[1], op: name, shapes: shapes)
+            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
+            _ = try implicitGemmForward(context, g, try choice.gemmParameters(), x: x.view, w: w.view,
+                                        bias: inputs.count == 3 ? inputs[2].view : nil, y: y.view)
+            return
+        }
         // beta = 0: CLBlast overwrites y, so the pool buffer's old contents never leak in.
         try clblastGemm(context, transposeA: false, transposeB: true, m: rows, n: fanOut, k: fanIn,
                         alpha: 1, a: x.view, lda: fanIn, strideA: 0, b: w.view, ldb: fanIn, strideB: 0,
@@ -59,6 +88,10 @@ public struct LinearMap: Primitive {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let x = inputs[0], w = inputs[1]
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
+        if let choice = tensorCoreChoice(x.device, fanIn: fanIn, fanOut: fanOut) {
+            return try tensorCoreVJP(inputs: inputs, cotangents: cotangents, needsGradient: needsGradient,
+                                     choice: choice)
+        }
         let g = try cotangents[0].reshaped([rows, fanOut])
         let dx = needsGradient.needs(0) ? try matmul(g, w).reshaped(x.shape) : nil
         // Parameter gradients go straight into an optimiser's arena when it holds them.
@@ -69,6 +102,32 @@ public struct LinearMap: Primitive {
         if inputs.count == 3 {
             grads.append(needsGradient.needs(2)
                 ? try apply(BiasGradient(), [g], into: [inputs[2].claimGradientDestination()])[0] : nil)
+        }
+        return grads
+    }
+
+    /// The gradients on the tensor cores: the convolution's data and weight
+    /// gradients over 1x1 planes (their references round to TF32 as well).
+    private func tensorCoreVJP(inputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool],
+                               choice: ConvChoice) throws -> [Tensor?] {
+        let x = inputs[0], w = inputs[1]
+        let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
+        let dy = try cotangents[0].reshaped([rows, fanOut, 1, 1])
+        let w4 = try w.reshaped([fanOut, fanIn, 1, 1])
+        let dx = needsGradient.needs(0)
+            ? try apply1(Convolution2DBackwardData(Self.pointwise, inputShape: [rows, fanIn, 1, 1], forcedChoice: choice),
+                         [dy, w4]).reshaped(x.shape)
+            : nil
+        let dw = needsGradient.needs(1)
+            ? try apply(Convolution2DBackwardWeight(Self.pointwise, weightShape: [fanOut, fanIn, 1, 1], forcedChoice: choice),
+                        [dy, try x.reshaped([rows, fanIn, 1, 1])], into: [w.claimGradientDestination()])[0]
+                .reshaped(w.shape)
+            : nil
+        var grads: [Tensor?] = [dx, dw]
+        if inputs.count == 3 {
+            grads.append(needsGradient.needs(2)
+                ? try apply(BiasGradient(), [try cotangents[0].reshaped([rows, fanOut])],
+                            into: [inputs[2].claimGradientDestination()])[0] : nil)
         }
         return grads
     }

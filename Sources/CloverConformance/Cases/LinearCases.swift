@@ -26,6 +26,17 @@ extension ConformanceSuite {
                             inputShapes: [s.x, [s.out, s.x.last!]] + (s.bias ? [[s.out]] : []),
                             offsetInputs: s.offset, forward: tol, backward: tol, finiteDifference: s.fd)
         }
+        // The tensor-core route of linear layers (emulated on devices without them), against a
+        // reference that rounds x and W (and, in the gradients, dy) to TF32: every set, the awkward
+        // shapes, with and without bias.
+        let tf32Tol = Tolerance(absolute: 2e-5, relative: 1e-5)
+        let tensorCoreSets = ConvGemmParameters.searchSpace.filter { $0.form == .tensorCore }
+        for (index, s) in setups.enumerated() where [0, 1, 3, 5, 7, 8].contains(index) {
+            let set = tensorCoreSets[index % tensorCoreSets.count]
+            cases.append(ConformanceCase(op: "linear", label: "\(s.label) forced \(set)", primitive: LinearMap(tensorCoreSet: set),
+                                         inputShapes: [s.x, [s.out, s.x.last!]] + (s.bias ? [[s.out]] : []),
+                                         offsetInputs: s.offset, forward: tf32Tol, backward: tf32Tol))
+        }
         // The add is exact up to one rounding; its bias gradient sums ≤ 99 rows.
         let biasTol = Tolerance(absolute: 1e-6, relative: 1e-5)
         for (shape, offset) in [([1], false), ([3, 13, 32], true), ([97, 7], false), ([2, 3, 5], true)] {
