@@ -195,6 +195,17 @@ static inline int fdiv(const int n, const uint mul, const int shr) {
         }                                                                  \
     }
 
+// The tiled kernels' accumulators, zeroed. Fully unrolled, as every loop over acc: a loop left
+// rolled indexes acc at run time, and a run-time index puts the array on the stack (clang for
+// NVPTX: 256 bytes for 8x8, a local load and store per multiply-add) instead of in registers.
+#define DECLARE_ACCUMULATORS(acc)                                          \
+    float acc[ACC_M][ACC_N];                                               \
+    _Pragma("unroll")                                                      \
+    for (int i = 0; i < ACC_M; ++i) {                                      \
+        _Pragma("unroll")                                                  \
+        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;                  \
+    }
+
 #if MMA
 // The tensor-core product of the staged tiles, K-steps of 8: the lane loads its A and B fragments
 // (already TF32) and issues MI x NI m16n8k8 products into its accumulators.
@@ -608,14 +619,7 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     __global const float* xb = x + x_off + (ulong)((n * C + g * CG) * H) * (ulong)W;
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)K;
 
-    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
-    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
-    // load and store per multiply-add) instead of in registers.
-    float acc[ACC_M][ACC_N];
-    _Pragma("unroll")
-    for (int i = 0; i < ACC_M; ++i)
-        _Pragma("unroll")
-        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
+    DECLARE_ACCUMULATORS(acc)
 
     for (int k0 = 0; k0 < K; k0 += TK) {
         _Pragma("unroll")
@@ -678,14 +682,7 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     // w~[m, (o, r)] = w[g*OG + o, m, r]: the weight's [OG, CG, KK] block read as [CG, OG*KK].
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)(CG * KK);
 
-    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
-    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
-    // load and store per multiply-add) instead of in registers.
-    float acc[ACC_M][ACC_N];
-    _Pragma("unroll")
-    for (int i = 0; i < ACC_M; ++i)
-        _Pragma("unroll")
-        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
+    DECLARE_ACCUMULATORS(acc)
 
     for (int k0 = 0; k0 < K; k0 += TK) {
         _Pragma("unroll")
@@ -757,14 +754,7 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
         dw[t] = (r % KW) * DW - PW;
     }
 
-    // Fully unrolled, as every loop over acc: a loop left rolled indexes acc at run time, and a
-    // run-time index puts the array on the stack (clang for NVPTX: 256 bytes for 8x8, a local
-    // load and store per multiply-add) instead of in registers.
-    float acc[ACC_M][ACC_N];
-    _Pragma("unroll")
-    for (int i = 0; i < ACC_M; ++i)
-        _Pragma("unroll")
-        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;
+    DECLARE_ACCUMULATORS(acc)
 
     for (int r0 = r_begin; r0 < r_end; r0 += TK) {
         const int r = r0 + rr;

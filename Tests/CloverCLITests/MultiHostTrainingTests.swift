@@ -110,6 +110,16 @@ final class MultiHostTrainingTests: XCTestCase {
         return try run(command, directory: directory, timeout: timeout, environment: env)
     }
 
+    /// The clover binary, a scratch folder, the two hosts and one run folder per host.
+    private func setUpHosts() throws -> (clover: String, dir: String, hosts: Hosts, folders: [String]) {
+        let clover = try TestSupport.cloverBinary(testFile: #filePath)
+        let dir = try tempDirectory()
+        let hosts = try makeHosts(in: dir)
+        let folders = [dir + "/host-a", dir + "/host-b"]
+        for folder in folders { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        return (clover, dir, hosts, folders)
+    }
+
     private func lenet(batch: Int, epochs: Int, out: String) -> [String] {
         ["train", "--model", "lenet5", "--dataset", "synthetic", "--train-subset", "128", "--test-subset", "30",
          "--batch-size", "\(batch)", "--epochs", "\(epochs)", "--log-every", "2", "--lr", "0.05",
@@ -132,11 +142,7 @@ final class MultiHostTrainingTests: XCTestCase {
     /// (rank 0 now on the second host) and matches an uninterrupted run.
     func testTwoHostsOverTCPMatchOneProcessAndResumeOnTheOtherHost() throws {
         try TestSupport.requireOpenCL()
-        let clover = try TestSupport.cloverBinary(testFile: #filePath)
-        let dir = try tempDirectory()
-        let hosts = try makeHosts(in: dir)
-        let folders = [dir + "/host-a", dir + "/host-b"]
-        for folder in folders { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        let (clover, dir, hosts, folders) = try setUpHosts()
 
         // The wiring: each rank alone on its host (Open MPI sees two nodes), collectives over TCP.
         let check = try mpirun(hosts, ranks: [["mpi-check"], ["mpi-check"]], binary: clover, directory: dir)
@@ -183,11 +189,7 @@ final class MultiHostTrainingTests: XCTestCase {
     /// bounded time; the current checkpoint is the last complete one.
     func testALostHostEndsTheOtherRankNamingIt() throws {
         try TestSupport.requireOpenCL()
-        let clover = try TestSupport.cloverBinary(testFile: #filePath)
-        let dir = try tempDirectory()
-        let hosts = try makeHosts(in: dir)
-        let folders = [dir + "/host-a", dir + "/host-b"]
-        for folder in folders { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        let (clover, dir, hosts, folders) = try setUpHosts()
         let start = Date()
         // 4 steps per epoch: step 6 is in epoch 2, after epoch 1's checkpoint.
         let outcome = try mpirun(hosts, ranks: [lenet(batch: 16, epochs: 3, out: folders[0] + "/run"),
