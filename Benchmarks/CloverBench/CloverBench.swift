@@ -146,10 +146,7 @@ struct CloverBench: ParsableCommand {
         var precisionInForce: String?
         if let context = target.openCL {
             context.matmulPrecision = precision
-            precisionInForce = context.usesTF32TensorCores ? "tf32 (TF32 tensor cores, FP32 accumulation)"
-                : precision == .fp32 ? "fp32 (strict)"
-                : "fp32 (tf32 asked; " + (context.tensorCoreFailure.map { "the tensor-core probe failed: \($0)" }
-                                           ?? "no TF32 tensor cores on this device") + ")"
+            precisionInForce = context.precisionInForce
         }
         let compareReference = !noReference && !list && !target.isReference && job == nil
         var report = BenchReport(

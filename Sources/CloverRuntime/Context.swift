@@ -79,6 +79,16 @@ public final class OpenCLContext {
         return device.hasTF32TensorCores || (isPlanning && pathKind == .gpu)
     }
 
+    /// The precision in force and why, in words, for headers and reports:
+    /// `tf32 (TF32 tensor cores, FP32 accumulation)`, `fp32 (strict)`, or
+    /// `fp32 (tf32 asked; ...)` naming the missing tensor cores or the failed probe.
+    public var precisionInForce: String {
+        if usesTF32TensorCores { return "tf32 (TF32 tensor cores, FP32 accumulation)" }
+        if matmulPrecision == .fp32 { return "fp32 (strict)" }
+        if let tensorCoreFailure { return "fp32 (tf32 asked; the tensor-core probe failed: \(tensorCoreFailure))" }
+        return "fp32 (tf32 asked; \(device.name) has no TF32 tensor cores)"
+    }
+
     /// Whether this context only plans: launches are checked against the
     /// profile and counted but not enqueued, buffers are placeholders that
     /// hold no memory, uploads and copies do nothing and downloads read

@@ -67,6 +67,14 @@ final class TensorCoreTests: XCTestCase {
         XCTAssertTrue(broken.contains("clBuildProgram"), broken)
         let refused = try XCTUnwrap(TensorCoreProbe.run(on: context))
         XCTAssertTrue(refused.contains("has no TF32 tensor cores"), refused)
+        // The primitive refuses its PTX form there by name instead of handing it to the compiler.
+        let device = Device(openCL: context)
+        let shapes = [[16, 8], [8, 8], [16, 8], [32]]
+        let tensors = try zip(shapes, TensorCoreProbe.inputs).map { try Tensor(shape: $0, values: $1, on: device) }
+        XCTAssertThrowsError(try apply(TensorCoreProduct(emulated: false), tensors)) { error in
+            XCTAssertTrue("\(error)".contains("tf32_mma") && "\(error)".contains("compute capability 8.0"), "\(error)")
+        }
+        XCTAssertEqual(context.precisionInForce, "fp32 (tf32 asked; \(context.device.name) has no TF32 tensor cores)")
 
         let planning = try TestSupport.planningDevice(pathKind: .gpu).openCL!
         XCTAssertEqual(planning.matmulPrecision, .tf32, "the default follows PyTorch's convolutions")
@@ -77,6 +85,7 @@ final class TensorCoreTests: XCTestCase {
         TensorCoreProbe.turnOff(planning, because: broken)
         XCTAssertEqual(planning.tensorCoreFailure, broken)
         XCTAssertFalse(planning.usesTF32TensorCores)
+        XCTAssertTrue(planning.precisionInForce.hasPrefix("fp32 (tf32 asked; the tensor-core probe failed: "))
         // A CPU device never takes them, whatever the precision.
         XCTAssertFalse(context.usesTF32TensorCores)
     }

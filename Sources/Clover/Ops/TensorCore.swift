@@ -22,9 +22,9 @@ import CloverRuntime
 /// fragments: the conformance sweep checks that emulation (and through it the
 /// documented layout the convolution kernels rely on) against this reference.
 public struct TensorCoreProduct: Primitive {
-    /// Forces the emulation even on a device with tensor cores; `false` on a
-    /// device without them asks for the PTX instructions, which such a device
-    /// cannot build (the probe's failure path).
+    /// Forces the emulation even on a device with tensor cores (`true`) or
+    /// the PTX instructions (`false`, refused with ``CloverError/unsupported(op:shapes:device:reason:)``
+    /// on a device without them); nil: whatever the device has.
     public var emulated: Bool?
 
     public init(emulated: Bool? = nil) { self.emulated = emulated }
@@ -54,8 +54,15 @@ public struct TensorCoreProduct: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        _ = try outputShapes(for: inputs.map(\.shape))
+        let shapes = inputs.map(\.shape)
+        _ = try outputShapes(for: shapes)
         let emulate = emulated ?? !context.device.hasTF32TensorCores
+        // The PTX form only where it can build: other compilers may abort on it (POCL's LLVM does).
+        guard emulate || context.device.hasTF32TensorCores else {
+            throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
+                                          reason: "the mma.sync instructions need TF32 tensor cores "
+                                              + "(NVIDIA compute capability 8.0 or later); use the emulation")
+        }
         let kernel = try context.kernel(.tf32MmaProbe, defines: emulate ? ["MMA_EMULATE": "1"] : [:])
         try Self.launch(kernel, inputs.map(\.view), outputs.map(\.view), on: context)
     }
