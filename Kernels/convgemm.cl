@@ -44,8 +44,9 @@
 //            RN = TN/WN items per group. Item (tx, ty) owns rows ty + i*RM, columns tx + j*RN:
 //            neighbouring items read neighbouring local-memory words, which POCL turns into
 //            vector loads when it vectorises across dimension 0, and GPUs read without conflicts.
-//   TK       K-tile staged in local memory per step (As[TK][TM+1] + Bs[TK][TN+1] floats, one word
-//            of padding per row against bank conflicts).
+//   TK       K-tile staged in local memory per step, double-buffered (As[2][TK][TM+LPAD] +
+//            Bs[2][TK][TN+LPAD] floats, LPAD words of padding per row against bank conflicts: 1 in
+//            the FP32 form, 8 in the tensor-core form; gemm_tile.h).
 //   KH, KW   kernel size; SH, SW strides (compile-time, so tap decoding is multiplication).
 //   RW       work-group size of convgemm_reduce (default 64).
 //   DIRECT   1: compile the barrier-free kernels instead of the tiled ones (one program holds
@@ -68,7 +69,7 @@
 //            columns per item (weight gradient). No local memory.
 // Constraints: WG = RM*RN <= 256 (the portable profile), WG % TN == 0 and WG % TK == 0 (each
 // item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
-// 4*TK*(TM+TN+2) <= 48 KiB.
+// 8*TK*(TM+TN+2*LPAD) <= 48 KiB.
 //
 // Index math is 32-bit: the host refuses tensors of 2^31 elements or more. Runtime divisions that
 // recur per K-tile use host-computed magic numbers (fdiv below); the rest divide once per item.
@@ -130,23 +131,12 @@ static inline void store_output(__global float* y, const ulong y_off, __global f
 #ifndef MMA
 #define MMA 0
 #endif
-#if MMA
-// The tensor-core form: WM x WN warps, each a WTM x WTN warp tile of MI x NI m16n8k8 products;
-// the lane's accumulators acc[2i + h][2j + e] hold D[16i + 8h + g][8j + 2t + e] of its warp tile
-// (g = lane / 4, t = lane % 4: mma.h's layout). Operands are rounded to TF32 as they are staged.
-#include "mma.h"
-#define WTM (TM / WM)
-#define WTN (TN / WN)
-#define MI (WTM / 16)
-#define NI (WTN / 8)
-#define RM WM
-#define RN (32 * WN)
-#define ACC_M (2 * MI)
-#define ACC_N (2 * NI)
-#define ACC_ROW(i) (ty * WTM + ((i) >> 1) * 16 + ((i) & 1) * 8 + ((tx) & 31) / 4)
-#define ACC_COL(j) (((tx) >> 5) * WTN + ((j) >> 1) * 8 + ((tx) & 3) * 2 + ((j) & 1))
-#define STAGE(v) tf32_round(v)
-#else
+// MMA = 1, the tensor-core form: WM x WN warps, each a (TM/WM) x (TN/WN) warp tile of m16n8k8
+// products, operands rounded to TF32 as they are staged; accumulators, fragments and products as
+// gemm_tile.h lays them out (shared with matmul.cl's batched GEMM). The double-buffered K loop is
+// gemm_tile.h's too.
+#include "gemm_tile.h"
+#if !MMA
 // The FP32 form: item (tx, ty) owns rows ty + i*RM and columns tx + j*RN.
 #define RM (TM / WM)
 #define RN (TN / WN)
@@ -156,28 +146,10 @@ static inline void store_output(__global float* y, const ulong y_off, __global f
 #define ACC_COL(j) (tx + (j) * RN)
 #define STAGE(v) (v)
 #define MMA_SETUP(tid, warps)
-#endif
-#define WG (RM * RN)
-#define KK (KH * KW)
-#define BSTEP (WG / TN)   // rows of a B tile one pass of the group loads
-#define LOADS_A (TM * TK / WG)
-#define LOADS_B (TN * TK / WG)
-// Padding per staged row. FP32 form: one word — the loads write a tile column by column
-// (neighbouring items, neighbouring k), and rows TM or TN words apart (multiples of 32) would put
-// all TK of them in one of the 32 banks of NVIDIA's local memory, a 16-way conflict per store.
-// Tensor-core form: eight words, so that a fragment read (rows k + t, columns c + g for the lane's
-// t < 4, g < 8) touches 32 different banks.
-#if MMA
-#define LPAD 8
-#else
+// One word of padding per staged row: the loads write a tile column by column (neighbouring
+// items, neighbouring k), and rows TM or TN words apart (multiples of 32) would put all TK of them
+// in one of the 32 banks of NVIDIA's local memory, a 16-way conflict per store.
 #define LPAD 1
-#endif
-
-// n / d for 0 <= n < 2^31 with the host's (mul, shr) for d: mul = ceil(2^(31+l) / d),
-// l = ceil(log2 d), shr = l - 1; mul = 0 means d = 1. One multiply-high, no division.
-static inline int fdiv(const int n, const uint mul, const int shr) {
-    return mul == 0u ? n : (int)(mul_hi((uint)n, mul) >> shr);
-}
 
 // The register-blocked product of the staged tiles: acc[i][j] += As[k][ty+i*RM] * Bs[k][tx+j*RN].
 #define TILE_PRODUCT(As, Bs, acc, tx, ty)                                  \
@@ -194,50 +166,18 @@ static inline int fdiv(const int n, const uint mul, const int shr) {
             for (int j = 0; j < WN; ++j) acc[i][j] = mad(a_[i], b_[j], acc[i][j]); \
         }                                                                  \
     }
-
-// The tiled kernels' accumulators, zeroed. Fully unrolled, as every loop over acc: a loop left
-// rolled indexes acc at run time, and a run-time index puts the array on the stack (clang for
-// NVPTX: 256 bytes for 8x8, a local load and store per multiply-add) instead of in registers.
-#define DECLARE_ACCUMULATORS(acc)                                          \
-    float acc[ACC_M][ACC_N];                                               \
-    _Pragma("unroll")                                                      \
-    for (int i = 0; i < ACC_M; ++i) {                                      \
-        _Pragma("unroll")                                                  \
-        for (int j = 0; j < ACC_N; ++j) acc[i][j] = 0.0f;                  \
-    }
-
-#if MMA
-// The tensor-core product of the staged tiles, K-steps of 8: the lane loads its A and B fragments
-// (already TF32) and issues MI x NI m16n8k8 products into its accumulators.
-#undef TILE_PRODUCT
-#define TILE_PRODUCT(As, Bs, acc, tx, ty)                                                  \
-    _Pragma("unroll")                                                                      \
-    for (int kk = 0; kk < TK; kk += 8) {                                                   \
-        const int g_ = ((tx) & 31) >> 2, t_ = (tx) & 3;                                    \
-        const int r_ = (ty) * WTM + g_, c_ = ((tx) >> 5) * WTN + g_;                       \
-        uint a_[MI][4], b_[NI][2];                                                         \
-        _Pragma("unroll")                                                                  \
-        for (int i = 0; i < MI; ++i) {                                                     \
-            a_[i][0] = as_uint(As[kk + t_][r_ + i * 16]);                                  \
-            a_[i][1] = as_uint(As[kk + t_][r_ + i * 16 + 8]);                              \
-            a_[i][2] = as_uint(As[kk + t_ + 4][r_ + i * 16]);                              \
-            a_[i][3] = as_uint(As[kk + t_ + 4][r_ + i * 16 + 8]);                          \
-        }                                                                                  \
-        _Pragma("unroll")                                                                  \
-        for (int j = 0; j < NI; ++j) {                                                     \
-            b_[j][0] = as_uint(Bs[kk + t_][c_ + j * 8]);                                   \
-            b_[j][1] = as_uint(Bs[kk + t_ + 4][c_ + j * 8]);                               \
-        }                                                                                  \
-        _Pragma("unroll")                                                                  \
-        for (int i = 0; i < MI; ++i) {                                                     \
-            _Pragma("unroll")                                                              \
-            for (int j = 0; j < NI; ++j) {                                                 \
-                MMA_TF32(acc[2 * i][2 * j], acc[2 * i][2 * j + 1], acc[2 * i + 1][2 * j],  \
-                         acc[2 * i + 1][2 * j + 1], a_[i], b_[j]);                         \
-            }                                                                              \
-        }                                                                                  \
-    }
 #endif
+#define WG (RM * RN)
+#define KK (KH * KW)
+#define BSTEP (WG / TN)   // rows of a B tile one pass of the group loads
+#define LOADS_A (TM * TK / WG)
+#define LOADS_B (TN * TK / WG)
+
+// n / d for 0 <= n < 2^31 with the host's (mul, shr) for d: mul = ceil(2^(31+l) / d),
+// l = ceil(log2 d), shr = l - 1; mul = 0 means d = 1. One multiply-high, no division.
+static inline int fdiv(const int n, const uint mul, const int shr) {
+    return mul == 0u ? n : (int)(mul_hi((uint)n, mul) >> shr);
+}
 
 #if VECTOR
 
@@ -601,8 +541,8 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
                       __global const float* w, const ulong w_off,
                       __global const float* bias, const ulong bias_off, const int has_bias,
                       __global float* y, const ulong y_off, __global float* pre, const ulong pre_off) {
-    __local float As[TK][TM + LPAD];
-    __local float Bs[TK][TN + LPAD];
+    __local float As[2][TK][TM + LPAD];
+    __local float Bs[2][TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, NP = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     MMA_SETUP(tid, WG / 32)
@@ -620,25 +560,32 @@ void convgemm_forward(const int N, const int C, const int H, const int W,
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)K;
 
     DECLARE_ACCUMULATORS(acc)
-
-    for (int k0 = 0; k0 < K; k0 += TK) {
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_A; ++t) {
-            const int l = tid + t * WG, m = l / TK, k = l % TK;
-            As[k][m] = STAGE((m0 + m < OG && k0 + k < K) ? wb[(m0 + m) * K + k0 + k] : 0.0f);
-        }
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_B; ++t) {
-            const int k = brow + t * BSTEP, kg = k0 + k;
-            const int c = kg / KK, r = kg - (kg / KK) * KK;
-            const int ih = ih0 + (r / KW) * DH, iw = iw0 + (r % KW) * DW;
-            Bs[k][bcol] = STAGE((col_ok && kg < K && ih >= 0 && ih < H && iw >= 0 && iw < W)
-                ? xb[(c * H + ih) * W + iw] : 0.0f);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        TILE_PRODUCT(As, Bs, acc, tx, ty)
-        barrier(CLK_LOCAL_MEM_FENCE);
+    STAGED_OPERANDS
+#define FETCH(k0)                                                                                 \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) {                                                           \
+        const int l = tid + t * WG, m = l / TK, k = l % TK;                                       \
+        ra_[t] = (m0 + m < OG && (k0) + k < K) ? wb[(m0 + m) * K + (k0) + k] : 0.0f;              \
+    }                                                                                             \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_B; ++t) {                                                           \
+        const int kg = (k0) + brow + t * BSTEP;                                                   \
+        const int c = kg / KK, r = kg - (kg / KK) * KK;                                           \
+        const int ih = ih0 + (r / KW) * DH, iw = iw0 + (r % KW) * DW;                             \
+        rb_[t] = (col_ok && kg < K && ih >= 0 && ih < H && iw >= 0 && iw < W)                     \
+            ? xb[(c * H + ih) * W + iw] : 0.0f;                                                   \
     }
+#define DEPOSIT(buf)                                                                              \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) {                                                           \
+        const int l = tid + t * WG;                                                               \
+        As[buf][l % TK][l / TK] = STAGE(ra_[t]);                                                  \
+    }                                                                                             \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_B; ++t) Bs[buf][brow + t * BSTEP][bcol] = STAGE(rb_[t]);
+    DOUBLE_BUFFERED_LOOP(k0, 0, K)
+#undef FETCH
+#undef DEPOSIT
 
     _Pragma("unroll")
     for (int j = 0; j < ACC_N; ++j) {
@@ -663,8 +610,8 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
                             __global const float* dy, const ulong dy_off,
                             __global const float* w, const ulong w_off,
                             __global float* dx, const ulong dx_off) {
-    __local float As[TK][TM + LPAD];
-    __local float Bs[TK][TN + LPAD];
+    __local float As[2][TK][TM + LPAD];
+    __local float Bs[2][TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = OG * KK, HW = H * W, NQ = N * HW, P = OH * OW;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     MMA_SETUP(tid, WG / 32)
@@ -683,28 +630,35 @@ void convgemm_backward_data(const int N, const int C, const int H, const int W,
     __global const float* wb = w + w_off + (ulong)(g * OG) * (ulong)(CG * KK);
 
     DECLARE_ACCUMULATORS(acc)
-
-    for (int k0 = 0; k0 < K; k0 += TK) {
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_A; ++t) {
-            const int l = tid + t * WG, m = l / TK, k = l % TK, kg = k0 + k;
-            const int o = kg / KK, r = kg - (kg / KK) * KK;
-            As[k][m] = STAGE((m0 + m < CG && kg < K) ? wb[(o * CG + m0 + m) * KK + r] : 0.0f);
-        }
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_B; ++t) {
-            const int k = brow + t * BSTEP, kg = k0 + k;
-            const int o = kg / KK, r = kg - (kg / KK) * KK;
-            const int th = th0 - (r / KW) * DH, tw = tw0 - (r % KW) * DW;
-            const int oh = th / SH, ow = tw / SW;
-            const bool ok = col_ok && kg < K && th >= 0 && tw >= 0 && oh * SH == th && ow * SW == tw
-                && oh < OH && ow < OW;
-            Bs[k][bcol] = STAGE(ok ? dyb[(o * OH + oh) * OW + ow] : 0.0f);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        TILE_PRODUCT(As, Bs, acc, tx, ty)
-        barrier(CLK_LOCAL_MEM_FENCE);
+    STAGED_OPERANDS
+#define FETCH(k0)                                                                                 \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) {                                                           \
+        const int l = tid + t * WG, m = l / TK, kg = (k0) + l % TK;                               \
+        const int o = kg / KK, r = kg - (kg / KK) * KK;                                           \
+        ra_[t] = (m0 + m < CG && kg < K) ? wb[(o * CG + m0 + m) * KK + r] : 0.0f;                 \
+    }                                                                                             \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_B; ++t) {                                                           \
+        const int kg = (k0) + brow + t * BSTEP;                                                   \
+        const int o = kg / KK, r = kg - (kg / KK) * KK;                                           \
+        const int th = th0 - (r / KW) * DH, tw = tw0 - (r % KW) * DW;                             \
+        const int oh = th / SH, ow = tw / SW;                                                     \
+        const bool ok = col_ok && kg < K && th >= 0 && tw >= 0 && oh * SH == th && ow * SW == tw  \
+            && oh < OH && ow < OW;                                                                \
+        rb_[t] = ok ? dyb[(o * OH + oh) * OW + ow] : 0.0f;                                        \
     }
+#define DEPOSIT(buf)                                                                              \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) {                                                           \
+        const int l = tid + t * WG;                                                               \
+        As[buf][l % TK][l / TK] = STAGE(ra_[t]);                                                  \
+    }                                                                                             \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_B; ++t) Bs[buf][brow + t * BSTEP][bcol] = STAGE(rb_[t]);
+    DOUBLE_BUFFERED_LOOP(k0, 0, K)
+#undef FETCH
+#undef DEPOSIT
 
     _Pragma("unroll")
     for (int j = 0; j < ACC_N; ++j) {
@@ -729,8 +683,8 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
                               __global const float* dy, const ulong dy_off,
                               __global const float* x, const ulong x_off,
                               __global float* partial, const ulong partial_off) {
-    __local float As[TK][TM + LPAD];
-    __local float Bs[TK][TN + LPAD];
+    __local float As[2][TK][TM + LPAD];
+    __local float Bs[2][TK][TN + LPAD];
     const int CG = C / G, OG = O / G, K = CG * KK, P = OH * OW, R = N * P;
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RN + tx;
     MMA_SETUP(tid, WG / 32)
@@ -755,29 +709,35 @@ void convgemm_backward_weight(const int N, const int C, const int H, const int W
     }
 
     DECLARE_ACCUMULATORS(acc)
-
-    for (int r0 = r_begin; r0 < r_end; r0 += TK) {
-        const int r = r0 + rr;
-        const bool r_ok = r < r_end;
-        const int n = fdiv(r, p_mul, p_shr), p = r - fdiv(r, p_mul, p_shr) * P;
-        const int oh = fdiv(p, ow_mul, ow_shr), ow = p - fdiv(p, ow_mul, ow_shr) * OW;
-        __global const float* dyb = dy + dy_off + (ulong)(n * O + g * OG) * (ulong)P + (ulong)p;
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_A; ++t) {
-            const int m = lrow + t * LSTEP;
-            As[rr][m] = STAGE((r_ok && m0 + m < OG) ? dyb[(m0 + m) * P] : 0.0f);
-        }
-        __global const float* xb = x + x_off + (ulong)(n * C) * (ulong)(H * W);
-        _Pragma("unroll")
-        for (int t = 0; t < LOADS_B; ++t) {
-            const int ih = oh * SH + dh[t], iw = ow * SW + dw[t];
-            Bs[rr][lrow + t * LSTEP] = STAGE((r_ok && kok[t] && ih >= 0 && ih < H && iw >= 0 && iw < W)
-                ? xb[xoff[t] + ih * W + iw] : 0.0f);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        TILE_PRODUCT(As, Bs, acc, tx, ty)
-        barrier(CLK_LOCAL_MEM_FENCE);
+    STAGED_OPERANDS
+#define FETCH(r0)                                                                                 \
+    {                                                                                             \
+        const int r = (r0) + rr;                                                                  \
+        const bool r_ok = r < r_end;                                                              \
+        const int n = fdiv(r, p_mul, p_shr), p = r - fdiv(r, p_mul, p_shr) * P;                   \
+        const int oh = fdiv(p, ow_mul, ow_shr), ow = p - fdiv(p, ow_mul, ow_shr) * OW;            \
+        __global const float* dyb = dy + dy_off + (ulong)(n * O + g * OG) * (ulong)P + (ulong)p;  \
+        _Pragma("unroll")                                                                         \
+        for (int t = 0; t < LOADS_A; ++t) {                                                       \
+            const int m = lrow + t * LSTEP;                                                       \
+            ra_[t] = (r_ok && m0 + m < OG) ? dyb[(m0 + m) * P] : 0.0f;                            \
+        }                                                                                         \
+        __global const float* xb = x + x_off + (ulong)(n * C) * (ulong)(H * W);                   \
+        _Pragma("unroll")                                                                         \
+        for (int t = 0; t < LOADS_B; ++t) {                                                       \
+            const int ih = oh * SH + dh[t], iw = ow * SW + dw[t];                                 \
+            rb_[t] = (r_ok && kok[t] && ih >= 0 && ih < H && iw >= 0 && iw < W)                   \
+                ? xb[xoff[t] + ih * W + iw] : 0.0f;                                               \
+        }                                                                                         \
     }
+#define DEPOSIT(buf)                                                                              \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) As[buf][rr][lrow + t * LSTEP] = STAGE(ra_[t]);              \
+    _Pragma("unroll")                                                                             \
+    for (int t = 0; t < LOADS_B; ++t) Bs[buf][rr][lrow + t * LSTEP] = STAGE(rb_[t]);
+    DOUBLE_BUFFERED_LOOP(r0, r_begin, r_end)
+#undef FETCH
+#undef DEPOSIT
 
     // Every (split, row, column) is written, zeros included, so the scratch needs no clearing.
     __global float* out = partial + partial_off + (ulong)s * (ulong)O * (ulong)K;

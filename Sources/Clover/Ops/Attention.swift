@@ -1,7 +1,8 @@
 import CloverRuntime
 
 // Masked softmax, head layout and multi-head scaled dot-product attention.
-// Kernels: Kernels/attention.cl; the Q·Kᵀ and A·V products are CLBlast GEMMs through ``MatMul``.
+// Kernels: Kernels/attention.cl; the Q·Kᵀ and A·V products are batched GEMMs through ``MatMul``
+// (CLBlast in strict FP32, Kernels/matmul.cl on TF32 tensor cores).
 
 /// The work-group size of the row-wise softmax kernels (one group per row).
 let softmaxGroupSize = 64
@@ -261,11 +262,17 @@ public struct ScaledDotProductAttention: Primitive {
     public let mask: KeyPaddingMask?
     /// Query `i` sees keys `j ≤ i` only.
     public let causal: Bool
+    /// Runs both products on this tensor-core set (``MatMul/tensorCoreSet``;
+    /// the reference then rounds q, k, v and the probabilities to TF32 as
+    /// the products do); nil: whatever ``MatMul`` picks on the device.
+    public var tensorCoreSet: ConvGemmParameters?
 
-    public init(heads: Int, mask: KeyPaddingMask? = nil, causal: Bool = false) {
+    public init(heads: Int, mask: KeyPaddingMask? = nil, causal: Bool = false,
+                tensorCoreSet: ConvGemmParameters? = nil) {
         self.heads = heads
         self.mask = mask
         self.causal = causal
+        self.tensorCoreSet = tensorCoreSet
     }
 
     public var name: String { "attention" }
@@ -290,7 +297,10 @@ public struct ScaledDotProductAttention: Primitive {
     }
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
-        let q = inputs[0], k = inputs[1], v = inputs[2]
+        let tf32 = tensorCoreSet != nil
+        let q = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let k = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
+        let v = tf32 ? inputs[2].map(\.roundedToTF32) : inputs[2]
         let batch = shapes[0][0], lq = shapes[0][1], lk = shapes[1][1]
         let width = shapes[0][2], vWidth = shapes[2][2], dh = width / heads, dv = vWidth / heads
         let scale = 1 / _sqrt(Double(dh))
@@ -314,10 +324,16 @@ public struct ScaledDotProductAttention: Primitive {
                     if m == -Double.infinity { continue }  // no visible key: output row stays 0
                     var sum = 0.0
                     for j in 0..<lk where visible[j] { sum += _exp(scores[j] - m) }
+                    // The probabilities are the second product's A operand: rounded to TF32 there.
+                    let probs = (0..<lk).map { j -> Double in
+                        guard visible[j] else { return 0 }
+                        let p = _exp(scores[j] - m) / sum
+                        return tf32 ? Double(Float(p).roundedToTF32) : p
+                    }
                     for d in 0..<dv {
                         var acc = 0.0
                         for j in 0..<lk where visible[j] {
-                            acc += _exp(scores[j] - m) / sum * Double(v[(b * lk + j) * vWidth + h * dv + d])
+                            acc += probs[j] * Double(v[(b * lk + j) * vWidth + h * dv + d])
                         }
                         out[(b * lq + i) * vWidth + h * dv + d] = Float(acc)
                     }
@@ -336,11 +352,11 @@ public struct ScaledDotProductAttention: Primitive {
         let qh = try apply1(SplitHeads(heads: heads), [q]).reshaped([batch * heads, lq, dh])
         let kh = try apply1(SplitHeads(heads: heads), [k]).reshaped([batch * heads, lk, dh])
         let vh = try apply1(SplitHeads(heads: heads), [v]).reshaped([batch * heads, lk, dv])
-        let scoresOp = MatMul(transposeB: true, alpha: Float(1 / _sqrt(Double(dh))))
+        let scoresOp = MatMul(transposeB: true, alpha: Float(1 / _sqrt(Double(dh))), tensorCoreSet: tensorCoreSet)
         let scores = try apply1(scoresOp, [qh, kh]).reshaped([batch, heads, lq, lk])
         let softmax = MaskedSoftmax(mask: mask, causal: causal)
         let probs = try apply1(softmax, [scores]).reshaped([batch * heads, lq, lk])
-        let contextOp = MatMul()
+        let contextOp = MatMul(tensorCoreSet: tensorCoreSet)
         let perHead = try apply1(contextOp, [probs, vh]).reshaped([batch, heads, lq, dv])
         return (qh, kh, vh, scoresOp, probs, softmax, contextOp, perHead)
     }

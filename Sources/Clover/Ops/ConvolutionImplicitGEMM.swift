@@ -105,14 +105,14 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         let limit = 65536 / (2 * workGroupSize) / 8 * 8
         return limit < 255 ? limit : nil
     }
-    /// The tiled kernels' two staged tiles (each row padded by one word: `LPAD` in
-    /// convgemm.cl), or the direct weight gradient's reduction.
+    /// The tiled kernels' two staged tiles, double-buffered (each row padded
+    /// by one word: `LPAD` in convgemm.cl), or the direct weight gradient's reduction.
     var localMemoryBytes: Int {
         switch form {
-        case .tiled: return 4 * tileK * (tileM + tileN + 2)
-        // Rows padded by 8 words; the emulation's scratch (192 floats per
-        // warp) counted too, so a set fits wherever it may run.
-        case .tensorCore: return 4 * tileK * (tileM + tileN + 16) + 4 * 192 * workM * workN
+        case .tiled: return 2 * 4 * tileK * (tileM + tileN + 2)
+        // Rows padded by 8 words (gemm_tile.h); the emulation's scratch (192
+        // floats per warp) counted too, so a set fits wherever it may run.
+        case .tensorCore: return 2 * 4 * tileK * (tileM + tileN + 16) + 4 * 192 * workM * workN
         case .direct: return 4 * workM * workN * tileN
         case .vector: return 0
         }

@@ -1,6 +1,8 @@
+import CloverKernels
 import CloverRuntime
 
-// Matrix multiplication through CLBlast (no hand-written kernel).
+// Matrix multiplication: strict FP32 through CLBlast; on TF32 tensor cores through
+// Kernels/matmul.cl's batched GEMM (the tiles of the implicit-GEMM convolutions' tensor-core form).
 
 /// `alpha · op(A) · op(B) + beta · C` for rank-2 matrices or rank-3 batches
 /// of matrices, where `op` optionally transposes the last two axes.
@@ -8,17 +10,28 @@ import CloverRuntime
 /// Inputs: `A`, `B`, and optionally `C` (shape of the result). Without `C`,
 /// `beta` is ignored. A batch is `[batch, rows, cols]`; `A` and `B` must have
 /// the same batch size (no broadcasting).
+///
+/// Under TF32 (``OpenCLContext/usesTF32TensorCores``) the product runs on
+/// the tensor cores: operands rounded to TF32, FP32 accumulation
+/// (`Kernels/matmul.cl`); otherwise CLBlast's strict FP32 GEMM.
 public struct MatMul: Primitive {
     public let transposeA: Bool
     public let transposeB: Bool
     public let alpha: Float
     public let beta: Float
+    /// Runs the product and its gradients on this tensor-core set
+    /// (conformance: emulated on a device without tensor cores, and the
+    /// reference then rounds A and B to TF32 as the kernel does); nil: the
+    /// tensor cores where ``OpenCLContext/usesTF32TensorCores`` allows, else CLBlast.
+    public var tensorCoreSet: ConvGemmParameters?
 
-    public init(transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 0) {
+    public init(transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 0,
+                tensorCoreSet: ConvGemmParameters? = nil) {
         self.transposeA = transposeA
         self.transposeB = transposeB
         self.alpha = alpha
         self.beta = beta
+        self.tensorCoreSet = tensorCoreSet
     }
 
     public var name: String { "matmul" }
@@ -59,7 +72,9 @@ public struct MatMul: Primitive {
 
     public func evalReference(_ inputs: [[Float]], shapes: [[Int]]) throws -> [[Float]] {
         let d = try dimensions(shapes)
-        let a = inputs[0], b = inputs[1]
+        let tf32 = tensorCoreSet != nil
+        let a = tf32 ? inputs[0].map(\.roundedToTF32) : inputs[0]
+        let b = tf32 ? inputs[1].map(\.roundedToTF32) : inputs[1]
         let ac = shapes[0].last!, bc = shapes[1].last!
         var out = [Float](repeating: 0, count: d.batch * d.m * d.n)
         for p in 0..<d.batch {
@@ -91,6 +106,11 @@ public struct MatMul: Primitive {
         } else {
             effectiveBeta = 0
         }
+        if let set = try tensorCoreChoice(context, m: d.m, n: d.n) {
+            try launchTensorCoreGemm(context, set, d, a: a.view, lda: a.shape.last!, b: b.view, ldb: b.shape.last!,
+                                     beta: effectiveBeta, c: c.view, shapes: inputs.map(\.shape))
+            return
+        }
         try clblastGemm(context, transposeA: transposeA, transposeB: transposeB, m: d.m, n: d.n, k: d.k,
                         alpha: alpha, a: a.view, lda: a.shape.last!, strideA: d.m * d.k,
                         b: b.view, ldb: b.shape.last!, strideB: d.k * d.n,
@@ -105,14 +125,64 @@ public struct MatMul: Primitive {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
         let g = cotangents[0], a = inputs[0], b = inputs[1]
         let da: Tensor? = !needsGradient.needs(0) ? nil : transposeA
-            ? try apply1(MatMul(transposeA: transposeB, transposeB: true, alpha: alpha), [b, g])
-            : try apply1(MatMul(transposeA: false, transposeB: !transposeB, alpha: alpha), [g, b])
+            ? try apply1(MatMul(transposeA: transposeB, transposeB: true, alpha: alpha, tensorCoreSet: tensorCoreSet), [b, g])
+            : try apply1(MatMul(transposeA: false, transposeB: !transposeB, alpha: alpha, tensorCoreSet: tensorCoreSet), [g, b])
         let db: Tensor? = !needsGradient.needs(1) ? nil : transposeB
-            ? try apply1(MatMul(transposeA: true, transposeB: transposeA, alpha: alpha), [g, a])
-            : try apply1(MatMul(transposeA: !transposeA, transposeB: false, alpha: alpha), [a, g])
+            ? try apply1(MatMul(transposeA: true, transposeB: transposeA, alpha: alpha, tensorCoreSet: tensorCoreSet), [g, a])
+            : try apply1(MatMul(transposeA: !transposeA, transposeB: false, alpha: alpha, tensorCoreSet: tensorCoreSet), [a, g])
         var grads: [Tensor?] = [da, db]
         if inputs.count == 3 { grads.append(needsGradient.needs(2) ? try scale(g, by: beta) : nil) }
         return grads
+    }
+}
+
+extension MatMul {
+    /// The tensor-core set for an `m` × `n` product on `context`, or nil for
+    /// CLBlast: the forced set, else under TF32 the 64×64 tiles on 4 warps
+    /// where either side is at most 64 (attention's heads), the 128×128 on 8
+    /// otherwise, as the convolutions choose.
+    func tensorCoreChoice(_ context: OpenCLContext, m: Int, n: Int) throws -> ConvGemmParameters? {
+        if let tensorCoreSet {
+            guard tensorCoreSet.form == .tensorCore else {
+                throw CloverError.invalidArgument(op: name, reason: "\(tensorCoreSet) is not a tensor-core set")
+            }
+            return tensorCoreSet
+        }
+        guard context.usesTF32TensorCores else { return nil }
+        let sets = ConvGemmParameters.searchSpace.filter { $0.form == .tensorCore }
+        return min(m, n) <= 64 ? sets.first! : sets.last!
+    }
+
+    /// `matmul_tf32` over the batch: one launch, C overwritten (`beta` 0) or
+    /// accumulated into.
+    private func launchTensorCoreGemm(_ context: OpenCLContext, _ set: ConvGemmParameters,
+                                      _ d: (batch: Int, m: Int, n: Int, k: Int),
+                                      a: BufferView, lda: Int, b: BufferView, ldb: Int,
+                                      beta: Float, c: BufferView, shapes: [[Int]]) throws {
+        let problems = set.violations
+        guard problems.isEmpty else {
+            throw CloverError.invalidArgument(op: name, reason: "tensor-core set \(set): " + problems.joined(separator: "; "))
+        }
+        // Indices within one matrix are 32-bit in the kernel; the batch rides on dimension 2.
+        let largest = max(d.m * d.k, d.k * d.n, d.m * d.n)
+        guard largest < Int(Int32.max) else {
+            throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
+                                          reason: "the tensor-core GEMM indexes a matrix in 32 bits")
+        }
+        var defines = ["TM": "\(set.tileM)", "TN": "\(set.tileN)", "TK": "\(set.tileK)",
+                       "WM": "\(set.workM)", "WN": "\(set.workN)",
+                       "TA": transposeA ? "1" : "0", "TB": transposeB ? "1" : "0"]
+        // The PTX only where it builds (see TensorCoreProduct); the emulation elsewhere.
+        if !context.device.hasTF32TensorCores { defines["MMA_EMULATE"] = "1" }
+        let kernel = try context.kernel(.matmulTf32, defines: defines, registerLimit: set.registerLimit)
+        let global = [(d.n + set.tileN - 1) / set.tileN * set.itemsN, (d.m + set.tileM - 1) / set.tileM * set.itemsM,
+                      d.batch]
+        try context.launch(kernel, global: global, local: [set.itemsN, set.itemsM, 1], arguments: [
+            Int32(d.m), Int32(d.n), Int32(d.k), alpha, beta,
+            a.buffer, a.kernelOffset, Int32(lda), UInt64(d.m * d.k),
+            b.buffer, b.kernelOffset, Int32(ldb), UInt64(d.k * d.n),
+            c.buffer, c.kernelOffset, Int32(d.n), UInt64(d.m * d.n),
+        ])
     }
 }
 

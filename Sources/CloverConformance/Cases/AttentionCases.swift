@@ -102,12 +102,29 @@ extension ConformanceSuite {
              paddingMask([4, 2], keys: 4), false, 1, true, true),
             ("small h6 heads3 seq5 batch1 causal", [1, 5, 6], [1, 5, 6], 6, 3, nil, true, 1, false, true),
         ]
-        return setups.map { s in
+        var cases = setups.map { s in
             ConformanceCase(op: "attention", label: s.label,
                             primitive: ScaledDotProductAttention(heads: s.heads, mask: s.mask, causal: s.causal),
                             inputShapes: [s.q, s.kv, [s.kv[0], s.kv[1], s.vWidth]],
                             distributions: Array(repeating: .uniform(-s.scale, s.scale), count: 3),
                             offsetInputs: s.offset, forward: forward, backward: backward, finiteDifference: s.fd)
         }
+        // Both products on the tensor cores (emulated on devices without them), against a reference
+        // that rounds q, k, v and the probabilities to TF32 as the products do. The probabilities
+        // are rounded from FP32 on the device and from Double here, so now and then one lands on
+        // the other side of a TF32 rounding boundary: an error of one TF32 ulp (2^-10 relative) of
+        // one p·v term, which the tolerance admits (layout or masking errors are O(1)).
+        let tf32 = Tolerance(absolute: 1e-3, relative: 1e-3)
+        let sets = ConvGemmParameters.searchSpace.filter { $0.form == .tensorCore }
+        for (index, s) in setups.enumerated() where [1, 3, 4, 5, 8].contains(index) {
+            let set = sets[index % sets.count]
+            cases.append(ConformanceCase(op: "attention", label: "\(s.label) forced \(set)",
+                                         primitive: ScaledDotProductAttention(heads: s.heads, mask: s.mask, causal: s.causal,
+                                                                              tensorCoreSet: set),
+                                         inputShapes: [s.q, s.kv, [s.kv[0], s.kv[1], s.vWidth]],
+                                         distributions: Array(repeating: .uniform(-s.scale, s.scale), count: 3),
+                                         offsetInputs: s.offset, forward: tf32, backward: tf32))
+        }
+        return cases
     }
 }
