@@ -19,8 +19,8 @@
 //   TA, TB   1: op(A) = Aᵀ (A stored K x M) / op(B) = Bᵀ (B stored N x K); 0 (default): as stored
 //   MMA_EMULATE (mma.h) 1: the portable emulation of the instruction (any OpenCL device: the
 //            conformance sweep); 0 (default): the PTX, for NVIDIA compute capability 8.0 or later
-// Constraints: WG = 32*WM*WN <= 256, (TM*TK) % WG == 0, (TN*TK) % WG == 0,
-// 8*TK*(TM+TN+16) (+ the emulation's 768*WM*WN) <= 48 KiB. Indices within a matrix are 32-bit.
+// Constraints: WG = 32*WM*WN <= 256, (TM*TK) % WG == 0, (TN*TK) % WG == 0, WG a multiple of TM,
+// TN and TK, 8*TK*(TM+TN+16) (+ the emulation's 768*WM*WN) <= 48 KiB. Indices within a matrix are 32-bit.
 //
 // Layout: every buffer is (pointer, ulong offset in elements).
 // =================================================================================================
@@ -54,23 +54,26 @@
 
 // Where load t of this item sits in the staged tiles: the fastest-moving index follows the
 // operand's contiguous axis in global memory (k for A as stored, m for Aᵀ; n for B as stored, k
-// for Bᵀ), so neighbouring items read neighbouring words.
+// for Bᵀ), so neighbouring items read neighbouring words. Written in tid and t rather than as
+// l = tid + t*WG divided by the tile side (which would be the same numbers: WG is a multiple of
+// TK, TM and TN), so that the compiler sees one base per operand and constant steps between an
+// item's loads, and the 128x128 set keeps its fetched operands within 128 registers.
 #if TA
-#define A_ROW(l) ((l) % TM)
-#define A_K(l) ((l) / TM)
+#define A_ROW(t) (tid % TM)
+#define A_K(t) (tid / TM + (t) * (WG / TM))
 #define A_AT(m, k) ((k) * lda + (m))
 #else
-#define A_ROW(l) ((l) / TK)
-#define A_K(l) ((l) % TK)
+#define A_ROW(t) (tid / TK + (t) * (WG / TK))
+#define A_K(t) (tid % TK)
 #define A_AT(m, k) ((m) * lda + (k))
 #endif
 #if TB
-#define B_COL(l) ((l) / TK)
-#define B_K(l) ((l) % TK)
+#define B_COL(t) (tid / TK + (t) * (WG / TK))
+#define B_K(t) (tid % TK)
 #define B_AT(k, n) ((n) * ldb + (k))
 #else
-#define B_COL(l) ((l) % TN)
-#define B_K(l) ((l) / TN)
+#define B_COL(t) (tid % TN)
+#define B_K(t) (tid / TN + (t) * (WG / TN))
 #define B_AT(k, n) ((k) * ldb + (n))
 #endif
 
@@ -94,25 +97,19 @@ void matmul_tf32(const int M, const int N, const int K, const float alpha, const
 #define FETCH(k0)                                                                                 \
     _Pragma("unroll")                                                                             \
     for (int t = 0; t < LOADS_A; ++t) {                                                           \
-        const int l = tid + t * WG, m = m0 + A_ROW(l), k = (k0) + A_K(l);                         \
+        const int m = m0 + A_ROW(t), k = (k0) + A_K(t);                                           \
         ra_[t] = (m < M && k < K) ? A[A_AT(m, k)] : 0.0f;                                         \
     }                                                                                             \
     _Pragma("unroll")                                                                             \
     for (int t = 0; t < LOADS_B; ++t) {                                                           \
-        const int l = tid + t * WG, n = n0 + B_COL(l), k = (k0) + B_K(l);                         \
+        const int n = n0 + B_COL(t), k = (k0) + B_K(t);                                           \
         rb_[t] = (n < N && k < K) ? B[B_AT(k, n)] : 0.0f;                                         \
     }
 #define DEPOSIT(buf)                                                                              \
     _Pragma("unroll")                                                                             \
-    for (int t = 0; t < LOADS_A; ++t) {                                                           \
-        const int l = tid + t * WG;                                                               \
-        As[buf][A_K(l)][A_ROW(l)] = tf32_round(ra_[t]);                                           \
-    }                                                                                             \
+    for (int t = 0; t < LOADS_A; ++t) As[buf][A_K(t)][A_ROW(t)] = tf32_round(ra_[t]);             \
     _Pragma("unroll")                                                                             \
-    for (int t = 0; t < LOADS_B; ++t) {                                                           \
-        const int l = tid + t * WG;                                                               \
-        Bs[buf][B_K(l)][B_COL(l)] = tf32_round(rb_[t]);                                           \
-    }
+    for (int t = 0; t < LOADS_B; ++t) Bs[buf][B_K(t)][B_COL(t)] = tf32_round(rb_[t]);
     DOUBLE_BUFFERED_LOOP(k0, 0, K)
 #undef FETCH
 #undef DEPOSIT

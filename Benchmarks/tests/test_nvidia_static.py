@@ -86,6 +86,13 @@ class ParseTests(unittest.TestCase):
         with self.assertRaises(ValueError):
             sc.split_options("-cl-nv-arch sm_80")
 
+    def test_tensor_core_programs_are_recognised(self):
+        self.assertTrue(sc.is_tensor_core("-DMMA=1 -DTM=64"))
+        # matmul.cl is tensor-core only: the planning device's emulation define marks it.
+        self.assertTrue(sc.is_tensor_core("-DMMA_EMULATE=1 -DTA=1"))
+        self.assertFalse(sc.is_tensor_core("-DMMA=0 -DTM=64"))
+        self.assertFalse(sc.is_tensor_core("-DTM=64 -DMMA_EMULATE=0"))
+
 
 class OccupancyTests(unittest.TestCase):
     def test_register_limited(self):

@@ -141,6 +141,17 @@ public struct KernelInventory: Codable, Sendable {
             try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
         }
         _ = try apply(TensorCoreProduct(), probeInputs)
+        // Every tensor-core GEMM program (set x transposes), not only those the models plan.
+        use = "tf32 matmul"
+        func zeros(_ shape: [Int]) throws -> Tensor {
+            try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
+        }
+        for set in ConvGemmParameters.searchSpace where set.form == .tensorCore {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                _ = try apply(MatMul(transposeA: ta, transposeB: tb, tensorCoreSet: set),
+                              [try zeros(ta ? [8, 16] : [16, 8]), try zeros(tb ? [24, 8] : [8, 24])])
+            }
+        }
         if includeOSCAR {
             use = "oscar-" + LaunchCheck.oscarPreset
             try planned(use) { batch in _ = try LaunchCheck.oscarPretrainingStep(batch: batch, on: device) }

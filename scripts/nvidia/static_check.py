@@ -184,6 +184,12 @@ def split_options(options, register_limit=None):
     return front, assembler
 
 
+def is_tensor_core(options):
+    """Whether a program's options ask for the tensor-core instructions."""
+    flags = options.split()
+    return "-DMMA=1" in flags or "-DMMA_EMULATE=1" in flags
+
+
 def compile_program(job):
     """clang → PTX once, then ptxas for every target. Returns a result dict."""
     family, options, register_limit, source_path, tools, work = job
@@ -207,9 +213,10 @@ def compile_program(job):
         text = handle.read()
     for name in unresolved_functions(text):
         result["errors"].append(f"unresolved function {name} (a builtin libclc does not define)")
-    # A tensor-core program must reach the tensor cores: its PTX holds the instruction itself.
-    if "-DMMA=1" in front and "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" not in text:
-        result["errors"].append("MMA=1 but the PTX has no mma.sync.aligned.m16n8k8 TF32 instruction")
+    # A tensor-core program (MMA=1, or emulated on the planning device: matmul.cl is tensor-core
+    # only and takes no MMA macro) must reach the tensor cores: its PTX holds the instruction itself.
+    if is_tensor_core(options) and "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" not in text:
+        result["errors"].append("a tensor-core program, but the PTX has no mma.sync.aligned.m16n8k8 TF32 instruction")
     for target in TARGETS:
         cubin = ptx[:-4] + f".{target}.cubin"
         run = subprocess.run([tools["ptxas"], f"-arch={target}", "-v", *assembler, ptx, "-o", cubin],

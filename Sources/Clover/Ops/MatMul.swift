@@ -159,7 +159,9 @@ extension MatMul {
                                       _ d: (batch: Int, m: Int, n: Int, k: Int),
                                       a: BufferView, lda: Int, b: BufferView, ldb: Int,
                                       beta: Float, c: BufferView, shapes: [[Int]]) throws {
-        let problems = set.violations
+        var problems = set.violations
+        // Each item's loads sit at fixed tile rows and columns (matmul.cl's A_ROW, B_COL).
+        if set.workGroupSize % set.tileM != 0 { problems.append("work-group size \(set.workGroupSize) is not a multiple of TM \(set.tileM)") }
         guard problems.isEmpty else {
             throw CloverError.invalidArgument(op: name, reason: "tensor-core set \(set): " + problems.joined(separator: "; "))
         }
