@@ -40,6 +40,11 @@ final class KernelInventoryTests: XCTestCase {
         XCTAssertGreaterThan(tensorCore.count, 2)
         XCTAssertTrue(tensorCore.allSatisfy { $0.options.contains("-DMMA_EMULATE=1") })
         XCTAssertTrue(tensorCore.contains { $0.registerLimit == 128 } && tensorCore.contains { $0.registerLimit == nil })
+        // Every tensor-core GEMM program, set by transposes, whatever the models plan.
+        let matmul = inventory.programs.filter { $0.family == "matmul" }
+        XCTAssertEqual(matmul.count, 8, matmul.map(\.options).description)
+        XCTAssertTrue(matmul.allSatisfy { $0.options.contains("-DMMA_EMULATE=1") && $0.kernels.map(\.name) == ["matmul_tf32"] })
+        XCTAssertEqual(Set(matmul.map(\.registerLimit)), [128, nil])
         // Every launch names its work-group size, so the check knows what it is held to.
         for program in inventory.programs {
             for kernel in program.kernels {

@@ -115,4 +115,39 @@ final class TensorCoreTests: XCTestCase {
         XCTAssertTrue(bad.violations.contains { $0.contains("multiples of 16 x 8") }, "\(bad.violations)")
         XCTAssertTrue(bad.violations.contains { $0.contains("TK 12 must be a multiple of 8") }, "\(bad.violations)")
     }
+
+    /// Under TF32 a GPU's products (attention's among them) run on the
+    /// tensor-core GEMM, one `matmul_tf32` launch each, the small side
+    /// picking the 64x64 set; strict FP32 leaves them to CLBlast; a forced
+    /// set that is not a tensor-core one is refused by name.
+    func testMatMulTakesTheTensorCoresOnlyUnderTF32() throws {
+        let device = try TestSupport.planningDevice(pathKind: .gpu)
+        let context = try XCTUnwrap(device.openCL)
+        var programs: [String] = []
+        let previous = context.launchObserver
+        context.launchObserver = { record in programs.append(record.kernel.family + " " + record.kernel.programOptions) }
+        defer { context.launchObserver = previous }
+        func zeros(_ shape: [Int]) throws -> Tensor {
+            try Tensor(shape: shape, values: [Float](repeating: 0, count: shape.reduce(1, *)), on: device)
+        }
+        let q = try zeros([2, 13, 64]), k = try zeros([2, 13, 64]), v = try zeros([2, 13, 64])
+        _ = try attention(q, k, v, heads: 2)
+        let tensorCore = programs.filter { $0.hasPrefix("matmul ") }
+        XCTAssertEqual(tensorCore.count, 2, "\(programs)")
+        XCTAssertTrue(tensorCore.allSatisfy { $0.contains("-DTM=64 ") }, "\(tensorCore)")
+        XCTAssertTrue(tensorCore.contains { $0.contains("-DTB=1") }, "Q·Kᵀ transposes K: \(tensorCore)")
+        _ = try matmul(try zeros([200, 96]), try zeros([96, 300]))
+        XCTAssertTrue(programs.last!.hasPrefix("matmul ") && programs.last!.contains("-DTM=128 "), programs.last!)
+
+        programs = []
+        context.matmulPrecision = .fp32
+        defer { context.matmulPrecision = .tf32 }
+        _ = try attention(q, k, v, heads: 2)
+        XCTAssertFalse(programs.contains { $0.hasPrefix("matmul ") }, "\(programs)")
+
+        let tiled = ConvGemmParameters.searchSpace.first { $0.form == .tiled }!
+        XCTAssertThrowsError(try apply(MatMul(tensorCoreSet: tiled), [try zeros([4, 4]), try zeros([4, 4])])) { error in
+            XCTAssertTrue("\(error)".contains("matmul") && "\(error)".contains("not a tensor-core set"), "\(error)")
+        }
+    }
 }
