@@ -119,7 +119,7 @@ let package = Package(
         ),
         .target(
             name: "CloverNN",
-            dependencies: ["Clover"]
+            dependencies: ["Clover", "CloverData"]
         ),
         .target(
             name: "CloverModels",

@@ -4,7 +4,7 @@
 #
 #   bash scripts/fuzz_safetensors.sh [SECONDS]     (default 60)
 #
-# Builds Sources/CloverNN/SafeTensors.swift (the format alone) with the entry
+# Builds Sources/CloverData/SafeTensors.swift (the format alone) with the entry
 # point in scripts/fuzz/, seeds the corpus with valid files, and runs. Exits
 # non-zero on a crash; the crashing input is left in .build-fuzz/.
 set -euo pipefail
@@ -15,7 +15,7 @@ case "$seconds" in ''|*[!0-9]*) echo "usage: bash scripts/fuzz_safetensors.sh [S
 out=.build-fuzz
 mkdir -p "$out/corpus"
 swiftc -O -parse-as-library -sanitize=fuzzer,address -module-name SafeTensorsFuzz \
-    Sources/CloverNN/SafeTensors.swift scripts/fuzz/safetensors_fuzz_main.swift -o "$out/safetensors-fuzz"
+    Sources/CloverData/SafeTensors.swift scripts/fuzz/safetensors_fuzz_main.swift -o "$out/safetensors-fuzz"
 python3 - "$out/corpus" <<'PY'
 import json, struct, sys, os
 def write(name, tensors):

@@ -1,0 +1,5 @@
+// The safetensors format lives in CloverData (a file format needs no tensors, and the
+// OSCAR corpus reader stores region features in it); state dicts are written in it, so
+// CloverNN's users get it with `import CloverNN` as before.
+@_exported import struct CloverData.SafeTensors
+@_exported import struct CloverData.SafeTensorsError
