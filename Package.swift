@@ -123,7 +123,7 @@ let package = Package(
         ),
         .target(
             name: "CloverModels",
-            dependencies: ["Clover", "CloverNN"]
+            dependencies: ["Clover", "CloverNN", "CloverData"]
         ),
         .target(
             name: "CloverConformance",

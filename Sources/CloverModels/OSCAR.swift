@@ -537,6 +537,9 @@ public struct OSCARPretrainingLoss {
     public let maskedToken: Tensor
     /// Mean binary cross-entropy of the polluted-or-real logit.
     public let contrastive: Tensor
+    /// The contrastive logits `[B, 1]` the loss was taken of: positive
+    /// where the model judges the tags real (for accuracy in progress lines).
+    public let contrastiveLogits: Tensor
 }
 
 /// OSCAR's pre-training objective: the masked-token loss on words and tags
@@ -624,8 +627,10 @@ public final class OSCARPretraining {
         let maskedToken = try maskedTokenCrossEntropy(try model.maskedTokenLogits(output), labels: ClassLabels(corruption.labels))
         let targets = try Tensor(shape: [corruption.batch.batchSize, 1], values: corruption.polluted.map { $0 ? 0 : 1 },
                                  on: model.device)
-        let contrastive = try binaryCrossEntropyWithLogits(try model.contrastiveLogits(output), targets: targets)
-        return OSCARPretrainingLoss(total: try add(maskedToken, contrastive), maskedToken: maskedToken, contrastive: contrastive)
+        let logits = try model.contrastiveLogits(output)
+        let contrastive = try binaryCrossEntropyWithLogits(logits, targets: targets)
+        return OSCARPretrainingLoss(total: try add(maskedToken, contrastive), maskedToken: maskedToken,
+                                    contrastive: contrastive, contrastiveLogits: logits)
     }
 
     /// Corrupts `batch` with `seed`, runs the model and returns the losses;

@@ -33,6 +33,7 @@ struct CloverCommand: ParsableCommand {
             """,
         version: version,
         subcommands: [DevicesCommand.self, ConformanceCommand.self, ModelsCommand.self, TrainCommand.self, EvalCommand.self, PredictCommand.self,
-                      TuneCommand.self, DistributedCheckCommand.self, KernelInventoryCommand.self]
+                      TuneCommand.self, OSCARCorpusCommand.self, PretrainCommand.self, EvalRetrievalCommand.self,
+                      DistributedCheckCommand.self, KernelInventoryCommand.self]
     )
 }

@@ -46,13 +46,23 @@ struct LossGuard {
     /// three (flag, loss, logits): the line costs one wait for the device.
     mutating func progress(loss: Tensor, logits: Tensor,
                            throughStep step: Int) throws -> (allFinite: Bool, loss: Float, predictions: [Int32]) {
+        let read = try progress(loss: loss, reading: try withoutGradients { try argmax(logits.detached()) },
+                                throughStep: step)
+        return (read.allFinite, read.loss, read.values.map { Int32($0) })
+    }
+
+    /// As ``progress(loss:logits:throughStep:)``, with the values of `extra`
+    /// (flattened) in place of the predictions: for heads whose progress is
+    /// not an argmax, such as OSCAR's contrastive logit.
+    mutating func progress(loss: Tensor, reading extra: Tensor,
+                           throughStep step: Int) throws -> (allFinite: Bool, loss: Float, values: [Float]) {
         defer { firstUnchecked = step + 1 }
         let packed = try withoutGradients {
             try concat([(flag ?? Tensor.zeros([], on: loss.device)).reshaped([1]), loss.detached().reshaped([1]),
-                        argmax(logits.detached())], axis: 0)
+                        extra.detached().reshaped([extra.shape.reduce(1, *)])], axis: 0)
         }
         let values = try packed.toArray()
-        return (values[0].isFinite, values[1], values.dropFirst(2).map { Int32($0) })
+        return (values[0].isFinite, values[1], Array(values.dropFirst(2)))
     }
 
     /// Starts a new epoch's step numbering (the flag itself stays: once
