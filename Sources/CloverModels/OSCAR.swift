@@ -140,6 +140,13 @@ public struct OSCARConfiguration: Equatable, Sendable {
     public static let toy = OSCARConfiguration(name: "toy", vocabularySize: 100, hiddenSize: 32, layers: 2, heads: 2,
                                                intermediateSize: 64, maxPositions: 64, specialTokens: .leading)
 
+    /// BERT-tiny's shape (2 layers, 128 wide, 2 heads, feed-forward 512) on
+    /// BERT's vocabulary: the smallest preset whose contrastive head leaves
+    /// the chance plateau within a few hundred steps (the 32-wide toy stays
+    /// at ln 2 far longer, in PyTorch as here).
+    public static let tiny = OSCARConfiguration(name: "tiny", vocabularySize: 30522, hiddenSize: 128, layers: 2,
+                                                heads: 2, intermediateSize: 512)
+
     /// BERT-mini's shape (4 layers, 256 wide, 4 heads) on BERT's vocabulary.
     public static let mini = OSCARConfiguration(name: "mini", vocabularySize: 30522, hiddenSize: 256, layers: 4,
                                                 heads: 4, intermediateSize: 1024)
@@ -397,7 +404,7 @@ public final class OSCAR: Module {
     public let cls: OSCARPretrainingHeads
 
     /// The presets, smallest first, for listings.
-    public static let configurations: [OSCARConfiguration] = [.toy, .mini, .small, .base, .large]
+    public static let configurations: [OSCARConfiguration] = [.toy, .tiny, .mini, .small, .base, .large]
 
     /// The preset called `name` (case-insensitive).
     public static func configuration(named name: String) throws -> OSCARConfiguration {

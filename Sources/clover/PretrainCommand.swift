@@ -26,7 +26,7 @@ func oscarConfiguration(named model: String) throws -> OSCARConfiguration {
 
 /// Options shared by `clover pretrain` and `clover eval-retrieval`.
 struct CorpusOptions: ParsableArguments {
-    @Option(name: .long, help: "The OSCAR preset: oscar-toy, oscar-mini, oscar-small, oscar-base or oscar-large (its vocabulary and region size follow the corpus).")
+    @Option(name: .long, help: "The OSCAR preset: oscar-toy, oscar-tiny, oscar-mini, oscar-small, oscar-base or oscar-large (its vocabulary and region size follow the corpus).")
     var model: String = "oscar-toy"
 
     @Option(name: .long, help: "The corpus directory (vocab.txt, train.jsonl, test.jsonl, features.safetensors; see `clover oscar-corpus`).")
