@@ -90,8 +90,12 @@ public struct OSCARCorpus: Sendable {
         self.directory = directory
         // The vocabulary must be there in any corpus; checking it first
         // names the directory when the whole corpus is missing.
-        guard FileManager.default.fileExists(atPath: directory + "/" + Self.vocabularyFile) else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw DataError(directory, "no such corpus directory")
+        }
+        guard FileManager.default.fileExists(atPath: directory + "/" + Self.vocabularyFile) else {
+            throw DataError(directory, "is not an OSCAR corpus: no \(Self.vocabularyFile) (see `clover oscar-corpus` for the format)")
         }
         tokenizer = try WordPieceTokenizer(vocabularyFile: directory + "/" + Self.vocabularyFile)
         for token in ["[PAD]", "[CLS]", "[SEP]", "[MASK]"] where tokenizer.id(of: token) == nil {

@@ -222,7 +222,8 @@ struct PretrainCommand: ParsableCommand {
         try Console.reportingFailures(pretrain)
     }
 
-    private func pretrain() throws {
+    /// The run itself; errors surface unformatted (``run()`` prints them).
+    func pretrain() throws {
         let run = try RunDirectory(path: out)
         let (data, configuration, batcher) = try corpus.load()
         var trainSamples = data.train
