@@ -215,7 +215,7 @@ public struct OSCARCorpus: Sendable {
             do {
                 record = try decoder.decode(Record.self, from: Data(line.utf8))
             } catch let error as DecodingError {
-                throw DataError(place, "is not a sample: \(Self.summary(of: error))")
+                throw DataError(place, "is not a sample: \(error.summary)")
             } catch {
                 throw DataError(place, "is not a sample: \(error)")
             }
@@ -234,24 +234,5 @@ public struct OSCARCorpus: Sendable {
             records.append((index + 1, record))
         }
         return records
-    }
-
-    private static func summary(of error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-            return keys.isEmpty ? "" : " at \(keys.joined(separator: "."))"
-        }
-        switch error {
-        case let .dataCorrupted(context):
-            return context.codingPath.isEmpty ? "not valid JSON" : "bad value\(path(context))"
-        case let .keyNotFound(key, _):
-            return "missing \"\(key.stringValue)\""
-        case let .typeMismatch(type, context):
-            return "expected \(type)\(path(context))"
-        case let .valueNotFound(type, context):
-            return "expected \(type)\(path(context)), found null"
-        @unknown default:
-            return "\(error)"
-        }
     }
 }

@@ -87,7 +87,10 @@ public struct WordPieceTokenizer: Sendable {
     }
 
     /// The basic pass (BERT's `BasicTokenizer`): words and punctuation marks.
-    public func basicTokens(_ text: String) -> [String] {
+    public func basicTokens(_ text: String) -> [String] { Self.basicTokens(text, lowercasing: lowercases) }
+
+    /// The basic pass without a vocabulary (it needs none): for building one.
+    public static func basicTokens(_ text: String, lowercasing lowercases: Bool = true) -> [String] {
         var words: [[Unicode.Scalar]] = []
         var word: [Unicode.Scalar] = []
         func end() {

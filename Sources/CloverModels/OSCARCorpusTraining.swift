@@ -253,9 +253,8 @@ public enum FashionMNISTCorpus {
     /// `[SEP]` 2, `[MASK]` 3, `[UNK]` 4), then every word the captions and tags
     /// can use, sorted, as whole-word pieces.
     public static var vocabulary: [String] {
-        let tokenizer = try! WordPieceTokenizer(vocabulary: ["[UNK]"], source: "FashionMNISTCorpus")
         let text = descriptions.joined() + tagNames + brightnessWords + sizeWords + ["a photo of"]
-        let words = Set(text.flatMap { tokenizer.basicTokens($0) })
+        let words = Set(text.flatMap { WordPieceTokenizer.basicTokens($0) })
         return ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"] + words.sorted()
     }
 

@@ -202,7 +202,7 @@ struct RunDirectory {
         do {
             progress = try decoder.decode(RunProgress.self, from: data)
         } catch let error as DecodingError {
-            throw CheckpointError("\(file) is not a valid progress file: \(Self.summary(of: error))")
+            throw CheckpointError("\(file) is not a valid progress file: \(error.summary)")
         } catch {
             throw CheckpointError("\(file) is not a valid progress file: \(error)")
         }
@@ -261,26 +261,6 @@ struct RunDirectory {
         if let epochs = file.metadata[epochsKey], epochs != "\(progress.epochsDone)" {
             throw CheckpointError("inconsistent checkpoint: \(name) is from epoch \(epochs), progress.json says "
                                   + "\(progress.epochsDone) epoch(s) done")
-        }
-    }
-
-    /// One line for a decoding error, instead of its nested dump.
-    private static func summary(of error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-            return keys.isEmpty ? "" : " at \(keys.joined(separator: "."))"
-        }
-        switch error {
-        case let .dataCorrupted(context):
-            return context.codingPath.isEmpty ? "not valid JSON" : "bad value\(path(context))"
-        case let .keyNotFound(key, context):
-            return "missing \"\(key.stringValue)\"\(path(context))"
-        case let .typeMismatch(type, context):
-            return "expected \(type)\(path(context))"
-        case let .valueNotFound(type, context):
-            return "expected \(type)\(path(context)), found null"
-        @unknown default:
-            return "\(error)"
         }
     }
 
