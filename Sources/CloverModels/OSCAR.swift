@@ -538,7 +538,8 @@ public struct OSCARCorruption: Sendable {
 
 /// The pre-training losses of one step.
 public struct OSCARPretrainingLoss {
-    /// Masked-token loss + contrastive loss (the paper's L_MTL + L_C).
+    /// Masked-token loss + weighted contrastive loss (the paper's L_MTL + L_C
+    /// at ``OSCARPretraining/contrastiveWeight`` 1).
     public let total: Tensor
     /// Mean cross-entropy over the selected text slots.
     public let maskedToken: Tensor
@@ -576,6 +577,11 @@ public final class OSCARPretraining {
     public var randomTokenShare = 0.1
     /// Chance that a sample's tags are polluted (0.5).
     public var pollutionProbability = 0.5
+    /// The contrastive loss's weight in the total (the paper's 1). A model
+    /// trained from scratch, not from BERT's weights as Oscar's are, learns
+    /// the masked tokens first and leaves the contrastive head at chance for
+    /// long; a larger weight shortens that.
+    public var contrastiveWeight: Float = 1
 
     public init(model: OSCAR) {
         self.model = model
@@ -636,7 +642,8 @@ public final class OSCARPretraining {
                                  on: model.device)
         let logits = try model.contrastiveLogits(output)
         let contrastive = try binaryCrossEntropyWithLogits(logits, targets: targets)
-        return OSCARPretrainingLoss(total: try add(maskedToken, contrastive), maskedToken: maskedToken,
+        let weighted = contrastiveWeight == 1 ? contrastive : try scale(contrastive, by: contrastiveWeight)
+        return OSCARPretrainingLoss(total: try add(maskedToken, weighted), maskedToken: maskedToken,
                                     contrastive: contrastive, contrastiveLogits: logits)
     }
 

@@ -224,9 +224,13 @@ public enum OSCARRetrieval {
 /// captions. Captions repeat across images of one class, so retrieval can
 /// tell classes and attributes apart but not two images that share both.
 public enum FashionMNISTCorpus {
-    /// Two descriptions per class, indexed by label.
+    /// Two descriptions per class, indexed by label. Each names its class's
+    /// tag, as a caption names the objects a detector found: tags are the
+    /// anchors OSCAR aligns the two modalities by, and a caption that shares
+    /// none of its words with the tags leaves the contrastive head a far
+    /// harder task (it stays at chance for hundreds of steps, in PyTorch too).
     public static let descriptions: [[String]] = [
-        ["t-shirt with short sleeves", "plain top"],
+        ["t-shirt with short sleeves", "plain t-shirt"],
         ["pair of trousers", "pair of long trousers"],
         ["pullover with long sleeves", "knitted pullover"],
         ["dress", "long dress without sleeves"],
@@ -234,12 +238,12 @@ public enum FashionMNISTCorpus {
         ["sandal with straps", "open summer sandal"],
         ["shirt with a collar", "buttoned shirt"],
         ["sneaker", "low sports sneaker"],
-        ["bag", "handbag with a handle"],
-        ["ankle boot", "boot with a heel"],
+        ["bag", "bag with a handle"],
+        ["ankle boot", "ankle boot with a heel"],
     ]
 
     /// The tag of each class (a detector's label).
-    public static let tagNames = ["t-shirt", "trouser", "pullover", "dress", "coat",
+    public static let tagNames = ["t-shirt", "trousers", "pullover", "dress", "coat",
                                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
     /// Words for the three brightness and size bins, darkest and smallest first.

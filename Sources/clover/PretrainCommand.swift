@@ -181,6 +181,12 @@ struct PretrainCommand: ParsableCommand {
     @Option(name: .long, help: "Chance that a sample's tags are replaced by another sample's (OSCAR's 0.5).")
     var pollutionProbability: Double = 0.5
 
+    @Option(name: .long, help: "Epochs at the start that train the contrastive loss alone (no masking); the masked-token loss joins after them. A model trained from scratch needs them to align tags with captions (README, \"Pre-training OSCAR\").")
+    var contrastiveOnlyEpochs: Int = 0
+
+    @Option(name: .long, help: "Weight of the contrastive loss in the total (the paper's 1; a model trained from scratch needs more, see README).")
+    var contrastiveWeight: Double = 1
+
     @Option(name: .long, help: "Use only the first N training samples.")
     var trainSubset: Int?
 
@@ -192,6 +198,9 @@ struct PretrainCommand: ParsableCommand {
 
     @Option(name: .long, help: "Print the progress line every N steps (each print waits for the device).")
     var logEvery: Int = 10
+
+    @Flag(name: .long, help: "Record an OpenCL event per kernel and print device time per kernel after each epoch.")
+    var profile = false
 
     func validate() throws {
         guard (1...TrainCommand.maxEpochs).contains(epochs) else {
@@ -213,6 +222,12 @@ struct PretrainCommand: ParsableCommand {
         for (name, value) in [("--masking-probability", maskingProbability), ("--pollution-probability", pollutionProbability)]
         where !(value.isFinite && value >= 0 && value <= 1) {
             throw ValidationError("\(name) must be between 0 and 1 (got \(value))")
+        }
+        guard (0...epochs).contains(contrastiveOnlyEpochs) else {
+            throw ValidationError("--contrastive-only-epochs must be between 0 and --epochs (\(epochs)) (got \(contrastiveOnlyEpochs))")
+        }
+        guard contrastiveWeight.isFinite && contrastiveWeight >= 0 else {
+            throw ValidationError("--contrastive-weight must be a finite number of at least 0 (got \(contrastiveWeight))")
         }
         guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1 (got \(logEvery))") }
         guard !out.isEmpty else { throw ValidationError("--out must name a directory") }
@@ -240,11 +255,13 @@ struct PretrainCommand: ParsableCommand {
         }
         let device = try Device.select(corpus.device)
         let precisionLine = device.apply(corpus.precision)
+        device.openCL?.isProfiling = profile
         BuildProgress.attach(to: device).activity = "first steps of oscar-\(configuration.name)"
         let model = try OSCAR(configuration, initializer: Initializer(device: device, seed: corpus.seed))
         let pretraining = OSCARPretraining(model: model)
         pretraining.maskingProbability = maskingProbability
         pretraining.pollutionProbability = pollutionProbability
+        pretraining.contrastiveWeight = Float(contrastiveWeight)
         let optimizer = try AdamW(model.namedParameters(),
                                   configuration: AdamWConfiguration(learningRate: lr, weightDecay: weightDecay))
         let rate = CosineSchedule(base: lr, epochs: epochs, warmupEpochs: warmup)
@@ -268,6 +285,8 @@ struct PretrainCommand: ParsableCommand {
         for epoch in firstEpoch..<epochs {
             model.train()
             lossGuard.startEpoch()
+            // Derived from the epoch alone, so a resumed run masks as an uninterrupted one.
+            pretraining.maskingProbability = epoch < contrastiveOnlyEpochs ? 0 : maskingProbability
             // A fresh order per epoch from the seed, so a resumed run sees
             // the order an uninterrupted one would have.
             var rng = SplitMix64(seed: corpus.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
@@ -310,6 +329,15 @@ struct PretrainCommand: ParsableCommand {
                 }
             }
             let trainSeconds = seconds(clock.now - start)
+            if profile, let context = device.openCL {
+                // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
+                print("\ndevice time per kernel (training epoch \(epoch + 1)):")
+                for entry in try context.profile().prefix(20) {
+                    print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
+                }
+            }
+            // The test split is always scored on the full objective, so that epochs compare.
+            pretraining.maskingProbability = maskingProbability
             let test = try Self.evaluate(pretraining, batcher: batcher, samples: data.test, batchSize: batchSize,
                                          seed: corpus.seed)
             let metrics = EpochMetrics(epoch: epoch + 1, trainLoss: lossSum / Double(max(lossCount, 1)),

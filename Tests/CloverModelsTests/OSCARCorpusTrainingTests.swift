@@ -148,5 +148,11 @@ final class OSCARCorpusTrainingTests: XCTestCase {
         for text in texts {
             XCTAssertFalse(tokenizer.tokenize(text).contains("[UNK]"), text)
         }
+        // Every description names its class's tag (the anchor the contrastive head matches).
+        for (label, tag) in FashionMNISTCorpus.tagNames.enumerated() {
+            for description in FashionMNISTCorpus.descriptions[label] {
+                XCTAssertTrue(description.contains(tag), "'\(description)' does not name '\(tag)'")
+            }
+        }
     }
 }
