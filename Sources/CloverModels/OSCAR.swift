@@ -523,6 +523,19 @@ public enum OSCARMaskAction: Hashable, Sendable {
     case kept
 }
 
+/// What a polluted sample gets from another sample of the batch.
+public enum OSCARPollution: String, CaseIterable, Sendable {
+    /// Its tags (the Oscar paper's contrastive loss): the head learns whether
+    /// the tags belong to the caption and the regions.
+    case tags
+    /// Its caption: the head learns whether the caption belongs to the image
+    /// (tags and regions), the judgement image-text retrieval asks for.
+    case captions
+    /// Either, with equal chance (as Oscar+'s contrastive loss, VinVL, polluting
+    /// the caption or the tags, here with one binary "polluted" target).
+    case either
+}
+
 /// A batch after OSCAR's corruption, with the targets of both losses.
 public struct OSCARCorruption: Sendable {
     /// The input the model sees: polluted tags and masked text.
@@ -532,7 +545,7 @@ public struct OSCARCorruption: Sendable {
     public var labels: [Int32]
     /// Per text slot, what masking did.
     public var actions: [OSCARMaskAction]
-    /// Per sample, whether its tags were replaced by another sample's.
+    /// Per sample, whether its tags or caption were replaced by another sample's.
     public var polluted: [Bool]
 }
 
@@ -557,7 +570,8 @@ public struct OSCARPretrainingLoss {
 /// Corruption, in this order (as Oscar's data loader does):
 /// 1. **Pollution**: each sample, with probability ``pollutionProbability``,
 ///    gets the tags (and tag count) of another sample of the batch drawn
-///    uniformly — the batch stands in for the data set Oscar samples from.
+///    uniformly — the batch stands in for the data set Oscar samples from —
+///    or, as ``pollution`` says, its caption, or either with equal chance.
 ///    A batch of one sample is never polluted.
 /// 2. **Masking** (BERT's rule) over the real word and tag slots except
 ///    `[PAD]`, `[CLS]`, `[SEP]` and `[MASK]`: each is selected with
@@ -575,8 +589,10 @@ public final class OSCARPretraining {
     public var maskTokenShare = 0.8
     /// Of the selected, the share replaced by a random id (0.1); the rest stay.
     public var randomTokenShare = 0.1
-    /// Chance that a sample's tags are polluted (0.5).
+    /// Chance that a sample is polluted (0.5).
     public var pollutionProbability = 0.5
+    /// What pollution replaces (the paper: ``OSCARPollution/tags``).
+    public var pollution = OSCARPollution.tags
     /// The contrastive loss's weight in the total (the paper's 1). A model
     /// trained from scratch, not from BERT's weights as Oscar's are, learns
     /// the masked tokens first and leaves the contrastive head at chance for
@@ -599,8 +615,16 @@ public final class OSCARPretraining {
             // Another sample: draw from the n − 1 others and skip over b.
             var other = Int.random(in: 0..<(n - 1), using: &rng)
             if other >= b { other += 1 }
-            out.tags.replaceSubrange((b * tl)..<((b + 1) * tl), with: batch.tags[(other * tl)..<((other + 1) * tl)])
-            out.tagCounts[b] = batch.tagCounts[other]
+            // The paper's mode draws nothing more, so its corruptions stay as they were.
+            let caption = pollution == .captions || (pollution == .either && Bool.random(using: &rng))
+            if caption {
+                let wl = batch.wordLength
+                out.words.replaceSubrange((b * wl)..<((b + 1) * wl), with: batch.words[(other * wl)..<((other + 1) * wl)])
+                out.wordCounts[b] = batch.wordCounts[other]
+            } else {
+                out.tags.replaceSubrange((b * tl)..<((b + 1) * tl), with: batch.tags[(other * tl)..<((other + 1) * tl)])
+                out.tagCounts[b] = batch.tagCounts[other]
+            }
             polluted[b] = true
         }
 

@@ -181,6 +181,11 @@ struct PretrainCommand: ParsableCommand {
     @Option(name: .long, help: "Chance that a sample's tags are replaced by another sample's (OSCAR's 0.5).")
     var pollutionProbability: Double = 0.5
 
+    @Option(name: .long, help: ArgumentHelp(
+        "What a polluted sample gets from another: its tags (the paper), its caption (what retrieval judges) or either.",
+        valueName: "tags|captions|either"))
+    var pollute: OSCARPollution = .tags
+
     @Option(name: .long, help: "Epochs at the start that train the contrastive loss alone (no masking); the masked-token loss joins after them. A model trained from scratch needs them to align tags with captions (README, \"Pre-training OSCAR\").")
     var contrastiveOnlyEpochs: Int = 0
 
@@ -262,6 +267,7 @@ struct PretrainCommand: ParsableCommand {
         pretraining.maskingProbability = maskingProbability
         pretraining.pollutionProbability = pollutionProbability
         pretraining.contrastiveWeight = Float(contrastiveWeight)
+        pretraining.pollution = pollute
         let optimizer = try AdamW(model.namedParameters(),
                                   configuration: AdamWConfiguration(learningRate: lr, weightDecay: weightDecay))
         let rate = CosineSchedule(base: lr, epochs: epochs, warmupEpochs: warmup)
@@ -458,6 +464,8 @@ struct EvalRetrievalCommand: ParsableCommand {
         return try OSCARRetrieval.evaluate(model: model, batcher: batcher, samples: samples, batchSize: batchSize)
     }
 }
+
+extension OSCARPollution: ExpressibleByArgument {}
 
 extension RetrievalRecall {
     /// The figures as text lines (or one JSON object), chance beside them.

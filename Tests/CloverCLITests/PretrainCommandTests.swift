@@ -124,4 +124,32 @@ final class PretrainCommandTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("/nonexistent/run"), "\($0)")
         }
     }
+
+    /// The documented pipeline, smaller: a LeNet-5 backbone, the Fashion-MNIST
+    /// corpus built from it, OSCAR pre-trained on it, and retrieval over the
+    /// held-out samples beating chance (loosely: R@10 above K / N in each
+    /// direction and twice it on average; the full-size run in BENCHMARKS.md
+    /// does better).
+    func testFashionCorpusPretrainingBeatsChanceAtRetrieval() throws {
+        try TestSupport.requireOpenCL()
+        guard FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory) else {
+            throw TestSupport.unavailable("Fashion-MNIST is absent: scripts/setup.sh installs dataset-fashion-mnist")
+        }
+        let backbone = directory("oscar-backbone"), corpus = directory("oscar-corpus"), run = directory("oscar-run")
+        try TrainCommand.parse(["--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1", "--test-subset", "1000",
+                                "--lr", "0.05", "--batch-size", "128", "--log-every", "50",
+                                "--out", backbone]).run()
+        try OSCARCorpusCommand.parse(["--backbone", backbone, "--out", corpus, "--train-count", "6000",
+                                      "--test-count", "100"]).run()
+        try PretrainCommand.parse(["--data", corpus, "--epochs", "4", "--contrastive-only-epochs", "3", "--pollute", "captions", "--lr", "1e-3",
+                                   "--warmup", "0.3", "--batch-size", "32", "--log-every", "20", "--out", run]).run()
+        let recall = try EvalRetrievalCommand.parse(["--data", corpus, "--checkpoint", run]).evaluate()
+        print(recall.report(json: false))
+        XCTAssertEqual(recall.count, 100)
+        // Each direction above chance, and the two together at least twice it.
+        XCTAssertGreaterThan(recall.imageToText[2], recall.chance[2], "image → text R@10")
+        XCTAssertGreaterThan(recall.textToImage[2], recall.chance[2], "text → image R@10")
+        XCTAssertGreaterThanOrEqual(recall.imageToText[2] + recall.textToImage[2], 4 * recall.chance[2],
+                                    "R@10 \(recall.imageToText[2]) and \(recall.textToImage[2]) against chance \(recall.chance[2])")
+    }
 }
