@@ -199,6 +199,47 @@ final class OSCARTests: XCTestCase {
         XCTAssertEqual(pretraining.corrupt(batch, seed: 5).polluted, c.polluted)
     }
 
+    func testCaptionPollutionSwapsWordsAndEitherMixesBoth() throws {
+        let pretraining = OSCARPretraining(model: try OSCAR(.toy, initializer: Initializer(device: .meta)))
+        pretraining.maskingProbability = 0
+        let batch = try largeBatch(samples: 2000)
+        let (wl, tl) = (batch.wordLength, batch.tagLength)
+        func rows(_ ids: [Int32], _ length: Int) -> [[Int32]] {
+            (0..<batch.batchSize).map { Array(ids[($0 * length)..<(($0 + 1) * length)]) }
+        }
+        let words = rows(batch.words, wl), tags = rows(batch.tags, tl)
+
+        pretraining.pollution = .captions
+        let c = pretraining.corrupt(batch, seed: 5)
+        XCTAssertEqual(c.batch.tags, batch.tags, "caption pollution leaves the tags")
+        XCTAssertEqual(Double(c.polluted.filter { $0 }.count) / Double(batch.batchSize), 0.5, accuracy: 0.03)
+        for (b, now) in rows(c.batch.words, wl).enumerated() {
+            if c.polluted[b] {
+                guard let source = words.firstIndex(of: now) else { return XCTFail("sample \(b): a caption from nowhere") }
+                XCTAssertNotEqual(source, b)
+                XCTAssertEqual(c.batch.wordCounts[b], batch.wordCounts[source])
+            } else {
+                XCTAssertEqual(now, words[b])
+            }
+        }
+
+        pretraining.pollution = .either
+        let e = pretraining.corrupt(batch, seed: 5)
+        let newWords = rows(e.batch.words, wl), newTags = rows(e.batch.tags, tl)
+        var captionSwaps = 0, tagSwaps = 0
+        for b in 0..<batch.batchSize {
+            let wordsChanged = newWords[b] != words[b], tagsChanged = newTags[b] != tags[b]
+            XCTAssertFalse(wordsChanged && tagsChanged, "sample \(b): one of the two is replaced, not both")
+            if !e.polluted[b] { XCTAssertFalse(wordsChanged || tagsChanged, "sample \(b) is clean") }
+            captionSwaps += wordsChanged ? 1 : 0
+            tagSwaps += tagsChanged ? 1 : 0
+        }
+        let pollutedCount = Double(e.polluted.filter { $0 }.count)
+        // A swap with an identical row changes nothing; random rows rarely coincide.
+        XCTAssertEqual(Double(captionSwaps) / pollutedCount, 0.5, accuracy: 0.05)
+        XCTAssertEqual(Double(tagSwaps) / pollutedCount, 0.5, accuracy: 0.05)
+    }
+
     // MARK: Training on the device
 
     func testToyLossFallsUnderAdamW() throws {
