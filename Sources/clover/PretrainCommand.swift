@@ -336,11 +336,7 @@ struct PretrainCommand: ParsableCommand {
             }
             let trainSeconds = seconds(clock.now - start)
             if profile, let context = device.openCL {
-                // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
-                print("\ndevice time per kernel (training epoch \(epoch + 1)):")
-                for entry in try context.profile().prefix(20) {
-                    print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
-                }
+                try Console.printKernelProfile(of: context, title: "training epoch \(epoch + 1)")
             }
             // The test split is always scored on the full objective, so that epochs compare.
             pretraining.maskingProbability = maskingProbability

@@ -374,11 +374,7 @@ struct TrainCommand: ParsableCommand {
             }
             let trainSeconds = seconds(clock.now - start)
             if profile, let context = device.openCL {
-                // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
-                print("\ndevice time per kernel (training epoch \(epoch + 1)):")
-                for entry in try context.profile().prefix(20) {
-                    print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
-                }
+                try Console.printKernelProfile(of: context, title: "training epoch \(epoch + 1)")
                 for line in stepCounts.report() { print(line) }
             }
             if profile, let distributed { for line in distributed.takeProfileLines() { print(line) } }
@@ -465,3 +461,15 @@ func countCorrect(_ logits: Tensor, _ labels: [Int32]) throws -> Int {
 }
 
 func seconds(_ d: Duration) -> Double { d.inSeconds }
+
+extension Console {
+    /// Device time per kernel since the last report, the 20 largest (what
+    /// `--profile` prints after each epoch of `train` and `pretrain`).
+    static func printKernelProfile(of context: OpenCLContext, title: String) throws {
+        // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
+        print("\ndevice time per kernel (\(title)):")
+        for entry in try context.profile().prefix(20) {
+            print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
+        }
+    }
+}

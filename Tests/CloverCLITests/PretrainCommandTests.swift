@@ -54,7 +54,7 @@ final class PretrainCommandTests: XCTestCase {
         let first = try lines(out + "/metrics.csv")
         XCTAssertEqual(first.count, 2, "a header and one epoch")
         // Resume to 2 epochs: one more row, the first kept as it was.
-        try PretrainCommand.parse(common + ["--epochs", "2", "--lr", "1e-3", "--resume"]).run()
+        try PretrainCommand.parse(common + ["--epochs", "2", "--lr", "1e-3", "--resume", "--profile"]).run()
         let second = try lines(out + "/metrics.csv")
         XCTAssertEqual(second.count, 3)
         XCTAssertEqual(Array(second.prefix(2)), first)
