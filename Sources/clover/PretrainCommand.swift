@@ -178,7 +178,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(name: .long, help: "Chance that a word or tag token is selected for the masked-token loss (BERT's 0.15).")
     var maskingProbability: Double = 0.15
 
-    @Option(name: .long, help: "Chance that a sample's tags are replaced by another sample's (OSCAR's 0.5).")
+    @Option(name: .long, help: "Chance that a sample is polluted, its tags or caption replaced by another sample's (--pollute; OSCAR's 0.5).")
     var pollutionProbability: Double = 0.5
 
     @Option(name: .long, help: ArgumentHelp(
@@ -189,7 +189,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(name: .long, help: "Epochs at the start that train the contrastive loss alone (no masking); the masked-token loss joins after them. A model trained from scratch needs them to align tags with captions (README, \"Pre-training OSCAR\").")
     var contrastiveOnlyEpochs: Int = 0
 
-    @Option(name: .long, help: "Weight of the contrastive loss in the total (the paper's 1; a model trained from scratch needs more, see README).")
+    @Option(name: .long, help: "Weight of the contrastive loss in the total (the paper's 1).")
     var contrastiveWeight: Double = 1
 
     @Option(name: .long, help: "Use only the first N training samples.")
