@@ -1,5 +1,6 @@
 import ArgumentParser
 import Clover
+import CloverModels
 import CloverRuntime
 // FoundationEssentials, never Foundation: see Report.swift.
 import FoundationEssentials
@@ -87,6 +88,31 @@ struct CloverBench: ParsableCommand {
     @Flag(name: .long, help: "List the selected benchmarks and their shapes without running them (with --json, write them as a plan).")
     var list = false
 
+    @Option(name: .customLong("model"), help: ArgumentHelp(
+        "Time training steps of this model instead of the standard rows, as NAME:BATCH (e.g. wrn-16-8:64); repeat for several.",
+        discussion: "Any `clover models` name or oscar-<preset>, at its standard input size; only these rows run (no kernel rows). --scale and --batch-scale still apply."))
+    var modelRows: [String] = []
+
+    /// `--model` rows, parsed and checked against the zoo.
+    var requestedModels: [ModelBenchmark] {
+        get throws {
+            try modelRows.map { row in
+                let parts = row.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, let batch = Int(parts[1]), batch > 0 else {
+                    throw ValidationError("--model \(row): expected NAME:BATCH with a positive batch, e.g. wrn-16-8:64")
+                }
+                let benchmark = ModelBenchmark(model: String(parts[0]), batch: batch)
+                do {
+                    if let preset = benchmark.oscarPreset { _ = try OSCAR.configuration(named: preset) }
+                    else { _ = try ModelZoo.spec(named: benchmark.model) }
+                } catch {
+                    throw ValidationError("--model \(row): \(error)")
+                }
+                return benchmark
+            }
+        }
+    }
+
     @Flag(name: .long, help: "Run under mpirun: average the model benchmarks' gradients over the ranks (detected from Open MPI's environment too); kernel benchmarks are skipped.")
     var distributed = false
 
@@ -97,6 +123,7 @@ struct CloverBench: ParsableCommand {
         if let warmup, warmup < 0 { throw ValidationError("--warmup must be at least 0") }
         if let repetitions, repetitions < 1 { throw ValidationError("--repeat must be at least 1") }
         if referenceRepeat < 1 { throw ValidationError("--reference-repeat must be at least 1") }
+        _ = try requestedModels
     }
 
     func run() throws {
@@ -120,15 +147,20 @@ struct CloverBench: ParsableCommand {
             filter.isEmpty || filter.contains { name.lowercased().contains($0.lowercased()) }
         }
         let kernels: [KernelBenchmark]
+        let models: [ModelBenchmark]
+        // Explicit --model rows are the whole run: a model-only measurement.
+        let modelsOnly = !modelRows.isEmpty
         do {
             // A distributed run measures training steps; a kernel on each rank would only repeat itself.
-            kernels = job != nil || (distributed && list) ? [] : try KernelSuite.all().filter { selected($0.name) }
+            kernels = modelsOnly || job != nil || (distributed && list)
+                ? [] : try KernelSuite.all().filter { selected($0.name) }
+            models = modelsOnly ? try requestedModels.filter { selected($0.name) } : ModelBenchmark.all.filter { selected($0.name) }
         } catch {
             StandardError.line("error: \(error)")
             throw ExitCode.failure
         }
-        let models = ModelBenchmark.all.filter { selected($0.name) }
-        let convEngine = job != nil || (distributed && list) ? [] : ConvEngineBenchmark.all.filter { selected($0.name) }
+        let convEngine = modelsOnly || job != nil || (distributed && list)
+            ? [] : ConvEngineBenchmark.all.filter { selected($0.name) }
         guard !kernels.isEmpty || !models.isEmpty || !convEngine.isEmpty else {
             StandardError.line("error: no benchmark matches --filter \(filter.joined(separator: ", "))")
             throw ExitCode.failure

@@ -288,22 +288,35 @@ def cifar_models(torch):
     def projection(i, o, stride):
         return nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
 
-    class ConvLSTMRegulator(nn.Module):
-        """One stage's ConvLSTM cell: paired 1x1 (N groups of [X_n, H_n]), depthwise 3x3, gates i, f, o, g."""
+    class Regulator(nn.Module):
+        """One stage's ConvLSTM or ConvGRU cell (Sources/Clover/Ops/RegulatorCell.swift): a grouped 1x1 over
+        channel pairs [X_n, H_n] (N groups), a depthwise 3x3, then the gates; gate k of state n is channel n*G + k."""
 
-        def __init__(self, n):
+        def __init__(self, n, kind):
             super().__init__()
-            self.n = n
-            self.pointwise = nn.Conv2d(2 * n, 4 * n, 1, groups=n)
-            self.depthwise = nn.Conv2d(4 * n, 4 * n, 3, padding=1, groups=4 * n)
+            self.n, self.kind = n, kind
+            g = 4 if kind == "lstm" else 2
+            self.pointwise = nn.Conv2d(2 * n, g * n, 1, groups=n)
+            self.depthwise = nn.Conv2d(g * n, g * n, 3, padding=1, groups=g * n)
+            if kind == "gru":  # the candidate's own convs over [X, r*H]
+                self.candidate_pointwise = nn.Conv2d(2 * n, n, 1, groups=n)
+                self.candidate_depthwise = nn.Conv2d(n, n, 3, padding=1, groups=n)
+
+        @staticmethod
+        def pairs(x, h):
+            b, n, hh, ww = x.shape
+            return torch.stack((x, h), 2).reshape(b, 2 * n, hh, ww)
 
         def forward(self, x, h, c):
             b, n, hh, ww = x.shape
-            pairs = torch.stack((x, h), 2).reshape(b, 2 * n, hh, ww)
-            pre = self.depthwise(self.pointwise(pairs))
-            i, f, o, g = pre.view(b, n, 4, hh, ww).unbind(2)
-            c2 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(c2), c2
+            pre = self.depthwise(self.pointwise(self.pairs(x, h)))
+            if self.kind == "lstm":
+                i, f, o, g = pre.view(b, n, 4, hh, ww).unbind(2)
+                c2 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                return torch.sigmoid(o) * torch.tanh(c2), c2
+            z, r = torch.sigmoid(pre.view(b, n, 2, hh, ww)).unbind(2)
+            candidate = self.candidate_depthwise(self.candidate_pointwise(self.pairs(x, r * h)))
+            return (1 - z) * torch.tanh(candidate) + z * h, None
 
     class RegBlock(nn.Module):
         def __init__(self, i, o, stride):
@@ -314,14 +327,16 @@ def cifar_models(torch):
 
         def forward(self, x, cell, h, c):
             i = F.relu(self.bn1(self.conv1(x)))
-            h, c = cell(i, h if h is not None else torch.zeros_like(i), c if c is not None else torch.zeros_like(i))
+            h, c = cell(i, h if h is not None else torch.zeros_like(i),
+                        c if c is not None or cell.kind != "lstm" else torch.zeros_like(i))
             out = self.bn2(self.conv2(torch.cat((i, h), 1)))
             return F.relu(out + (self.downsample(x) if self.downsample is not None else x)), h, c
 
-    class RegNetLSTM(nn.Module):
-        """CIFAR RegNet-(6n+2) with a ConvLSTM regulator on every stage (Xu et al.)."""
+    class RegNet(nn.Module):
+        """CIFAR RegNet-(6n+2) with a ConvLSTM or ConvGRU regulator on every stage (Xu et al.), H fused by the
+        block's second 3x3 conv, projection shortcuts and H (and C) carried between stages by 1x1 conv + BN."""
 
-        def __init__(self, n, classes):
+        def __init__(self, n, kind, classes):
             super().__init__()
             self.conv1, self.bn1 = conv3x3(3, 16), nn.BatchNorm2d(16)
             self.stages, self.cells, self.h_in, self.c_in = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
@@ -330,9 +345,9 @@ def cifar_models(torch):
                 stride = 1 if k == 0 else 2
                 self.stages.append(nn.ModuleList(RegBlock(inp if b == 0 else width, width, stride if b == 0 else 1)
                                                  for b in range(n)))
-                self.cells.append(ConvLSTMRegulator(width))
+                self.cells.append(Regulator(width, kind))
                 self.h_in.append(projection(prev, width, 2) if prev else nn.Identity())
-                self.c_in.append(projection(prev, width, 2) if prev else nn.Identity())
+                self.c_in.append(projection(prev, width, 2) if prev and kind == "lstm" else nn.Identity())
                 inp, prev = width, width
             self.fc = nn.Linear(64, classes)
 
@@ -341,16 +356,43 @@ def cifar_models(torch):
             h = c = None
             for k, blocks in enumerate(self.stages):
                 if h is not None:
-                    h, c = self.h_in[k](h), self.c_in[k](c)
+                    h = self.h_in[k](h)
+                    c = self.c_in[k](c) if c is not None else None
                 for block in blocks:
                     x, h, c = block(x, self.cells[k], h, c)
             return self.fc(x.mean((2, 3)))
 
     return {
         "cifar-resnet20": lambda classes: CIFARResNet(3, classes),
+        "wrn-16-8": lambda classes: WideResNet(16, 8, 0.3, classes),
         "wrn-28-10": lambda classes: WideResNet(28, 10, 0.3, classes),
-        "regnet20-lstm": lambda classes: RegNetLSTM(3, classes),
+        "regnet20-gru": lambda classes: RegNet(3, "gru", classes),
+        "regnet20-lstm": lambda classes: RegNet(3, "lstm", classes),
     }
+
+
+def import_torchvision(torch):
+    """torchvision, also beside a CPU-only torch (the `+cpu` wheel).
+
+    PyPI's torchvision wheel is built against PyPI's CUDA torch: under the `+cpu` torch its C++ ops
+    (nms, roi_align, ...) do not load, and importing it fails while it registers their fake-tensor
+    kernels. The models never call those ops, so for a CPU torch the registration is skipped while
+    torchvision imports, and said on stderr.
+    """
+    if torch.version.cuda is not None or "torchvision" in sys.modules:
+        import torchvision
+        return torchvision
+    import torch.library
+    register_fake = torch.library.register_fake
+    torch.library.register_fake = lambda *args, **kwargs: (lambda fn: fn)
+    try:
+        import torchvision
+    finally:
+        torch.library.register_fake = register_fake
+    if not torchvision.extension._has_ops():
+        print("note: torchvision's C++ ops did not load beside this CPU torch; its models do not use them",
+              file=sys.stderr)
+    return torchvision
 
 
 def build_model(torch, name, classes):
@@ -358,11 +400,12 @@ def build_model(torch, name, classes):
     if name in cifar:
         return cifar[name](classes)
     # Imported only when needed: the written-out models must build without torchvision.
-    import torchvision
+    torchvision = import_torchvision(torch)
     zoo = {
         "resnet50": torchvision.models.resnet50,
         "resnext50-32x4d": torchvision.models.resnext50_32x4d,
         "efficientnet-b0": torchvision.models.efficientnet_b0,
+        "vgg11": torchvision.models.vgg11,
         "vgg16": torchvision.models.vgg16,
     }
     if name in zoo:
