@@ -163,7 +163,7 @@ static inline void store_output(__global float* y, const ulong y_off, __global f
         _Pragma("unroll")                                                  \
         for (int i = 0; i < WM; ++i) {                                     \
             _Pragma("unroll")                                              \
-            for (int j = 0; j < WN; ++j) acc[i][j] = mad(a_[i], b_[j], acc[i][j]); \
+            for (int j = 0; j < WN; ++j) acc[i][j] = fma(a_[i], b_[j], acc[i][j]); \
         }                                                                  \
     }
 #endif
@@ -340,7 +340,7 @@ void convgemm_forward_vector(const int C, const int O, const int G, const int OH
             for (int i = 0; i < WM; ++i) {
                 const float16 a = (float16)(wr[i][k]);
                 _Pragma("unroll")
-                for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                for (int j = 0; j < WN; ++j) acc[i][j] = fma(a, b[j], acc[i][j]);
             }
         }
     }
@@ -444,7 +444,7 @@ void convgemm_backward_data_vector(const int C, const int H, const int W, const 
             for (int i = 0; i < WM; ++i) {
                 const float16 a = (float16)(wr[i][k]);
                 _Pragma("unroll")
-                for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                for (int j = 0; j < WN; ++j) acc[i][j] = fma(a, b[j], acc[i][j]);
             }
         }
     }
@@ -513,7 +513,7 @@ void convgemm_backward_weight_vector(const int N, const int C, const int O, cons
             for (int j = 0; j < WN; ++j) {
                 const float16 b = vload16(0, xb + off[j] + q);
                 _Pragma("unroll")
-                for (int i = 0; i < WM; ++i) acc[i][j] = mad(a[i], b, acc[i][j]);
+                for (int i = 0; i < WM; ++i) acc[i][j] = fma(a[i], b, acc[i][j]);
             }
         }
     }
@@ -811,7 +811,7 @@ void convgemm_forward_direct(const int N, const int C, const int H, const int W,
                 for (int i = 0; i < WM; ++i) {
                     const float a = wr[i][k];
                     _Pragma("unroll")
-                    for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                    for (int j = 0; j < WN; ++j) acc[i][j] = fma(a, b[j], acc[i][j]);
                 }
             }
         }
@@ -880,7 +880,7 @@ void convgemm_backward_data_direct(const int N, const int C, const int H, const 
                 for (int i = 0; i < WM; ++i) {
                     const float a = wr[i][o * CG * KK + kh * KW + kw];
                     _Pragma("unroll")
-                    for (int j = 0; j < WN; ++j) acc[i][j] = mad(a, b[j], acc[i][j]);
+                    for (int j = 0; j < WN; ++j) acc[i][j] = fma(a, b[j], acc[i][j]);
                 }
             }
         }
@@ -946,7 +946,7 @@ void convgemm_backward_weight_direct(const int N, const int C, const int H, cons
         _Pragma("unroll")
         for (int i = 0; i < WM; ++i)
             _Pragma("unroll")
-            for (int j = 0; j < WN; ++j) acc[i][j] = mad(a[i], b[j], acc[i][j]);
+            for (int j = 0; j < WN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
     }
     _Pragma("unroll")
     for (int i = 0; i < WM; ++i)
