@@ -71,6 +71,10 @@
 // item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
 // 8*TK*(TM+TN+2*LPAD) <= 48 KiB.
 //
+// Products accumulate with fma(), not mad(): POCL lowers mad to a multiply and an add (no
+// contraction), half the arithmetic per cycle of vfmadd on a CPU; NVIDIA emits fma.rn for both.
+// ConvolutionEngineTests.testVectorProductsAreFused checks the single rounding.
+//
 // Index math is 32-bit: the host refuses tensors of 2^31 elements or more. Runtime divisions that
 // recur per K-tile use host-computed magic numbers (fdiv below); the rest divide once per item.
 // =================================================================================================

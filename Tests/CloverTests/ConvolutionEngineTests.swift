@@ -188,6 +188,38 @@ final class ConvolutionEngineTests: XCTestCase {
         XCTAssertTrue(sawSplits, "no case split the weight gradient over samples")
     }
 
+    /// The vector kernels' products are fused multiply-adds (one rounding):
+    /// POCL lowers OpenCL's `mad` to a multiply and an add, which halves the
+    /// arithmetic the CPU issues per cycle. With `a = 1 + 2⁻¹²`,
+    /// `a·a = 1 + 2⁻¹¹ + 2⁻²⁴` rounds to `1 + 2⁻¹¹` on its own, so a sum
+    /// `−(1 + 2⁻¹¹)·1 + a·a` is exactly 2⁻²⁴ when fused and 0 when not.
+    func testVectorProductsAreFused() throws {
+        let device = try TestDevice.get()
+        let a = Float(1) + Float(sign: .plus, exponent: -12, significand: 1)
+        let first = -(Float(1) + Float(sign: .plus, exponent: -11, significand: 1))
+        let expected = Float(sign: .plus, exponent: -24, significand: 1)
+        let parameters = Convolution2DParameters(stride: (1, 1), padding: (0, 0))
+        let plane = 6 * 7, batch = 2
+        // Forward: channel 0 of x is 1 against weight `first`, channel 1 is a against a
+        // (channel 0's product is accumulated first).
+        let xValues = (0..<batch).flatMap { _ in [Float](repeating: 1, count: plane) + [Float](repeating: a, count: plane) }
+        let x = try Tensor(shape: [batch, 2, 6, 7], values: xValues, on: device)
+        let outputs = 3
+        let w = try Tensor(shape: [outputs, 2, 1, 1], values: (0..<outputs).flatMap { _ in [first, a] }, on: device)
+        // Data gradient: output channel 0 of dy is 1 against `first`, channel 1 is a against a.
+        let dy = try Tensor(shape: [batch, 2, 6, 7], values: xValues, on: device)
+        let wData = try Tensor(shape: [2, outputs, 1, 1],
+                               values: [Float](repeating: first, count: outputs) + [Float](repeating: a, count: outputs),
+                               on: device)
+        for set in vectorSets {
+            let y = try apply(Convolution2D(parameters, forcedChoice: ConvChoice(.implicitGEMM, set)), [x, w])[0]
+            XCTAssertEqual(Set(try y.toArray()), [expected], "forward, \(set)")
+            let dx = try apply(Convolution2DBackwardData(parameters, inputShape: [batch, outputs, 6, 7],
+                                                        forcedChoice: ConvChoice(.implicitGEMM, set)), [dy, wData])[0]
+            XCTAssertEqual(Set(try dx.toArray()), [expected], "data gradient, \(set)")
+        }
+    }
+
     /// A batch norm after a vector convolution merges the partial statistics
     /// the convolution's epilogue wrote (no `bn_stats_partial` pass over its
     /// output) and gets the reference's statistics and output, as it does

@@ -107,8 +107,8 @@ public struct InvertedDropout: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.dropoutForward)
         let x = inputs[0].view, y = outputs[0].view
-        // One work item per Philox block of four elements.
-        try context.launch(kernel, global: [(y.count + 3) / 4], local: [pointwiseGroupSize], arguments:
+        // One work item per element (dropout.cl says why).
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
             [UInt64(y.count), mask.threshold, mask.deviceScale] + mask.seedWords
             + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
     }
