@@ -170,7 +170,8 @@ private func referenceMaxPoolArgmax(_ x: [Float], input: [Int], output: [Int], w
 /// maximum. Inputs: `dy` `[N, C, OH, OW]` and the forward input `x`.
 ///
 /// The OpenCL kernel gathers: each input element re-scans the windows that
-/// cover it, so no indices are saved and no atomics are needed.
+/// cover it, so no indices are saved and no atomics are needed. Its program
+/// is built per window and stride, so that its loops have constant bounds.
 public struct MaxPooling2DBackward: Primitive {
     public let window: PoolWindow
     public init(_ window: PoolWindow) { self.window = window }
@@ -193,7 +194,12 @@ public struct MaxPooling2DBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(.maxpool2dBackward)
+        // The window at compile time, so the kernel's loops unroll and POCL vectorises it
+        // (pooling.cl); one program per window shape.
+        let kernel = try context.kernel(.maxpool2dBackward, defines: [
+            "POOL_KH": "\(window.kernelHeight)", "POOL_KW": "\(window.kernelWidth)",
+            "POOL_SH": "\(window.strideHeight)", "POOL_SW": "\(window.strideWidth)",
+        ])
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
             window.kernelArguments(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)

@@ -18,6 +18,8 @@ extension ConformanceSuite {
             (PoolWindow(kernel: 3, stride: 2), [[2, 4, 13, 7]]),
             (PoolWindow(kernelHeight: 3, kernelWidth: 2, strideHeight: 1, strideWidth: 2, paddingHeight: 1, paddingWidth: 0),
              [[1, 5, 6, 9]]),
+            // Stride past the window: some inputs lie in no window (the backward's candidates all masked).
+            (PoolWindow(kernel: 2, stride: 3), [[2, 3, 8, 7]]),
         ]
         var index = 0
         for (window, shapes) in windows {
