@@ -33,30 +33,38 @@
 #define M_SQRT1_2_F 0.70710678118654752f   // 1 / sqrt(2)
 #define INV_SQRT_2PI_F 0.39894228040143268f  // 1 / sqrt(2 pi)
 
-// sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), both without overflow or cancellation.
-static inline float2 sigmoid_pair(const float x) {
+// sigmoid(x) (*pos) and sigmoid(-x) = 1 - sigmoid(x) (*neg), both without overflow or
+// cancellation. Scalars through pointers, not a float2: a float2 select made POCL's vectoriser give
+// up on the item loop ("instruction return type cannot be vectorized"), leaving SiLU and sigmoid
+// scalar; inlined, the pointers vanish.
+static inline void sigmoid_pair(const float x, float* pos, float* neg) {
     const float e = exp(-fabs(x));
     const float big = 1.0f / (1.0f + e);   // sigmoid(|x|)
     const float small = e * big;           // sigmoid(-|x|)
-    return x >= 0.0f ? (float2)(big, small) : (float2)(small, big);
+    *pos = x >= 0.0f ? big : small;
+    *neg = x >= 0.0f ? small : big;
 }
 
 static inline float act_forward(const float x) {
+    float s, t;
 #if ACT == ACT_SIGMOID
-    return sigmoid_pair(x).x;
+    sigmoid_pair(x, &s, &t);
+    return s;
 #elif ACT == ACT_TANH
     return tanh(x);
 #elif ACT == ACT_GELU
     return 0.5f * x * erfc(-x * M_SQRT1_2_F);
 #else
-    return x * sigmoid_pair(x).x;
+    sigmoid_pair(x, &s, &t);
+    return x * s;
 #endif
 }
 
 static inline float act_derivative(const float x) {
+    float s, t;
 #if ACT == ACT_SIGMOID
-    const float2 s = sigmoid_pair(x);
-    return s.x * s.y;
+    sigmoid_pair(x, &s, &t);
+    return s * t;
 #elif ACT == ACT_TANH
     const float e = exp(-2.0f * fabs(x));
     const float d = 1.0f + e;
@@ -66,8 +74,8 @@ static inline float act_derivative(const float x) {
     return 0.5f * erfc(-x * M_SQRT1_2_F) + x * INV_SQRT_2PI_F * exp(-0.5f * x * x);
 #else
     // d/dx x*s(x) = s(x) * (1 + x * s(-x))
-    const float2 s = sigmoid_pair(x);
-    return s.x * (1.0f + x * s.y);
+    sigmoid_pair(x, &s, &t);
+    return s * (1.0f + x * t);
 #endif
 }
 
