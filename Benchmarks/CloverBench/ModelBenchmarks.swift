@@ -104,12 +104,11 @@ struct ModelBenchmark {
         // Each step's OpenCL calls, CLBlast's included; the queue drain that
         // `measure` adds after each step is the harness's, not the step's.
         var counts: [DeviceCounters] = []
+        let trainer = Trainer(model: model, optimizer: optimizer)
         // At least one warm-up step: the first compiles every kernel the model uses.
         let timing = try measure(on: device, warmup: max(1, warmup), repetitions: repetitions) {
             let before = DeviceCounters.current
-            model.zeroGrad()
-            try loss().backward()
-            try optimizer.step()
+            try trainer.step(loss)
             counts.append(DeviceCounters.current - before)
         }
         record.record(timing)

@@ -42,9 +42,7 @@ public struct LaunchCheck: Sendable {
             before = context.launchCounts.values.reduce(0, +)
             let images = try Tensor.zeros([batch] + spec.inputShape, on: device)
             let labels = ClassLabels((0..<batch).map { Int32($0 % spec.classes) })
-            model.zeroGrad()
-            try softmaxCrossEntropy(model(images), labels: labels).backward()
-            try optimizer.step()
+            _ = try Trainer(model: model, optimizer: optimizer).step(images: images, labels: labels)
         }()
         return LaunchCheck(model: spec.name, input: ([batch] + spec.inputShape).map(String.init).joined(separator: "x"),
                            launches: context.launchCounts.values.reduce(0, +) - before,
@@ -83,9 +81,7 @@ public struct LaunchCheck: Sendable {
                 regionFeatures: [Float](repeating: 0, count: batch * regions * c.regionFeatureSize),
                 regionLength: regions, regionFeatureSize: c.regionFeatureSize,
                 regionCounts: Array(repeating: regions, count: batch))
-            model.zeroGrad()
-            try pretraining.loss(sample, seed: 1).total.backward()
-            try optimizer.step()
+            try Trainer(model: model, optimizer: optimizer).step { try pretraining.loss(sample, seed: 1).total }
         }()
         let length = words + tags + regions
         return LaunchCheck(model: "oscar-\(preset)", input: "\(batch)x\(length)",

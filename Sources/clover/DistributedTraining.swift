@@ -33,7 +33,7 @@ import Glibc
 /// Only rank 0 prints (the others' standard output is discarded) and writes
 /// checkpoints. A rank that fails prints `error: rank R of N: ...` and ends
 /// the whole job with `MPI_Abort`, so no rank waits forever in a collective.
-final class DistributedTraining {
+final class DistributedTraining: DataParallel {
     let world: Communicator
     /// Reductions of the epoch so far, for `--profile`.
     private(set) var epochStatistics = ReductionStatistics()
@@ -99,6 +99,7 @@ final class DistributedTraining {
 
     var rank: Int { world.rank }
     var size: Int { world.size }
+    var worldSize: Int { world.size }
     var isRoot: Bool { world.isRoot }
 
     /// Runs `body`; in a distributed job, any failure (an error, or an
@@ -257,15 +258,12 @@ final class DistributedTraining {
                            classCount: set.classCount, classNames: set.classNames, name: set.name)
     }
 
-    /// Loss and accuracy over the whole test set: each rank evaluates its
-    /// shard (``shard(_:)``), and the sums are combined.
-    func evaluate(_ model: ImageModel, _ loader: BatchLoader, device: Device) throws -> (loss: Double, accuracy: Double) {
-        let count = loader.dataset.count
-        var (loss, accuracy) = count > 0 ? try clover.evaluate(model, loader, device: device) : (0, 0)
-        var sums = [loss * Double(count), accuracy * Double(count), Double(count)]
+    /// This rank's evaluation of its test shard (``shard(_:)``), summed
+    /// over the ranks.
+    func combine(_ evaluation: Evaluation) throws -> Evaluation {
+        var sums = [evaluation.lossSum, Double(evaluation.correct), Double(evaluation.count)]
         try world.allreduceSum(&sums)
-        (loss, accuracy) = (sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
-        return (loss, accuracy)
+        return Evaluation(lossSum: sums[0], correct: Int(sums[1].rounded()), count: Int(sums[2].rounded()))
     }
 
     // MARK: Finishing

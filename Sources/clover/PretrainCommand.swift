@@ -286,11 +286,11 @@ struct PretrainCommand: ParsableCommand {
               + "\(batcher.regionLength) of \(configuration.regionFeatureSize)")
         print(precisionLine)
         Console.flush()
-        var lossGuard = LossGuard()
-        try lossGuard.prepare(on: device)
+        let trainer = Trainer(model: model, optimizer: optimizer)
+        try trainer.watchLoss(on: device)
         for epoch in firstEpoch..<epochs {
             model.train()
-            lossGuard.startEpoch()
+            trainer.lossGuard?.startEpoch()
             // Derived from the epoch alone, so a resumed run masks as an uninterrupted one.
             pretraining.maskingProbability = epoch < contrastiveOnlyEpochs ? 0 : maskingProbability
             // A fresh order per epoch from the seed, so a resumed run sees
@@ -304,16 +304,16 @@ struct PretrainCommand: ParsableCommand {
                 optimizer.learningRate = rate.learningRate(epoch: epoch, progress: Double(step) / Double(stepsPerEpoch))
                 let batch = try batcher.batch(order[(step * batchSize)..<((step + 1) * batchSize)].map { trainSamples[$0] })
                 let corruption = pretraining.corrupt(batch, seed: corpus.seed &* 1_000_003 &+ UInt64(epoch * stepsPerEpoch + step))
-                model.zeroGrad()
-                let loss = try pretraining.loss(corruption)
-                try loss.total.backward()
-                try optimizer.step()
-                try lossGuard.record(loss.total)
+                var loss: OSCARPretrainingLoss!
+                try trainer.step {
+                    loss = try pretraining.loss(corruption)
+                    return loss.total
+                }
                 seen += batchSize
                 if (step + 1) % logEvery == 0 || step + 1 == stepsPerEpoch {
-                    let from = lossGuard.firstUnchecked
-                    let shown = try lossGuard.progress(loss: loss.total, reading: loss.contrastiveLogits,
-                                                       throughStep: step + 1)
+                    let from = trainer.lossGuard!.firstUnchecked
+                    let shown = try trainer.lossGuard!.progress(loss: loss.total, reading: loss.contrastiveLogits,
+                                                                throughStep: step + 1)
                     guard shown.allFinite else {
                         let steps = from == step + 1 ? "at step \(step + 1)" : "between steps \(from) and \(step + 1)"
                         Console.error("\nerror: the loss became NaN or infinite in epoch \(epoch + 1) \(steps); "

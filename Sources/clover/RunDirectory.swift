@@ -9,18 +9,6 @@ import Glibc
 import Darwin
 #endif
 
-/// One epoch's figures, as written to metrics.csv and metrics.json.
-struct EpochMetrics: Codable {
-    var epoch: Int
-    var trainLoss: Double
-    var trainAccuracy: Double
-    var testLoss: Double
-    var testAccuracy: Double
-    var seconds: Double
-    var imagesPerSecond: Double
-    var learningRate: Double
-}
-
 /// Where a run stands: written with every checkpoint.
 struct RunProgress: Codable {
     var model: String

@@ -321,87 +321,79 @@ struct TrainCommand: ParsableCommand {
             print("distributed: \(worldSize) processes, batch \(data.batchSize) per process, global batch \(globalBatch)")
         }
         Console.flush()
-        var globalStep = firstEpoch * loader.batchCount
-        var stepCounts = StepCounterLog()
-        var lossGuard = LossGuard()
-        try lossGuard.prepare(on: device)
-        for epoch in firstEpoch..<epochs {
-            model.train()
-            lossGuard.startEpoch()
-            let clock = ContinuousClock()
-            let start = clock.now
-            var seen = 0, correct = 0, lossSum = 0.0, lossCount = 0
-            for (i, batch) in loader.epoch(epoch).enumerated() {
-                // The whole iteration counts: upload, step and the progress line's reads.
-                let countsBefore = profile ? DeviceCounters.current : nil
-                opt.learningRate = rate.learningRate(epoch: epoch, progress: Double(i) / Double(loader.batchCount))
-                let x = try Tensor(shape: batch.shape, values: batch.images, on: device)
-                let labels = ClassLabels(batch.labels)
-                model.zeroGrad()
-                let logits = try model(x)
-                let loss = try softmaxCrossEntropy(logits, labels: labels)
-                try loss.backward()
-                try opt.step()
-                try lossGuard.record(loss)
-                globalStep += 1
-                seen += batch.count * worldSize
-                if (i + 1) % logEvery == 0 || i + 1 == loader.batchCount {
-                    // Reading the loss waits for the device; done only every few steps.
-                    // The guard's flag covers every step since the last read.
-                    let from = lossGuard.firstUnchecked
-                    let shown = try lossGuard.progress(loss: loss, logits: logits, throughStep: i + 1)
-                    guard shown.allFinite else {
-                        let steps = from == i + 1 ? "at step \(i + 1)" : "between steps \(from) and \(i + 1)"
-                        Console.error("\nerror: the loss became NaN or infinite in epoch \(epoch + 1) \(steps) (global step "
-                                      + "\(globalStep)); stopping. The last good checkpoint in \(out) is kept.")
-                        throw ExitCode.failure
-                    }
-                    var (value, batchCorrect) = (shown.loss, zip(shown.predictions, batch.labels).filter { $0.0 == $0.1 }.count)
-                    if let distributed { (value, batchCorrect) = try distributed.combineProgress(loss: value, correct: batchCorrect) }
-                    lossSum += Double(value)
-                    lossCount += 1
-                    correct += batchCorrect
-                    let elapsed = seconds(clock.now - start)
-                    let rateImages = Double(seen) / max(elapsed, 1e-9)
-                    let remaining = Double(loader.batchCount - i - 1) * Double(globalBatch) / max(rateImages, 1e-9)
-                    print("\repoch \(epoch + 1)/\(epochs) step \(i + 1)/\(loader.batchCount) loss \(Format.fixed(Double(value), decimals: 4)) "
-                          + "batch-acc \(Format.fixed(100 * Double(correct) / Double(max(lossCount * globalBatch, 1)), decimals: 1))% "
-                          + "\(Format.fixed(rateImages, decimals: 1)) img/s ETA \(Format.fixed(remaining, decimals: 0)) s   ",
-                          terminator: "")
-                    Console.flush()
-                }
-                if let countsBefore { stepCounts.record(DeviceCounters.current - countsBefore) }
-            }
-            let trainSeconds = seconds(clock.now - start)
-            if profile, let context = device.openCL {
-                try Console.printKernelProfile(of: context, title: "training epoch \(epoch + 1)")
-                for line in stepCounts.report() { print(line) }
-            }
-            if profile, let distributed { for line in distributed.takeProfileLines() { print(line) } }
-            // Per-rank BatchNorm statistics become one set before evaluation and the checkpoint.
-            try distributed?.averageBuffers(of: model)
-            let (testLoss, testAccuracy) = try distributed?.evaluate(model, testLoader, device: device)
-                ?? evaluate(model, testLoader, device: device)
-            let metrics = EpochMetrics(epoch: epoch + 1, trainLoss: lossSum / Double(max(lossCount, 1)),
-                                       trainAccuracy: Double(correct) / Double(max(lossCount * globalBatch, 1)),
-                                       testLoss: testLoss, testAccuracy: testAccuracy, seconds: trainSeconds,
-                                       imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9),
-                                       learningRate: Double(opt.learningRate))
-            history.append(metrics)
-            print("\nepoch \(epoch + 1): test loss \(Format.fixed(testLoss, decimals: 4)) test accuracy "
-                  + "\(Format.fixed(100 * testAccuracy, decimals: 2))% (\(Format.fixed(trainSeconds, decimals: 1)) s, "
-                  + "\(Format.fixed(metrics.imagesPerSecond, decimals: 1)) img/s)")
-            if distributed?.isRoot ?? true {
-                try run.saveCheckpoint(model: model, optimizer: opt, progress: RunProgress(
-                    model: spec.name, dataset: trainSet.name, epochsDone: epoch + 1, history: history))
-            }
-            Console.flush()
+        let trainer = Trainer(model: model, optimizer: opt)
+        let observer = TrainProgressPrinter(command: self, run: run, spec: spec, dataset: trainSet.name, device: device,
+                                            distributed: distributed, history: history)
+        do {
+            try trainer.fit(loader, testLoader: testLoader, on: device, epochs: firstEpoch..<epochs, schedule: rate,
+                            logEvery: logEvery, parallel: distributed, observer: observer)
+        } catch let error as TrainingError {
+            Console.error("\nerror: \(error); stopping. The last good checkpoint in \(out) is kept.")
+            throw ExitCode.failure
         }
+        history = observer.history
         if let last = history.last {
             print("final test accuracy \(Format.fixed(100 * last.testAccuracy, decimals: 2))% after \(last.epoch) epoch(s); "
                   + "metrics in \(out)/metrics.csv and \(out)/metrics.json")
         }
         try distributed?.finish(model: model)
+    }
+}
+
+/// What `clover train` does at the loop's points: the progress line, the
+/// per-step OpenCL call counts and kernel profile of `--profile`, and the
+/// epoch's line and checkpoint.
+private final class TrainProgressPrinter: TrainingObserver {
+    let command: TrainCommand
+    let run: RunDirectory
+    let spec: ModelSpec
+    let dataset: String
+    let device: Device
+    let distributed: DistributedTraining?
+    private(set) var history: [EpochMetrics]
+    private var stepCounts = StepCounterLog()
+    private var countsBefore: DeviceCounters?
+
+    init(command: TrainCommand, run: RunDirectory, spec: ModelSpec, dataset: String, device: Device,
+         distributed: DistributedTraining?, history: [EpochMetrics]) {
+        (self.command, self.run, self.spec, self.dataset, self.device) = (command, run, spec, dataset, device)
+        (self.distributed, self.history) = (distributed, history)
+    }
+
+    func trainerWillStep(_ trainer: Trainer) {
+        if command.profile { countsBefore = DeviceCounters.current }
+    }
+
+    func trainerDidStep(_ trainer: Trainer) {
+        if let countsBefore { stepCounts.record(DeviceCounters.current - countsBefore) }
+    }
+
+    func trainer(_ trainer: Trainer, madeProgress p: TrainingProgress) {
+        print("\repoch \(p.epoch)/\(p.epochs) step \(p.step)/\(p.steps) loss \(Format.fixed(Double(p.loss), decimals: 4)) "
+              + "batch-acc \(Format.fixed(100 * p.batchAccuracy, decimals: 1))% "
+              + "\(Format.fixed(p.imagesPerSecond, decimals: 1)) img/s ETA \(Format.fixed(p.remainingSeconds, decimals: 0)) s   ",
+              terminator: "")
+        Console.flush()
+    }
+
+    func trainer(_ trainer: Trainer, finishedTrainingEpoch epoch: Int) throws {
+        if command.profile, let context = device.openCL {
+            try Console.printKernelProfile(of: context, title: "training epoch \(epoch)")
+            for line in stepCounts.report() { print(line) }
+        }
+        if command.profile, let distributed { for line in distributed.takeProfileLines() { print(line) } }
+    }
+
+    func trainer(_ trainer: Trainer, finishedEpoch metrics: EpochMetrics) throws {
+        history.append(metrics)
+        print("\nepoch \(metrics.epoch): test loss \(Format.fixed(metrics.testLoss, decimals: 4)) test accuracy "
+              + "\(Format.fixed(100 * metrics.testAccuracy, decimals: 2))% (\(Format.fixed(metrics.seconds, decimals: 1)) s, "
+              + "\(Format.fixed(metrics.imagesPerSecond, decimals: 1)) img/s)")
+        if distributed?.isRoot ?? true, let optimizer = trainer.optimizer {
+            try run.saveCheckpoint(model: trainer.model, optimizer: optimizer, progress: RunProgress(
+                model: spec.name, dataset: dataset, epochsDone: metrics.epoch, history: history))
+        }
+        Console.flush()
     }
 }
 
@@ -423,41 +415,11 @@ struct EvalCommand: ParsableCommand {
             try model.loadStateDict(SafeTensors.read(path: RunDirectory.modelFile(checkpoint)))
             let loader = try BatchLoader(dataset: testSet, batchSize: data.batchSize, shuffle: false,
                                          augmentation: data.augmentations.test, seed: data.seed)
-            let (loss, accuracy) = try evaluate(model, loader, device: device)
-            print("\(spec.name) on \(testSet.name): loss \(Format.fixed(loss, decimals: 4)) accuracy \(Format.fixed(100 * accuracy, decimals: 2))%")
+            let result = try Trainer(model: model, optimizer: nil).evaluate(loader.epoch(0), on: device)
+            print("\(spec.name) on \(testSet.name): loss \(Format.fixed(result.loss, decimals: 4)) accuracy "
+                  + "\(Format.fixed(100 * result.accuracy, decimals: 2))%")
         }
     }
-}
-
-/// Mean loss and accuracy over a loader, in evaluation mode without gradients.
-func evaluate(_ model: ImageModel, _ loader: BatchLoader, device: Device) throws -> (loss: Double, accuracy: Double) {
-    model.eval()
-    defer { model.train() }
-    var lossSum = 0.0, correct = 0, count = 0
-    try withoutGradients {
-        for batch in loader.epoch(0) {
-            let x = try Tensor(shape: batch.shape, values: batch.images, on: device)
-            let logits = try model(x)
-            let loss = try softmaxCrossEntropy(logits, labels: ClassLabels(batch.labels))
-            lossSum += Double(try loss.toArray()[0]) * Double(batch.count)
-            correct += try countCorrect(logits, batch.labels)
-            count += batch.count
-        }
-    }
-    return (lossSum / Double(max(count, 1)), Double(correct) / Double(max(count, 1)))
-}
-
-/// How many rows' argmax equals the label (first index on ties).
-func countCorrect(_ logits: Tensor, _ labels: [Int32]) throws -> Int {
-    let values = try logits.toArray()
-    let classes = logits.shape[1]
-    var correct = 0
-    for (r, label) in labels.enumerated() {
-        var best = 0
-        for c in 1..<classes where values[r * classes + c] > values[r * classes + best] { best = c }
-        if best == Int(label) { correct += 1 }
-    }
-    return correct
 }
 
 func seconds(_ d: Duration) -> Double { d.inSeconds }

@@ -79,7 +79,8 @@ struct TuneConvCommand: ParsableCommand {
             net.train()
             let images = try Tensor.zeros([batchSize] + inputShape, on: planner)
             let labels = ClassLabels((0..<batchSize).map { Int32($0 % spec.classes) })
-            try softmaxCrossEntropy(net(images), labels: labels).backward()
+            // Forward and backward only: the passes' geometries are what is recorded.
+            _ = try Trainer(model: net, optimizer: nil).step(images: images, labels: labels)
         }
         let d = context.device
         print("device: #\(d.index) \(d.name) [\(d.platformName)], \(d.kind.rawValue), driver \(d.driverVersion)")
