@@ -199,7 +199,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CloverTests",
-            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels", "CloverTestSupport", "CloverTuning"]
+            dependencies: ["Clover", "CloverConformance", "CloverFiles", "CloverRuntime", "CloverKernels", "CloverTestSupport", "CloverTuning"]
         ),
         .testTarget(
             name: "CloverNNTests",
