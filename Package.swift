@@ -5,6 +5,9 @@
 //   COpenCL, CCLBlast      system modules over the OpenCL ICD loader and CLBlast
 //   CCLBlastParameters     a C wrapper over CLBlast's C++-only RetrieveParameters
 //   CCLCounters            counts the process's OpenCL calls by interposition
+//   CloverFiles            replaces files atomically (temporary file, then rename)
+//                          with one error naming the file and the failing call;
+//                          every writer uses it, so it depends on nothing
 //   CloverRuntime          devices, buffers, programs, kernels, events (knows no ops)
 //   CloverKernelScanner    reads the __kernel names of a source (build tool and runtime)
 //   CloverKernels          the Kernels/*.cl sources, embedded at build time, and typed
@@ -37,6 +40,7 @@ let package = Package(
         .library(name: "CloverModels", targets: ["CloverModels"]),
         .library(name: "CloverConformance", targets: ["CloverConformance"]),
         .library(name: "CloverData", targets: ["CloverData"]),
+        .library(name: "CloverFiles", targets: ["CloverFiles"]),
         .executable(name: "clover", targets: ["clover"]),
         .executable(name: "clover-bench", targets: ["clover-bench"]),
     ],
@@ -74,9 +78,11 @@ let package = Package(
             name: "CCLCounters",
             linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
         ),
+        .target(name: "CloverFiles"),
         .target(
             name: "CloverRuntime",
             dependencies: [
+                "CloverFiles",
                 "COpenCL",
                 "CCLCounters",
                 .product(name: "Logging", package: "swift-log"),
@@ -97,6 +103,7 @@ let package = Package(
         .target(
             name: "Clover",
             dependencies: [
+                "CloverFiles",
                 "CloverRuntime",
                 "CloverKernels",
                 "CCLBlast",
@@ -119,7 +126,7 @@ let package = Package(
         ),
         .target(
             name: "CloverNN",
-            dependencies: ["Clover", "CloverData"]
+            dependencies: ["Clover", "CloverData", "CloverFiles"]
         ),
         .target(
             name: "CloverModels",
@@ -131,7 +138,7 @@ let package = Package(
         ),
         .target(
             name: "CloverData",
-            dependencies: ["CZlib"]
+            dependencies: ["CloverFiles", "CZlib"]
         ),
         .systemLibrary(
             name: "CMPI",
@@ -153,6 +160,7 @@ let package = Package(
                 "CloverConformance",
                 "CloverData",
                 "CloverDistributed",
+                "CloverFiles",
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",
@@ -166,6 +174,7 @@ let package = Package(
             dependencies: [
                 "Clover",
                 "CloverDistributed",
+                "CloverFiles",
                 "CloverModels",
                 "CloverNN",
                 "CloverRuntime",
@@ -181,12 +190,16 @@ let package = Package(
             path: "Tests/CloverTestSupport"
         ),
         .testTarget(
+            name: "CloverFilesTests",
+            dependencies: ["CloverFiles"]
+        ),
+        .testTarget(
             name: "CloverRuntimeTests",
             dependencies: ["CloverRuntime", "CloverKernels", "CloverTestSupport"]
         ),
         .testTarget(
             name: "CloverTests",
-            dependencies: ["Clover", "CloverConformance", "CloverRuntime", "CloverKernels", "CloverTestSupport", "CloverTuning"]
+            dependencies: ["Clover", "CloverConformance", "CloverFiles", "CloverRuntime", "CloverKernels", "CloverTestSupport", "CloverTuning"]
         ),
         .testTarget(
             name: "CloverNNTests",

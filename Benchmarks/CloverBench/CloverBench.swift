@@ -201,7 +201,7 @@ struct CloverBench: ParsableCommand {
         func save() {
             guard let json, job?.isRoot ?? true else { return }
             do { try report.write(to: json) } catch {
-                StandardError.line("error: writing \(json): \(error)")
+                StandardError.line("error: JSON report: \(error)")
                 failures += 1
             }
         }

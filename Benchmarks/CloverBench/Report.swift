@@ -1,3 +1,4 @@
+import CloverFiles
 // FoundationEssentials, never Foundation: the static binary that travels to
 // the GPU machine stays ~8 MiB instead of ~58 MiB (no ICU data).
 import FoundationEssentials
@@ -229,35 +230,14 @@ extension BenchReport {
         return [UInt8](try encoder.encode(self)) + [UInt8(ascii: "\n")]
     }
 
-    /// Writes the JSON to `path` through a temporary file and a rename, so
-    /// a reader (or a run killed half-way) never leaves half a file. Written
-    /// with the C library so that a failure says `No such file or directory`
-    /// rather than dumping a `CocoaError`.
+    /// Writes the JSON to `path` atomically, so a reader (or a run killed
+    /// half-way) never leaves half a file.
+    ///
+    /// - Throws: `FileWriteError`, which says which call failed and why
+    ///   (`No such file or directory`).
     func write(to path: String) throws {
-        let bytes = try encoded()
-        let temporary = path + ".tmp\(getpid())"
-        guard let file = fopen(temporary, "wb") else { throw WriteError(path: path, errno: errno) }
-        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-        let writeErrno = errno
-        if fclose(file) != 0 || written != bytes.count {
-            let code = written != bytes.count ? writeErrno : errno
-            unlink(temporary)
-            throw WriteError(path: path, errno: code)
-        }
-        if rename(temporary, path) != 0 {
-            let code = errno
-            unlink(temporary)
-            throw WriteError(path: path, errno: code)
-        }
+        try AtomicFile.write(try encoded(), to: path)
     }
-}
-
-/// A report file that could not be written, with the system's reason.
-struct WriteError: Error, CustomStringConvertible {
-    var path: String
-    var errno: Int32
-
-    var description: String { "\(path): " + String(cString: strerror(errno)) }
 }
 
 /// Standard error, for progress lines that must not mix with the markdown

@@ -1,3 +1,4 @@
+import CloverFiles
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -20,6 +21,14 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { "\(source): \(reason)" }
+}
+
+extension DataError {
+    /// A file this target writes that could not be written, as a data
+    /// error: the file, the system's reason and the call that failed.
+    init(_ error: FileWriteError) {
+        self.init(error.path, "cannot be written: \(error.reason) (\(error.failedCall))")
+    }
 }
 
 /// The whole file at `path`, or an error that names it.

@@ -1,3 +1,4 @@
+import CloverFiles
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -180,14 +181,16 @@ public struct OSCARCorpus: Sendable {
         try writeText(vocabulary.joined(separator: "\n") + "\n", to: directory + "/" + vocabularyFile)
         do {
             try features.write(path: directory + "/" + featuresFile)
-        } catch {
-            throw DataError(directory + "/" + featuresFile, "cannot be written: \(error)")
+        } catch let error as FileWriteError {
+            throw DataError(error)
         }
     }
 
     private static func writeText(_ text: String, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
-            throw DataError(path, "cannot be written")
+        do {
+            try AtomicFile.write(text, to: path)
+        } catch let error as FileWriteError {
+            throw DataError(error)
         }
     }
 

@@ -1,12 +1,10 @@
 // The format alone, with no Clover dependency, so that scripts/fuzz_safetensors.sh can
-// compile this file by itself under libFuzzer; Module's state-dict methods are in StateDict.swift.
+// compile this file by itself under libFuzzer; writing a file is in SafeTensors+Write.swift,
+// Module's state-dict methods are in StateDict.swift.
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
 #endif
 
 /// A problem with a safetensors file; always names the file.
@@ -266,45 +264,6 @@ public struct SafeTensors {
             }
         }
         return Data(out)
-    }
-
-    /// Writes atomically: a temporary file in the same directory, flushed
-    /// to disk, then a rename, so a killed run never leaves a half-written
-    /// file. A failure names the file and the system's reason (e.g. "No
-    /// space left on device") and leaves any earlier file at `path` intact.
-    public func write(path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let bytes = [UInt8](encoded())
-        func failure(_ what: String) -> SafeTensorsError {
-            let reason = String(cString: strerror(errno))
-            return SafeTensorsError(path: path, reason: "\(what): \(reason)")
-        }
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw failure("cannot create \(tmp)") }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let error = failure("cannot write \(tmp)")
-                close(fd)
-                unlink(tmp)
-                throw error
-            }
-            written += n
-        }
-        guard fsync(fd) == 0 else {
-            let error = failure("cannot flush \(tmp)")
-            close(fd)
-            unlink(tmp)
-            throw error
-        }
-        close(fd)
-        guard rename(tmp, path) == 0 else {
-            let error = failure("cannot rename \(tmp) into place")
-            unlink(tmp)
-            throw error
-        }
     }
 
     private func jsonString(_ s: String) -> String {

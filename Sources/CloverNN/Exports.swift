@@ -3,3 +3,5 @@
 // CloverNN's users get it with `import CloverNN` as before.
 @_exported import struct CloverData.SafeTensors
 @_exported import struct CloverData.SafeTensorsError
+// What SafeTensors.write(path:) throws.
+@_exported import struct CloverFiles.FileWriteError

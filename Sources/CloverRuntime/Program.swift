@@ -1,3 +1,4 @@
+import CloverFiles
 import COpenCL
 import Logging
 #if canImport(Glibc)
@@ -367,19 +368,12 @@ public final class ProgramCache {
         }
         guard ok else { return }
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            // Write to a temporary name and rename, so a concurrent reader never
-            // sees a half-written binary.
-            let tmp = directory + "/." + fileName + ".\(getpid()).tmp"
-            guard FileManager.default.createFile(atPath: tmp, contents: Data(Self.framedBinary(bytes))) else {
-                logger.warning("program cache: cannot write \(tmp)")
-                return
-            }
-            if rename(tmp, directory + "/" + fileName) != 0 {
-                try? FileManager.default.removeItem(atPath: tmp)
-            }
+            // Atomic, so a concurrent reader never sees a half-written binary; not
+            // flushed, as a torn entry fails its checksum on reading and is rebuilt.
+            try AtomicFile.write(Self.framedBinary(bytes), to: directory + "/" + fileName,
+                                 createDirectories: true, durable: false)
         } catch {
-            logger.warning("program cache: cannot store binary in \(directory): \(error)")
+            logger.warning("program cache: binary not stored: \(error)")
         }
     }
 }

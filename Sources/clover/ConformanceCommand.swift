@@ -188,7 +188,7 @@ struct ConformanceCommand: ParsableCommand {
             do {
                 try report.write(to: json)
             } catch {
-                throw Console.fail(error, context: "cannot write the JSON report")
+                throw Console.fail(error, context: "JSON report")
             }
             print("report: \(json)")
         }

@@ -1,5 +1,6 @@
 import Clover
 import CloverConformance
+import CloverFiles
 import CloverRuntime
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
@@ -129,35 +130,12 @@ struct ConformanceReport: Codable {
         return try encoder.encode(self)
     }
 
-    /// Writes the report to `path` through a temporary file and a rename, so
-    /// a reader never sees half a report.
+    /// Writes the report to `path` atomically, so a reader never sees half
+    /// a report.
     ///
-    /// Written with the C library rather than `Data.write(to:)`, whose
-    /// errors describe themselves as raw `CocoaError` dumps; these say
-    /// `No such file or directory`.
+    /// - Throws: `FileWriteError`, which says which call failed and why
+    ///   (`No such file or directory`).
     func write(to path: String) throws {
-        let bytes = [UInt8](try encoded()) + [UInt8(ascii: "\n")]
-        let temporary = path + ".tmp\(getpid())"
-        guard let file = fopen(temporary, "wb") else { throw ReportWriteError(path: path, errno: errno) }
-        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-        let writeErrno = errno
-        if fclose(file) != 0 || written != bytes.count {
-            let code = written != bytes.count ? writeErrno : errno
-            unlink(temporary)
-            throw ReportWriteError(path: path, errno: code)
-        }
-        if rename(temporary, path) != 0 {
-            let code = errno
-            unlink(temporary)
-            throw ReportWriteError(path: path, errno: code)
-        }
+        try AtomicFile.write(try encoded() + Data("\n".utf8), to: path)
     }
-}
-
-/// A report file that could not be written, with the system's reason.
-struct ReportWriteError: Error, CustomStringConvertible {
-    var path: String
-    var errno: Int32
-
-    var description: String { "\(path): " + String(cString: strerror(errno)) }
 }

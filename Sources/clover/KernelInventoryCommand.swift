@@ -1,5 +1,6 @@
 import ArgumentParser
 import Clover
+import CloverFiles
 import CloverKernels
 import CloverModels
 import CloverRuntime
@@ -75,9 +76,9 @@ struct KernelInventoryCommand: ParsableCommand {
         do {
             for family in families {
                 let text = try KernelSources.source(family: family)
-                try write(Array(text.utf8), to: sourceDirectory + "/" + family + ".cl")
+                try AtomicFile.write(text, to: sourceDirectory + "/" + family + ".cl")
             }
-            try write(Array(try encoder.encode(inventory)), to: output + "/inventory.json")
+            try AtomicFile.write(try encoder.encode(inventory), to: output + "/inventory.json")
         } catch {
             throw Console.fail(error, context: "--output \(output)")
         }
@@ -85,11 +86,5 @@ struct KernelInventoryCommand: ParsableCommand {
         print("gpu-kernels: \(inventory.programs.count) programs of \(families.count) families, \(kernels) kernels, "
               + "from \(inventory.batches.count) planned steps; \(inventory.ruledOut.count) tuning candidates ruled out; "
               + "wrote \(output)/inventory.json")
-    }
-
-    private func write(_ bytes: [UInt8], to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
-            throw CloverError.invalidArgument(op: "gpu-kernels", reason: "cannot write \(path)")
-        }
     }
 }

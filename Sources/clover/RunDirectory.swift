@@ -1,4 +1,5 @@
 import Clover
+import CloverFiles
 import CloverNN
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -31,6 +32,12 @@ struct CheckpointError: Error, CustomStringConvertible {
     /// "no space left on device".
     static func system(_ what: String, _ path: String, _ code: Int32) -> CheckpointError {
         CheckpointError("\(what) \(path): \(String(cString: strerror(code)).lowercased())")
+    }
+
+    /// A failed write in the same style: the file, the lower-cased reason,
+    /// then the call that failed.
+    init(_ error: FileWriteError) {
+        self.init("cannot write \(error.path): \(error.reason.lowercased()) (\(error.failedCall))")
     }
 }
 
@@ -154,8 +161,11 @@ struct RunDirectory {
         for old in try existingGenerations() where old != generation {
             Self.removeTree(path + "/" + Self.generationName(old))
         }
-        // Links a killed run was about to rename into place.
-        for entry in try entries() where (Self.files + ["current"]).contains(where: { entry.hasPrefix($0 + ".tmp-") }) {
+        // Links a killed run was about to rename into place (named `current.tmp-PID`
+        // by versions before AtomicFile).
+        for entry in try entries() where (Self.files + ["current"]).contains(where: { name in
+            entry.hasPrefix(name + ".tmp-") || entry.hasPrefix(AtomicFile.temporaryPrefix(for: name))
+        }) {
             unlink(path + "/" + entry)
         }
     }
@@ -293,36 +303,24 @@ struct RunDirectory {
 
     /// Points `path` at `target` by renaming a fresh link over it: atomic.
     private static func replaceLink(_ path: String, target: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        unlink(temporary)
-        guard symlink(target, temporary) == 0 else { throw CheckpointError.system("cannot create link", temporary, errno) }
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw CheckpointError.system("cannot replace", path, code)
+        do {
+            try AtomicFile.replaceSymbolicLink(at: path, pointingTo: target)
+        } catch let error as FileWriteError {
+            throw CheckpointError(error)
         }
     }
 
     // MARK: Files
 
-    /// Writes `data` to a new file at `path` and flushes it to disk; an
-    /// error names the file and the system's reason.
+    /// Writes `data` to `path` and flushes it to disk; an error names the
+    /// file and the system's reason. Atomic too, though the generation
+    /// directory is new: one helper writes every file.
     static func writeDurably(_ data: Data, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw CheckpointError.system("cannot create", path, errno) }
-        defer { close(fd) }
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            var written = 0
-            while written < raw.count {
-                let n = write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 && errno == EINTR { continue }
-                // A zero-byte write makes no progress: report it as the full
-                // disk it is in practice.
-                guard n > 0 else { throw CheckpointError.system("cannot write", path, n == 0 ? ENOSPC : errno) }
-                written += n
-            }
+        do {
+            try AtomicFile.write(data, to: path)
+        } catch let error as FileWriteError {
+            throw CheckpointError(error)
         }
-        guard fsync(fd) == 0 else { throw CheckpointError.system("cannot flush", path, errno) }
     }
 
     /// `mkdir -p`, naming the component that fails.

@@ -22,7 +22,9 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(back.names, file.names)
         XCTAssertEqual(back.entries, file.entries)
         XCTAssertEqual(back.metadata, file.metadata)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp-\(getpid())"))
+        let directory = (path as NSString).deletingLastPathComponent, name = (path as NSString).lastPathComponent
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(name) }, [name],
+                       "no temporary file is left beside it")
     }
 
     /// A file written by Python's safetensors for

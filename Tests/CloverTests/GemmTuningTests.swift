@@ -1,5 +1,6 @@
 @testable import Clover
 import CloverConformance
+import CloverFiles
 import CloverRuntime
 @testable import CloverTuning
 import Foundation
@@ -257,6 +258,37 @@ final class GemmTuningTests: XCTestCase {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         for key in ["\"Xgemm\"", "\"XgemmDirect\"", "\"XGEMM_MIN_INDIRECT_SIZE\"", "\"MWG\"", "\"WGD\""] {
             XCTAssertTrue(text.contains(key), "\(key) missing from \(text)")
+        }
+    }
+
+    /// A tuning file that cannot be written names itself and the failing
+    /// call (a directory of that name is in the way of the rename), and
+    /// leaves no temporary file.
+    func testSaveFailureNamesTheFileAndTheCall() throws {
+        let device = try openCLContext().device
+        let directory = try temporaryDirectory()
+        let path = GemmTuning.path(for: device, directory: directory)
+        try FileManager.default.createDirectory(atPath: path + "/in-the-way", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try GemmTuning.save(record(for: device, nonDefault), directory: directory)) { error in
+            guard let error = error as? FileWriteError else { return XCTFail("\(type(of: error)): \(error)") }
+            XCTAssertEqual(error.path, path)
+            XCTAssertEqual(error.call, .rename)
+            XCTAssertTrue("\(error)".hasPrefix("cannot write \(path): "), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [GemmTuning.fileName(for: device)])
+    }
+
+    /// The convolution tuning file's write errors are file errors naming the
+    /// file, not invalid conv2d arguments.
+    func testConvTuningSaveFailureNamesTheFile() throws {
+        let plain = try temporaryDirectory() + "/plain"
+        XCTAssertTrue(FileManager.default.createFile(atPath: plain, contents: Data()))
+        let context = try OpenCLContext(device: TestSupport.openCLDevice(), cacheDirectory: .some(plain + "/cache"))
+        XCTAssertThrowsError(try ConvAlgorithmSelection.save(context)) { error in
+            guard let error = error as? FileWriteError else { return XCTFail("\(type(of: error)): \(error)") }
+            XCTAssertEqual(error.path, plain + "/cache/" + ConvAlgorithmSelection.fileName(for: context.device))
+            XCTAssertEqual(error.call, .makeDirectory)
+            XCTAssertEqual("\(error)", "cannot write \(error.path): Not a directory (mkdir \(plain)/cache)")
         }
     }
 

@@ -11,6 +11,7 @@ import Darwin
 #endif
 import CCLBlast
 import CCLBlastParameters
+import CloverFiles
 import CloverRuntime
 import COpenCL
 import Logging
@@ -269,23 +270,13 @@ public enum GemmTuning {
     /// starting meanwhile never reads half a file.
     ///
     /// - Returns: the file's path.
+    /// - Throws: `FileWriteError` naming the file and the call that failed.
     @discardableResult
     public static func save(_ record: GemmTuningRecord, directory: String) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(record)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let name = fileName(identity: record.deviceIdentity)
-        let path = directory + "/" + name
-        let temporary = directory + "/." + name + ".\(getpid()).tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw GemmTuningError.unusableFile(path: temporary, reason: "cannot be written")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw GemmTuningError.unusableFile(path: path, reason: "cannot rename \(temporary) over it: \(reason)")
-        }
+        let path = directory + "/" + fileName(identity: record.deviceIdentity)
+        try AtomicFile.write(encoder.encode(record), to: path, createDirectories: true)
         return path
     }
 

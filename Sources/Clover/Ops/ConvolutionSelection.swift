@@ -9,6 +9,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CloverFiles
 import CloverRuntime
 
 // Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does. Per geometry
@@ -371,6 +372,8 @@ public enum ConvAlgorithmSelection {
 
     /// Writes every choice known for `context`'s device to its program-cache
     /// directory (atomically), or returns nil when the context has none.
+    ///
+    /// - Throws: `FileWriteError` naming the file and the call that failed.
     @discardableResult
     public static func save(_ context: OpenCLContext) throws -> String? {
         guard let directory = context.programs.directory else { return nil }
@@ -380,17 +383,8 @@ public enum ConvAlgorithmSelection {
                                       deviceIdentity: d.cacheIdentity, entries: entries)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(record)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/" + fileName(for: d)
-        let temporary = directory + "/." + fileName(for: d) + ".\(getpid()).tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw CloverError.invalidArgument(op: "conv2d", reason: "cannot write \(temporary)")
-        }
-        guard rename(temporary, path) == 0 else {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw CloverError.invalidArgument(op: "conv2d", reason: "cannot rename \(temporary) over \(path)")
-        }
+        try AtomicFile.write(encoder.encode(record), to: path, createDirectories: true)
         return path
     }
 
