@@ -44,7 +44,7 @@ struct ModelBenchmark {
         let side = max(min(fullSide, sizing.modelSideFloor), sizing.side(fullSide))
         let batch = sizing.batch(self.batch)
         let meta = try spec.make(spec.classes, spec.inputShape[0], Initializer(device: .meta))
-        let macs = try MultiplyAdds.count {
+        let macs = try MultiplyAdds.count(on: .meta) {
             _ = try meta(Tensor.zeros([1, spec.inputShape[0], side, side], on: .meta))
         }
         let record = BenchRecord(
@@ -134,7 +134,7 @@ struct ModelBenchmark {
                                              sizing.sequence(layout.tags), sizing.sequence(layout.regions))
         let meta = try OSCAR(c, initializer: Initializer(device: .meta))
         let sample = try Self.oscarBatch(batch: 1, words: words, tags: tags, regions: regions, configuration: c)
-        let macs = try MultiplyAdds.count {
+        let macs = try MultiplyAdds.count(on: .meta) {
             let output = try meta(sample)
             _ = try meta.maskedTokenLogits(output)
             _ = try meta.contrastiveLogits(output)

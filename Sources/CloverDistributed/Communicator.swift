@@ -1,5 +1,6 @@
 import CMPI
 import CMPIShim
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -122,7 +123,16 @@ public final class Communicator: @unchecked Sendable {
     public let threadLevel: MPIThreadLevel
 
     private let handle: MPI_Comm
-    nonisolated(unsafe) private static var shared: Communicator?
+    /// MPI is initialised once per process: the world communicator once it
+    /// is, and whether MPI has been finalised since.
+    private static let process = Mutex<(world: Communicator?, finalized: Bool)>((nil, false))
+
+    /// The world communicator of this process while MPI is initialised and
+    /// not finalised; nil otherwise (where a failing command must end the
+    /// job with ``abort(code:)``).
+    public static var active: Communicator? {
+        process.withLock { $0.finalized ? nil : $0.world }
+    }
 
     private init(handle: MPI_Comm, threadLevel: MPIThreadLevel) throws {
         self.handle = handle
@@ -148,7 +158,7 @@ public final class Communicator: @unchecked Sendable {
     /// - Throws: ``MPIError`` when initialisation fails, or when MPI provides
     ///   less thread support than `level` (naming both levels).
     public static func initialize(requiring level: MPIThreadLevel = .funneled) throws -> Communicator {
-        if let shared {
+        if let shared = process.withLock({ $0.world }) {
             guard shared.threadLevel >= level else {
                 throw MPIError(call: "MPI_Init_thread", code: -1,
                                message: "already initialised with \(shared.threadLevel), below the \(level) required")
@@ -163,7 +173,7 @@ public final class Communicator: @unchecked Sendable {
                            message: "\(level) required, but this MPI library provides only \(name)")
         }
         let world = try Communicator(handle: clover_mpi_comm_world(), threadLevel: providedLevel)
-        shared = world
+        process.withLock { $0.world = world }
         return world
     }
 
@@ -252,6 +262,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// Shuts MPI down (`MPI_Finalize`); call once, after the last collective.
     public func finalize() throws {
+        Self.process.withLock { $0.finalized = true }
         try checkMPI(MPI_Finalize(), "MPI_Finalize")
     }
 }

@@ -44,6 +44,8 @@ public final class GradientAverager {
     public let overlapSetting: Bool?
     /// The reduction during backward, once a step has used it.
     public private(set) var overlap: OverlappedReduction?
+    /// The device whose backward passes report leaves to ``overlap``.
+    private var observedDevice: Device?
     private var buckets: GradientBuckets?
 
     /// - Parameters:
@@ -81,7 +83,8 @@ public final class GradientAverager {
                 // From the next step on, buckets start during backward.
                 overlap = OverlappedReduction(world: world, context: context, arena: view,
                                               parameters: parameters, plan: bucketPlan(count: view.count))
-                GradientReadiness.observer = { [weak self] leaf in self?.overlap?.leafFinished(leaf) }
+                gradients[0].device.gradientReadinessObserver = { [weak self] leaf in self?.overlap?.leafFinished(leaf) }
+                observedDevice = gradients[0].device
             }
             return Step(statistics: try overlap!.finishStep(), backwardWaitSeconds: 0, overlapped: true)
         }
@@ -126,10 +129,11 @@ public final class GradientAverager {
     }
 
     /// Stops reducing during backward: removes the
-    /// ``GradientReadiness/observer`` this installed and the arena's
+    /// ``Device/gradientReadinessObserver`` this installed and the arena's
     /// reduction (call before another optimiser's steps, and at the end).
     public func stop() {
-        if overlap != nil { GradientReadiness.observer = nil }
+        observedDevice?.gradientReadinessObserver = nil
+        observedDevice = nil
         overlap = nil
     }
 }

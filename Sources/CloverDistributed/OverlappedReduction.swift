@@ -6,7 +6,7 @@ import Dispatch
 /// is still running, as PyTorch's DDP does.
 ///
 /// Autograd reports each parameter once no later node of the pass can add
-/// to its gradient (``GradientReadiness``). When every parameter of the next
+/// to its gradient (``Device/gradientReadinessObserver``). When every parameter of the next
 /// bucket in the fixed order (``GradientBuckets``, from the end of the
 /// arena, where backward's first gradients are) is final, a non-blocking
 /// device read of the bucket is enqueued behind the backward kernels that
@@ -23,7 +23,7 @@ import Dispatch
 ///
 /// Usually driven by ``GradientAverager``, which builds one for the
 /// optimiser's arena and installs ``leafFinished(_:)`` as the
-/// ``GradientReadiness/observer``. Needs MPI with at least
+/// ``Device/gradientReadinessObserver``. Needs MPI with at least
 /// `MPI_THREAD_SERIALIZED` (``Communicator/initialize(requiring:)``).
 public final class OverlappedReduction {
     private let world: Communicator
@@ -87,7 +87,7 @@ public final class OverlappedReduction {
     }
 
     /// Autograd's report that `leaf`'s gradient is final (the
-    /// ``GradientReadiness/observer``): starts every bucket, in order, whose
+    /// ``Device/gradientReadinessObserver``): starts every bucket, in order, whose
     /// parameters are all final. Leaves of other arenas are ignored; an
     /// error is kept and thrown by ``finishStep()``.
     public func leafFinished(_ leaf: Tensor) {

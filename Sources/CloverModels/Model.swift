@@ -29,7 +29,7 @@ public struct ModelSpec {
     public func census() throws -> (parameters: Int, multiplyAdds: Int) {
         let model = try make(classes, inputShape[0], Initializer(device: .meta))
         model.eval()
-        let macs = try MultiplyAdds.count {
+        let macs = try MultiplyAdds.count(on: .meta) {
             _ = try model(Tensor.zeros([1] + inputShape, on: .meta))
         }
         return (model.parameterCount, macs)

@@ -2,6 +2,13 @@ import COpenCL
 import Synchronization
 import Logging
 
+/// A type whose value an ``OpenCLContext`` can hold for a layer above the
+/// runtime (``OpenCLContext/subscript(attachment:)``).
+public protocol ContextAttachment {
+    /// The value a context holds before one is set.
+    static var defaultValue: Self { get }
+}
+
 /// An OpenCL context on one device with one in-order, profiling-enabled
 /// queue, a program cache and a buffer pool.
 ///
@@ -31,6 +38,19 @@ public final class OpenCLContext {
     /// check records a planned step's launches through it (which program,
     /// which kernel, at which work-group size).
     public var launchObserver: ((LaunchRecord) -> Void)?
+
+    /// State that a layer above the runtime keeps per context (the ops'
+    /// execution options, say), by type: the runtime holds it without
+    /// knowing what it is, so no op choice has to live in a process-wide
+    /// variable.
+    private var attachments: [ObjectIdentifier: Any] = [:]
+
+    /// The value of type `Value` attached to this context, or
+    /// ``ContextAttachment/defaultValue`` until one is set.
+    public subscript<Value: ContextAttachment>(attachment type: Value.Type) -> Value {
+        get { attachments[ObjectIdentifier(type)] as? Value ?? Value.defaultValue }
+        set { attachments[ObjectIdentifier(type)] = newValue }
+    }
 
     /// When true, every launch records a profiling event, so that
     /// ``profile()`` can report device time per kernel. Off by default:

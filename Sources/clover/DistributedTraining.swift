@@ -52,9 +52,6 @@ final class DistributedTraining: DataParallel {
     private var stepsRun = 0
     private let failure: (rank: Int, step: Int, kill: Bool)?
 
-    /// The job of this process, once started; failures abort it.
-    nonisolated(unsafe) private(set) static var current: DistributedTraining?
-
     /// Environment variables for tests: `CLOVER_FAIL_RANK=R` makes rank R
     /// throw at its `CLOVER_FAIL_STEP`-th training step (default 1), or
     /// kill itself with SIGKILL there when `CLOVER_FAIL_KILL=1`;
@@ -86,7 +83,6 @@ final class DistributedTraining: DataParallel {
         // reads and writes the neighbouring buckets.
         let world = try Communicator.initialize(requiring: .serialized)
         let job = DistributedTraining(world: world, environment: environment)
-        current = job
         if !world.isRoot {
             // Only rank 0 reports progress; errors still reach standard error.
             fflush(stdout)
@@ -109,9 +105,10 @@ final class DistributedTraining: DataParallel {
         do {
             try body()
         } catch {
-            guard let job = current else { throw error }
+            // A job of this process, once started (until finished), ends on any failure.
+            guard let world = Communicator.active else { throw error }
             Console.flush()
-            let size = job.world.size, rank = job.world.rank
+            let size = world.size, rank = world.rank
             if let exit = error as? ExitCode {
                 guard exit != .success else { throw error }
                 Console.error("error: rank \(rank) of \(size) stopped (reason above); aborting the job")
@@ -119,7 +116,7 @@ final class DistributedTraining: DataParallel {
                 Console.error("error: rank \(rank) of \(size): \(error); aborting the job")
             }
             fflush(stderr)
-            job.world.abort(code: 1)
+            world.abort(code: 1)
         }
     }
 
@@ -276,7 +273,6 @@ final class DistributedTraining: DataParallel {
         }
         averager.stop()
         try world.barrier()
-        Self.current = nil
         try world.finalize()
     }
 }

@@ -246,8 +246,9 @@ final class ConvolutionEngineTests: XCTestCase {
         let reference = try run(on: .reference).outputs
         let fused = try run(on: device)
         XCTAssertEqual(fused.statsPasses, 0, "the batch norm read the convolution's output again")
-        ChannelStatistics.fusedIntoConvolutions = false
-        defer { ChannelStatistics.fusedIntoConvolutions = true }
+        let context = try XCTUnwrap(device.openCL)
+        context.executionOptions.fusesBatchNormStatistics = false
+        defer { context.executionOptions.fusesBatchNormStatistics = true }
         let unfused = try run(on: device)
         XCTAssertEqual(unfused.statsPasses, 1)
         for (name, result) in [("fused", fused.outputs), ("unfused", unfused.outputs)] {

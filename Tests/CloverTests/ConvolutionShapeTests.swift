@@ -257,8 +257,9 @@ final class ConvolutionShapeTests: XCTestCase {
 final class Im2colFormTests: XCTestCase {
     func testPerPixelFormMatchesTheReference() throws {
         let device = try TestDevice.get()
-        im2colRowLoopOverride = false
-        defer { im2colRowLoopOverride = nil }
+        let context = try XCTUnwrap(device.openCL)
+        context.executionOptions.im2colRowLoop = false
+        defer { context.executionOptions.im2colRowLoop = nil }
         let cases = ConformanceSuite.allCases().filter {
             guard $0.op == "conv2d", let conv = $0.primitive as? Convolution2D else { return false }
             return (try? conv.parameters.algorithm(input: $0.inputShapes[0], weight: $0.inputShapes[1])) == .im2colGEMM
@@ -277,8 +278,9 @@ final class Im2colFormTests: XCTestCase {
 final class BatchNormFormTests: XCTestCase {
     func testOneElementPerItemFormMatchesTheReference() throws {
         let device = try TestDevice.get()
-        batchNormVectorWidthOverride = 1
-        defer { batchNormVectorWidthOverride = nil }
+        let context = try XCTUnwrap(device.openCL)
+        context.executionOptions.batchNormVectorWidth = 1
+        defer { context.executionOptions.batchNormVectorWidth = nil }
         let cases = ConformanceSuite.allCases().filter { $0.op.hasPrefix("batchnorm") }
         XCTAssertGreaterThan(cases.count, 20)
         let runner = ConformanceRunner(device: device)

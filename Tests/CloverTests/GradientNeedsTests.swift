@@ -117,8 +117,8 @@ final class GradientNeedsTests: XCTestCase {
         // [C, H, W], O, groups: ResNet-like, thick groups, squeeze-and-excitation.
         let shapes: [([Int], Int, Int)] = [([16, 5, 5], 24, 1), ([40, 3, 4], 36, 2), ([32, 1, 1], 8, 1)]
         for route in [nil, true, false] as [Bool?] {
-            pointwiseSampleBatchOverride = route
-            defer { pointwiseSampleBatchOverride = nil }
+            context.executionOptions.pointwiseSampleBatch = route
+            defer { context.executionOptions.pointwiseSampleBatch = nil }
             for (chw, o, groups) in shapes {
                 var totals: [Int] = []
                 for batch in [2, 6] {
@@ -146,9 +146,10 @@ final class GradientNeedsTests: XCTestCase {
         }
         XCTAssertGreaterThan(cases.count, 5)
         let runner = ConformanceRunner(device: device)
+        let context = try XCTUnwrap(device.openCL)
         for route in [true, false] {
-            pointwiseSampleBatchOverride = route
-            defer { pointwiseSampleBatchOverride = nil }
+            context.executionOptions.pointwiseSampleBatch = route
+            defer { context.executionOptions.pointwiseSampleBatch = nil }
             for c in cases {
                 let r = runner.run(c)
                 XCTAssertTrue(r.passed, "route \(route ? "batched" : "relayout") \(r.label): \(r.message ?? "")")

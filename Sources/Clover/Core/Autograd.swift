@@ -73,7 +73,7 @@ extension Tensor {
             // With an observer, each leaf is reported after the last node
             // that can add to its gradient (data-parallel training starts
             // reducing a bucket of gradients while backward goes on).
-            let observer = GradientReadiness.observer
+            let observer = device.gradientReadinessObserver
             var finishedAfter: [Int: [Tensor]] = [:]
             if observer != nil {
                 var last: [ObjectIdentifier: (Int, Tensor)] = [:]
@@ -115,17 +115,6 @@ extension Tensor {
     /// ``GradientArena``) is not zero-filled: its slice is marked stale, and
     /// the next backward pass overwrites it.
     public func zeroGrad() { grad = nil }
-}
-
-/// Lets a caller act on gradients while backward is still running.
-public enum GradientReadiness {
-    /// Called during ``Tensor/backward(_:)``, on the calling thread, with
-    /// each leaf that requires a gradient once no later node of the pass can
-    /// add to it (its ``Tensor/grad`` is then complete, or nil when the pass
-    /// gave it none); the device work that writes it is enqueued, not
-    /// necessarily done. Nil (the default) skips the bookkeeping. Set it
-    /// from the thread that drives the device.
-    nonisolated(unsafe) public static var observer: ((Tensor) -> Void)?
 }
 
 /// Nodes reachable from `root`, each after all nodes it depends on.

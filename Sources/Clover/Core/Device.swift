@@ -22,6 +22,20 @@ public final class Device: CustomStringConvertible {
 
     public let backend: Backend
 
+    /// Called during ``Tensor/backward(_:)`` of a tensor on this device, on
+    /// the calling thread, with each leaf that requires a gradient once no
+    /// later node of the pass can add to it (its ``Tensor/grad`` is then
+    /// complete, or nil when the pass gave it none); the device work that
+    /// writes it is enqueued, not necessarily done. Data-parallel training
+    /// starts reducing a bucket of gradients here while backward goes on.
+    /// Nil (the default) skips the bookkeeping. Set it from the thread that
+    /// drives the device.
+    public var gradientReadinessObserver: ((Tensor) -> Void)?
+
+    /// The multiply-adds counted on this device while a
+    /// ``MultiplyAdds/count(on:_:)`` runs; nil outside one.
+    var multiplyAddTally: Int?
+
     init(backend: Backend) { self.backend = backend }
 
     /// The CPU reference device.

@@ -124,22 +124,21 @@ extension Tensor {
         }
     }
 
-    /// A zero tensor for a missing cotangent, which vjps only read. On
-    /// OpenCL it is a view of one zero buffer per device, filled when it
-    /// grows, so a backward pass in steady state fills nothing.
     /// Whether this tensor is a ``zerosForReading(_:on:)`` placeholder (the
     /// cotangent autograd fills in for an output nothing used), so that a
     /// gradient can skip adding it.
     var isSharedZeros: Bool {
-        if case let .buffer(view) = storage { return SharedZeros.contains(view) }
-        return false
+        guard case let .buffer(view) = storage, let context = device.openCL else { return false }
+        return context[attachment: SharedZeros.self].view?.buffer === view.buffer
     }
 
+    /// A zero tensor for a missing cotangent, which vjps only read. On
+    /// OpenCL it is a view of one zero buffer per context, filled when it
+    /// grows, so a backward pass in steady state fills nothing.
     static func zerosForReading(_ shape: [Int], on device: Device) throws -> Tensor {
         guard let context = device.openCL else { return try Tensor.zeros(shape, on: device) }
         try validate(shape: shape, op: "zeros")
-        let count = shape.reduce(1, *)
-        let view = try SharedZeros.view(count: count, on: device, context: context)
+        let view = try SharedZeros.view(count: shape.reduce(1, *), on: context)
         return Tensor(shape: shape, device: device, storage: .buffer(view))
     }
 }
@@ -156,40 +155,20 @@ private func copyElements(of source: Tensor, into destination: Tensor) throws {
     }
 }
 
-/// One read-only zero buffer per live device, grown on demand.
-private enum SharedZeros {
-    private final class Entry {
-        weak var device: Device?
-        var view: BufferView
-        init(device: Device, view: BufferView) {
-            self.device = device
-            self.view = view
+/// The read-only zero buffer of one context, grown on demand (held by the
+/// context, so it goes with it).
+private struct SharedZeros: ContextAttachment {
+    var view: BufferView?
+
+    static var defaultValue: SharedZeros { SharedZeros() }
+
+    static func view(count: Int, on context: OpenCLContext) throws -> BufferView {
+        if let view = context[attachment: SharedZeros.self].view, view.count >= count {
+            return view.slice(offset: 0, count: count)
         }
-    }
-
-    // Clover drives a device from one thread (see `GradientRecording`).
-    nonisolated(unsafe) private static var entries: [Entry] = []
-
-    /// Whether `view` lies in the shared zero buffer of some device.
-    static func contains(_ view: BufferView) -> Bool {
-        entries.contains { $0.view.buffer === view.buffer }
-    }
-
-    static func view(count: Int, on device: Device, context: OpenCLContext) throws -> BufferView {
-        entries.removeAll { $0.device == nil }
-        if let entry = entries.first(where: { $0.device === device }) {
-            if entry.view.count >= count { return entry.view.slice(offset: 0, count: count) }
-            entry.view = try zeroFilled(count: count, context)
-            return entry.view
-        }
-        let view = try zeroFilled(count: count, context)
-        entries.append(Entry(device: device, view: view))
-        return view
-    }
-
-    private static func zeroFilled(count: Int, _ context: OpenCLContext) throws -> BufferView {
         let view = try context.allocateView(count: count, resident: true)
         try fill(view, with: 0, on: context)
+        context[attachment: SharedZeros.self].view = view
         return view
     }
 }

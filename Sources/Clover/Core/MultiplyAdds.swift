@@ -4,24 +4,24 @@ public protocol MultiplyAddCounting {
     func multiplyAdds(inputs: [[Int]], outputs: [[Int]]) -> Int
 }
 
-/// Counts the multiply-adds of every counting primitive applied inside
-/// ``count(_:)`` — typically one forward pass on the ``Device/meta`` device,
-/// which costs nothing.
+/// Counts the multiply-adds of every counting primitive applied on a device
+/// inside ``count(on:_:)`` — typically one forward pass on the
+/// ``Device/meta`` device, which costs nothing.
 public enum MultiplyAdds {
-    static var total: Int?
-
-    /// The multiply-adds of the counting primitives `body` applies.
-    public static func count(_ body: () throws -> Void) rethrows -> Int {
-        let saved = total
-        total = 0
-        defer { total = saved }
+    /// The multiply-adds of the counting primitives that `body` applies on
+    /// `device` (primitives on other devices are not counted). Nests: an
+    /// inner count is not added to the outer one.
+    public static func count(on device: Device, _ body: () throws -> Void) rethrows -> Int {
+        let saved = device.multiplyAddTally
+        device.multiplyAddTally = 0
+        defer { device.multiplyAddTally = saved }
         try body()
-        return total ?? 0
+        return device.multiplyAddTally ?? 0
     }
 
-    static func record(_ primitive: Primitive, inputs: [[Int]], outputs: [[Int]]) {
-        guard total != nil, let counting = primitive as? MultiplyAddCounting else { return }
-        total! += counting.multiplyAdds(inputs: inputs, outputs: outputs)
+    static func record(_ primitive: Primitive, on device: Device, inputs: [[Int]], outputs: [[Int]]) {
+        guard device.multiplyAddTally != nil, let counting = primitive as? MultiplyAddCounting else { return }
+        device.multiplyAddTally! += counting.multiplyAdds(inputs: inputs, outputs: outputs)
     }
 }
 

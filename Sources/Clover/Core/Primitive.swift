@@ -119,7 +119,7 @@ func apply(_ primitive: Primitive, _ inputs: [Tensor], into destinations: [Tenso
         try primitive.evalOpenCL(inputs, outputs: outputs, on: ctx)
     }
     recordIfNeeded(primitive, inputs: inputs, outputs: outputs)
-    MultiplyAdds.record(primitive, inputs: shapes, outputs: outShapes)
+    MultiplyAdds.record(primitive, on: device, inputs: shapes, outputs: outShapes)
     return outputs
 }
 

@@ -261,7 +261,7 @@ public struct Convolution2D: Primitive {
         outputs[0].channelStatistics = try convForwardPass(
             context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
             activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
-            statistics: ChannelStatistics.fusedIntoConvolutions, columnBufferLimitBytes: columnBufferLimitBytes)
+            statistics: context.executionOptions.fusesBatchNormStatistics, columnBufferLimitBytes: columnBufferLimitBytes)
     }
 }
 
@@ -716,11 +716,7 @@ func convKernel(_ context: OpenCLContext, _ name: KernelName) throws -> Kernel {
 
 /// CPU OpenCL devices run im2col and col2im faster with one work item per row
 /// (a plain loop); GPUs want one item per pixel for coalesced writes.
-func im2colRowLoop(_ context: OpenCLContext) -> Bool { im2colRowLoopOverride ?? (context.pathKind == .cpu) }
-
-/// Forces one im2col/col2im form whatever the device (tests check both forms
-/// on the CPU device CI has).
-nonisolated(unsafe) var im2colRowLoopOverride: Bool?
+func im2colRowLoop(_ context: OpenCLContext) -> Bool { context.executionOptions.im2colRowLoop ?? (context.pathKind == .cpu) }
 
 extension Convolution2DGeometry {
     /// Samples per chunk so that the chunk's column matrix fits in

@@ -147,12 +147,6 @@ private func wideRelayout(_ context: OpenCLContext, _ v: BufferView, samples: In
     return wide
 }
 
-/// Forces the route of the forward and data gradient with several samples:
-/// true, one GEMM per group strided-batched over the samples; false, the
-/// wide relayout; nil, the shape rule decides (tests check both routes on
-/// whatever device CI has).
-nonisolated(unsafe) var pointwiseSampleBatchOverride: Bool?
-
 /// The most columns a wide [R, N·P] GEMM may have: CLBlast puts a GEMM's
 /// columns in grid dimension 1 in tiles of 32 or more, and GPU grids allow
 /// 65,535 groups there.
@@ -165,7 +159,7 @@ private let widestRelayoutColumns = 65_535 * 32
 private func batchesOverSamples(_ context: OpenCLContext, _ g: Convolution2DGeometry, transposeA: Bool,
                                 m: Int, n: Int, k: Int, lda: Int) throws -> Bool {
     if g.n * g.p > widestRelayoutColumns { return true }
-    if let forced = pointwiseSampleBatchOverride { return forced }
+    if let forced = context.executionOptions.pointwiseSampleBatch { return forced }
     return try g.groups == 1 && !clblastBatchedGemmAllocates(context, transposeA: transposeA, transposeB: false,
                                                              m: m, n: n, k: k, lda: lda, ldb: n, ldc: n)
 }

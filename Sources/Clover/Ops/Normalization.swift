@@ -77,19 +77,13 @@ private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
 struct ChannelStatistics {
     let partial: BufferView
     let chunks: Int
-
-    /// Whether convolutions write them (tests turn it off to compare).
-    nonisolated(unsafe) static var fusedIntoConvolutions = true
 }
 
 /// The elementwise batch-norm kernels' positions per item (normalization.cl's
 /// `VW`): whole float16s on CPUs, one element on GPUs.
 func planeVectorWidth(_ context: OpenCLContext) -> Int {
-    batchNormVectorWidthOverride ?? (context.pathKind == .cpu ? 16 : 1)
+    context.executionOptions.batchNormVectorWidth ?? (context.pathKind == .cpu ? 16 : 1)
 }
-
-/// Tests set this to run the GPU form (`VW = 1`) on a CPU device.
-nonisolated(unsafe) var batchNormVectorWidthOverride: Int?
 
 /// The elementwise batch-norm kernels' defines: `base` plus `VW`.
 private func planeDefines(_ context: OpenCLContext, _ base: [String: String] = [:]) -> [String: String] {
