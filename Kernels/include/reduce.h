@@ -28,9 +28,11 @@
 // chan_merge(&n, &m, &m2, nb, mb, m2b), Chan et al.'s merge of two (count, mean, M2) summaries.
 //
 // n and ly_size must be powers of two. Each begins with a barrier (the callers' stores become
-// visible) and ends with one (the result is visible to every item, and the scratch may be reused
-// after the item reads it). The combining order is fixed (a halving tree: slot i takes slot
-// i + stride), so results are deterministic.
+// visible) and ends with one (the result is visible to every item). An item that refills the
+// scratch after reading the result (its own slot, before the next call) needs a barrier between
+// every item's read and the refill: slot 0 is both the result and item 0's slot (attention.cl's
+// softmax, normalization.cl's group_sum). The combining order is fixed (a halving tree: slot i
+// takes slot i + stride), so results are deterministic.
 // =================================================================================================
 
 #ifndef CLOVER_REDUCE_H
