@@ -13,6 +13,7 @@
 //
 // Macros:
 //   WG   work-group size of the two softmax kernels, a power of two (default 64).
+// Includes reduce.h (the work-group max and sum trees).
 //
 // Layout: scores are row-major [B, H, Lq, Lk], one row per (b, h, query). The key-padding mask is
 // an int array [B, Lk] (non-zero = the key may be attended to, 0 = padding), shared by every
@@ -27,16 +28,8 @@
 #define WG 64
 #endif
 
-// Reduces scratch[0..WG) into scratch[0] (max when IS_MAX, else sum); every item must call it.
-#define REDUCE_LOCAL(scratch, lid, IS_MAX)                                                     \
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {                                     \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                         \
-        if ((lid) < stride) {                                                                 \
-            (scratch)[lid] = (IS_MAX) ? fmax((scratch)[lid], (scratch)[(lid) + stride])        \
-                                      : (scratch)[lid] + (scratch)[(lid) + stride];            \
-        }                                                                                     \
-    }                                                                                         \
-    barrier(CLK_LOCAL_MEM_FENCE);
+// The row maximum and sums are reduce.h's trees over scratch[0..WG) (tree_max, tree_sum).
+#include "reduce.h"
 
 // Neither softmax kernel returns early: every item of a group reaches every barrier, which
 // pocl's work-group compiler needs (an early return, even a uniform one, crashed it). Items of a
@@ -65,7 +58,7 @@ void masked_softmax_forward(const int rows, const int heads, const int lq, const
         if (!use_mask || vr[j] != 0) m = fmax(m, xr[j]);
     }
     scratch[lid] = m;
-    REDUCE_LOCAL(scratch, lid, 1)
+    tree_max(scratch, lid, WG);
     m = scratch[0];
     // No visible key: the row is all 0 (a defined result instead of 0/0 = NaN).
     const int none = m == -INFINITY;
@@ -76,7 +69,7 @@ void masked_softmax_forward(const int rows, const int heads, const int lq, const
         if (!use_mask || vr[j] != 0) s += exp(xr[j] - m);
     }
     scratch[lid] = s;
-    REDUCE_LOCAL(scratch, lid, 0)
+    tree_sum(scratch, lid, WG);
     const float inv = none ? 0.0f : 1.0f / scratch[0];
     for (int j = lid; j < width; j += WG) {
         const int allowed = !none && j < end && (!use_mask || vr[j] != 0);
@@ -99,7 +92,7 @@ void softmax_backward(const int rows, const int n,
     float dot = 0.0f;
     for (int j = lid; j < width; j += WG) dot += dyr[j] * yr[j];
     scratch[lid] = dot;
-    REDUCE_LOCAL(scratch, lid, 0)
+    tree_sum(scratch, lid, WG);
     dot = scratch[0];
     // Masked keys and all-masked rows have y = 0, so their gradient is exactly 0.
     for (int j = lid; j < width; j += WG) dxr[j] = yr[j] * (dyr[j] - dot);

@@ -23,7 +23,7 @@
 //                             forward (ceil(N*P/(LX*WN))*LX, ceil(OG/WM), G); data
 //                             (ceil(N*H*W/(LX*WN))*LX, ceil(CG/WM), G); weight (S*LX, ceil(OG/WM),
 //                             G*ceil(CG*KK/WN)), its items along the reduction, one work-group tree
-//                             reduction (fixed order) per split.
+//                             reduction (fixed order, reduce.h's tree_sum_rows) per split.
 //   convgemm_pad_planes, convgemm_pad_planes2, convgemm_forward_vector,
 //   convgemm_backward_data_vector, convgemm_backward_weight_vector
 //                             (VECTOR = 1) the row-padded explicit-vector kernels for CPU devices, any
@@ -95,6 +95,7 @@
 #define TK 16
 #endif
 #include "window.h"
+#include "reduce.h"
 #ifndef RW
 #define RW 64
 #endif
@@ -956,13 +957,7 @@ void convgemm_backward_weight_direct(const int N, const int C, const int H, cons
     for (int i = 0; i < WM; ++i)
         _Pragma("unroll")
         for (int j = 0; j < WN; ++j) red[i * WN + j][lid] = acc[i][j];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int span = LX / 2; span > 0; span >>= 1) {
-        if (lid < span) {
-            for (int v = 0; v < WM * WN; ++v) red[v][lid] += red[v][lid + span];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum_rows(&red[0][0], lid, LX, WM * WN);
     for (int v = lid; v < WM * WN; v += LX) {
         const int i = v / WN, j = v - (v / WN) * WN;
         const int m = m0 + i, kc = k0 + j;

@@ -22,7 +22,7 @@
 //                                     given to split s of dy[n, c, oh, ow] * x[n, c, ih, iw]
 //                                     (one work-group of WG items per (split, channel): global size
 //                                     [splits*WG, C]; private sums per tap, then a work-group tree
-//                                     reduction; no atomics)
+//                                     reduction, reduce.h's tree_sum_rows; no atomics)
 //   depthwise_backward_weight_reduce  dw[c, kh, kw] = sum over s of partial[c, s, kh, kw]
 //                                     (1-D range over dw, fixed summation order: deterministic)
 //
@@ -45,6 +45,7 @@
 // =================================================================================================
 
 #include "window.h"
+#include "reduce.h"
 #ifndef PH
 #define PH (KH / 2)
 #endif
@@ -242,14 +243,7 @@ void depthwise_backward_weight(const int N, const int C, const int H, const int 
     }
     #pragma unroll
     for (int t = 0; t < KK; ++t) sums[t][lid] = acc[t];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) {
-            #pragma unroll
-            for (int t = 0; t < KK; ++t) sums[t][lid] += sums[t][lid + stride];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum_rows(&sums[0][0], lid, WG, KK);
     if (lid < KK) partial[partial_off + ((ulong)c * (ulong)splits + (ulong)split) * KK + (ulong)lid] = sums[lid][0];
 }
 

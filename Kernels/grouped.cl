@@ -25,7 +25,7 @@
 //                                   One work-group of WG items per (split, output channel, block of
 //                                   CB input channels): global size [splits*WG, O*ceil(CG/CB)];
 //                                   CB*KH*KW private sums per item, then a work-group tree
-//                                   reduction; no atomics.
+//                                   reduction (reduce.h's tree_sum_rows); no atomics.
 //   grouped_backward_weight_reduce  dw[o, ci, kh, kw] = sum over s of partial[o, ci, s, kh, kw]
 //                                   (1-D range over dw, fixed summation order: deterministic)
 //
@@ -48,6 +48,7 @@
 // =================================================================================================
 
 #include "window.h"
+#include "reduce.h"
 #ifndef PH
 #define PH 1
 #endif
@@ -286,14 +287,7 @@ void grouped_backward_weight(const int N, const int C, const int H, const int W,
         #pragma unroll
         for (int t = 0; t < KK; ++t) sums[b * KK + t][lid] = acc[b][t];
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) {
-            #pragma unroll
-            for (int r = 0; r < CB * KK; ++r) sums[r][lid] += sums[r][lid + stride];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum_rows(&sums[0][0], lid, WG, CB * KK);
     if (lid < CB * KK) {
         const int b = lid / KK, t = lid - b * KK;
         const int ci = c0 + b;

@@ -143,23 +143,6 @@ static inline float lane_sum16(const float16 v) {
     return c.x + c.y;
 }
 
-// Chan et al.'s merge of (count, mean, M2) summaries: (n, m, m2) absorbs (nb, mb, m2b).
-static inline void chan_merge(float* n, float* m, float* m2, const float nb, const float mb, const float m2b) {
-    if (nb == 0.0f) return;
-    if (*n == 0.0f) {
-        *n = nb;
-        *m = mb;
-        *m2 = m2b;
-        return;
-    }
-    const float total = *n + nb;
-    const float delta = mb - *m;
-    const float wb = nb / total;
-    *m += delta * wb;
-    *m2 += m2b + delta * delta * (*n * wb);
-    *n = total;
-}
-
 __kernel void bn_stats_partial(const int N, const int C, const int HW, const int chunk_len, const int chunks,
                                __global const float* x, const ulong x_off,
                                __global float* partial, const ulong p_off,
@@ -220,17 +203,7 @@ __kernel void bn_stats_partial(const int N, const int C, const int HW, const int
     s_count[lid] = n;
     s_mean[lid] = m;
     s_m2[lid] = m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = lsize / 2; stride > 0; stride >>= 1) {
-        if (lid < stride) {
-            float an = s_count[lid], am = s_mean[lid], am2 = s_m2[lid];
-            chan_merge(&an, &am, &am2, s_count[lid + stride], s_mean[lid + stride], s_m2[lid + stride]);
-            s_count[lid] = an;
-            s_mean[lid] = am;
-            s_m2[lid] = am2;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_chan_merge(s_count, s_mean, s_m2, lid, lsize);
     if (lid == 0 && c < C) {
         __global float* out = partial + p_off + (ulong)group * 3;
         out[0] = s_count[0];

@@ -64,17 +64,9 @@ __kernel void reduce_sum(const int outer, const int extent, const int inner,
     if (ly == 0 && o < outer && i < inner) y[y_off + (ulong)pair * inner + i] = scratch[lx] * scale;
 }
 
-// True when candidate (v, r) should replace the current best (best, best_r): NaN beats every
-// number (the maximum propagates NaN), a larger value wins, and among equal values (or two NaNs)
-// the lower index wins. best_r < 0 marks "no element seen yet".
-static inline bool max_replaces(const float v, const int r, const float best, const int best_r) {
-    if (r < 0) return false;
-    if (best_r < 0) return true;
-    if (isnan(v)) return !isnan(best) || r < best_r;
-    if (isnan(best)) return false;
-    return v > best || (v == best && r < best_r);
-}
-
+// The running best of each item and the tree across items compare by reduce.h's max_replaces:
+// NaN beats every number (the maximum propagates NaN), a larger value wins, and among equal
+// values (or two NaNs) the lower index wins. best_r < 0 marks "no element seen yet".
 __kernel void reduce_max(const int outer, const int extent, const int inner, const int lx_size,
                          __global const float* x, const ulong x_off,
                          __global float* y, const ulong y_off,
@@ -93,18 +85,7 @@ __kernel void reduce_max(const int outer, const int extent, const int inner, con
     }
     best_value[lid] = best;
     best_index[lid] = best_r;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = ly_size / 2; s > 0; s >>= 1) {
-        if (ly < s) {
-            const float v = best_value[lid + s * lx_size];
-            const int r = best_index[lid + s * lx_size];
-            if (max_replaces(v, r, best_value[lid], best_index[lid])) {
-                best_value[lid] = v;
-                best_index[lid] = r;
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_argmax_columns(best_value, best_index, lx, ly, lx_size, ly_size);
     if (ly == 0 && o < outer && i < inner) {
         y[y_off + (ulong)o * inner + i] = best_value[lx];
         arg[arg_off + (ulong)o * inner + i] = (float)best_index[lx];

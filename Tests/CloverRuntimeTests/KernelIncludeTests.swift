@@ -19,6 +19,16 @@ final class KernelIncludeTests: XCTestCase {
         XCTAssertTrue(twice.hasSuffix("x"))
     }
 
+    /// Work-group trees live in reduce.h alone (one fixed, documented
+    /// order), so a family that needs one calls the header instead of
+    /// writing its own halving loop.
+    func testNoFamilyWritesItsOwnWorkGroupTree() throws {
+        for (family, text) in embeddedKernelSources {
+            XCTAssertFalse(text.contains(">>= 1)"), "\(family).cl holds a halving loop: use reduce.h's trees")
+        }
+        XCTAssertTrue(try XCTUnwrap(embeddedKernelHeaders["reduce.h"]).contains(">>= 1)"))
+    }
+
     func testAMissingHeaderNamesItAndTheFamily() {
         XCTAssertThrowsError(try KernelSources.resolvingIncludes("  #include \"nope.h\"\n", in: "fam")) { error in
             XCTAssertTrue("\(error)".contains("nope.h") && "\(error)".contains("fam"), "\(error)")
