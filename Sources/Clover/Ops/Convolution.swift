@@ -176,7 +176,7 @@ public enum ConvActivation: String, Sendable, CaseIterable {
 /// The candidates measured are the class's specialised path,
 /// im2col + CLBlast GEMM (``ConvAlgorithm/im2colGEMM``) and implicit GEMM
 /// with each parameter set of ``ConvGemmParameters/searchSpace`` the device
-/// can use. ``forcedChoice`` overrides the selection.
+/// can use. ``Convolution2D/forcedChoice`` overrides the selection.
 public struct Convolution2D: Primitive {
     public let parameters: Convolution2DParameters
     /// Applied to the output (after the bias) in the same pass. With
