@@ -4,7 +4,7 @@
 # 8 minutes a session can spend; the machine's start and the prelude come on top):
 #   1. devices      `clover devices`, nvidia-smi, then the full conformance sweep
 #                   (`clover conformance --json`);
-#   2. steps        `clover models --check-launches` at GPU_BATCH, then a few training steps of
+#   2. steps        `clover models --check-launches --json` at GPU_BATCH, then a few training steps of
 #                   every zoo model at its standard input size on synthetic data, smallest
 #                   first, at GPU_BATCH (halved where the planned memory does not fit, or after
 #                   an allocation failure): step time, warm images/s (steps 2..n), planned and
@@ -134,9 +134,11 @@ part_devices() {
 }
 
 part_steps() {
-    step check-launches "${GPU_CHECK_SECONDS:-45}" "$bin/clover" models --check-launches --batch "$batch" \
-        --device "$device" > "$work/check-launches.txt" 2>&1
-    tail -n +2 "$work/check-launches.txt" | grep -v ' ok$' | head -20
+    # The JSON report goes to check-launches.json (read by the steps below); failures and any other
+    # message to check-launches.txt, whose first lines are shown here.
+    step check-launches "${GPU_CHECK_SECONDS:-45}" "$bin/clover" models --check-launches --json --batch "$batch" \
+        --device "$device" > "$work/check-launches.json" 2> "$work/check-launches.txt"
+    head -20 "$work/check-launches.txt"
     mkdir -p "$work/steps"
     local secs
     secs=$(limit "${GPU_STEPS_SECONDS:-100}")
@@ -148,25 +150,26 @@ import json, os, re, shutil, signal, subprocess, sys, threading, time
 clover, device, batch, work, out_json, steps, per_model, part_seconds, filt, memory_gib = sys.argv[1:]
 batch, steps, per_model = int(batch), max(1, int(steps)), float(per_model)
 t_end = time.monotonic() + float(part_seconds) - 3   # `timeout` ends the part; finish before it
-units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
-models = []   # (name, input, multiply-adds in G), smallest first
-for line in subprocess.run([clover, "models"], capture_output=True, text=True).stdout.splitlines()[2:]:
-    f = line.split()
-    if len(f) >= 6:
-        models.append((f[0], f[1], float(f[4])))
+models = []   # (name, input, multiply-adds in G), smallest first: `clover models --json`
+listing = subprocess.run([clover, "models", "--json"], capture_output=True, text=True)
+try:
+    for m in json.loads(listing.stdout)["models"]:
+        models.append((m["name"], m["input"], round(m["multiply_adds"] / 1e9, 3)))
+except (ValueError, KeyError, TypeError) as e:
+    print(f"steps: `clover models --json` gave no listing ({e}): {listing.stderr.strip()[-300:]}", flush=True)
+    sys.exit(1)   # no model to run is a failure, not "0/0 ok"
 wanted = [s for s in filt.split(",") if s]
 models = [m for m in models if not wanted or any(s in m[0] for s in wanted)]
 models.sort(key=lambda m: m[2])
 
-planned = {}  # bytes at `batch`, from check-launches
+planned = {}  # name → (planned peak bytes at `batch` or None, "ok" or the error), from check-launches
 try:
-    for line in open(os.path.join(work, "check-launches.txt")):
-        m = re.match(r"(\S+)\s+\S+\s+([\d,]+)\s+([\d.,]+) (B|KiB|MiB|GiB|TiB)\s+(.*)$", line.strip())
-        if m:
-            planned[m.group(1)] = (float(m.group(3).replace(",", "")) * units[m.group(4)], m.group(5))
-except OSError:
-    pass
+    with open(os.path.join(work, "check-launches.json")) as f:
+        for m in json.load(f)["models"]:
+            planned[m["name"]] = (m["planned_peak_bytes"], "ok" if m["error"] is None else m["error"][-300:])
+except (OSError, ValueError, KeyError, TypeError):
+    pass   # a check cut short or failed to start: no plan, every model at `batch`
 
 def nvidia_smi(*query):
     try:
@@ -309,7 +312,7 @@ for name, shape, madds in models:
         continue
     b = batch
     plan = planned.get(name)
-    if plan and limit_bytes:
+    if plan and plan[0] is not None and limit_bytes:
         while b > 1 and plan[0] * b / batch > limit_bytes:
             b //= 2
     result, text = run(name, b, min(per_model, left))
@@ -321,7 +324,8 @@ for name, shape, madds in models:
         result["first_try"] = {k: first.get(k) for k in ("batch", "status", "error")}
     row.update(result)
     if plan:
-        row["planned_peak_bytes"] = round(plan[0] * row["batch"] / batch)
+        if plan[0] is not None:
+            row["planned_peak_bytes"] = round(plan[0] * row["batch"] / batch)
         row["check_launches"] = plan[1]
     rows.append(row)
     ips = row.get("images_per_second")

@@ -34,7 +34,8 @@ public final class Initializer {
 }
 
 /// 2-D convolution (`nn.Conv2d`): dense, grouped, depthwise and 1x1 alike —
-/// the op picks the kernel by shape. PyTorch's default initialisation:
+/// the op (`Convolution2D`) chooses each pass's algorithm per geometry,
+/// measured or by heuristic. PyTorch's default initialisation:
 /// weight and bias uniform in ±1/√fan_in.
 public final class Conv2d: Module, Layer {
     public let weight: Parameter

@@ -10,6 +10,7 @@ any mismatch. Run through scripts/torchvision_interop.sh (it has the PyTorch env
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -21,13 +22,12 @@ import pytorch_peer as peer  # noqa: E402
 
 
 def clover_count(clover, model):
-    """The parameter count `clover models` prints for `model` (3 channels, 10 classes for CIFAR)."""
-    lines = subprocess.run([clover, "models", "--filter", model], check=True, capture_output=True,
-                           text=True).stdout.splitlines()
-    for line in lines:
-        fields = line.split()
-        if fields and fields[0] == model:
-            return int(fields[3].replace(",", ""))
+    """The parameter count `clover models --json` gives for `model` (3 channels, 10 classes for CIFAR)."""
+    listing = subprocess.run([clover, "models", "--filter", model, "--json"], check=True, capture_output=True,
+                             text=True).stdout
+    for row in json.loads(listing)["models"]:
+        if row["name"] == model:
+            return row["parameters"]
     raise SystemExit(f"clover models does not list {model}")
 
 

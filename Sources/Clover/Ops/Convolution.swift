@@ -5,10 +5,13 @@ import CloverRuntime
 // Kernels: Kernels/conv.cl (im2col, col2im, bias), Kernels/depthwise.cl and Kernels/grouped.cl (the
 // direct paths); every GEMM goes through CLBlast.
 //
-// Each OpenCL pass picks one of four paths by shape (`Convolution2DGeometry.algorithm`, documented on
-// `Convolution2DParameters.algorithm(input:weight:)`; the paths other than im2col live in
-// ConvolutionKernels.swift): pointwiseGEMM (1x1 stride 1 padding 0, GEMM on the tensors
-// or their [C, N·P] relayout, a fixed number of launches per pass), depthwise, groupedDirect (few channels per group) and the general im2col path below.
+// Each OpenCL pass runs the algorithm ConvAlgorithmSelection (ConvolutionSelection.swift) chooses for
+// its geometry: measured, or a heuristic default. The candidates are the shape class's specialised
+// path where it has one (`Convolution2DGeometry.algorithm`, documented on
+// `Convolution2DParameters.algorithm(input:weight:)`, in ConvolutionKernels.swift): pointwiseGEMM
+// (1x1 stride 1 padding 0, GEMM on the tensors or their [C, N·P] relayout, a fixed number of
+// launches per pass), depthwise or groupedDirect (few channels per group); implicit GEMM
+// (ConvolutionImplicitGEMM.swift, any geometry); and the general im2col path below.
 //
 // The general path lowers each convolution to GEMMs over column matrices:
 //   forward          Y[n, g]    = W_g (O/G × K)  ·  col[n, g] (K × P)
@@ -131,15 +134,6 @@ struct Convolution2DGeometry {
 /// fit beside the activations on an 8 GiB card.
 public let defaultConvColumnBufferLimitBytes = 256 << 20
 
-/// 2-D cross-correlation (what deep-learning frameworks call convolution).
-///
-/// Inputs: `x` `[N, C, H, W]`, `weight` `[O, C/groups, KH, KW]` and
-/// optionally `bias` `[O]`; output `[N, O, OH, OW]`.
-///
-/// On OpenCL the forward pass and both gradients run on the path
-/// ``Convolution2DParameters/algorithm(input:weight:)`` picks for the shapes:
-/// GEMM straight on the tensors for 1x1 kernels, direct kernels for
-/// depthwise and thin grouped 3x3 convolutions, im2col + GEMM otherwise.
 /// An activation fused into a convolution's output (`Kernels/convgemm.cl`'s
 /// `EPI` epilogue on the implicit-GEMM path; a separate elementwise pass on
 /// the others).
@@ -156,6 +150,33 @@ public enum ConvActivation: String, Sendable, CaseIterable {
     }
 }
 
+/// 2-D cross-correlation (what deep-learning frameworks call convolution),
+/// optionally followed by a fused ``ConvActivation``.
+///
+/// Inputs: `x` `[N, C, H, W]`, `weight` `[O, C/groups, KH, KW]` and
+/// optionally `bias` `[O]`; output `[N, O, OH, OW]` (with
+/// ``ConvActivation/silu``, a second output of the same shape: the
+/// pre-activation).
+///
+/// On OpenCL each pass — forward, data gradient and weight gradient — runs
+/// the algorithm ``ConvAlgorithmSelection`` chooses for its geometry (shapes,
+/// stride, padding, dilation and groups), so one pass of one shape always
+/// takes the same path:
+///
+/// - a measured choice, from `clover tune conv` or `clover train --autotune`,
+///   persisted per device;
+/// - else the heuristic default: on GPUs, the specialised path of the shape's
+///   class (``Convolution2DParameters/algorithm(input:weight:)``: CLBlast GEMM
+///   straight on the tensors for 1x1 kernels, direct kernels for depthwise and
+///   thin grouped convolutions) where it has one, and implicit GEMM
+///   (``ConvAlgorithm/implicitGEMM``) with a tiled parameter set for every
+///   other geometry; on CPUs, implicit GEMM's vector kernels for nearly every
+///   geometry.
+///
+/// The candidates measured are the class's specialised path,
+/// im2col + CLBlast GEMM (``ConvAlgorithm/im2colGEMM``) and implicit GEMM
+/// with each parameter set of ``ConvGemmParameters/searchSpace`` the device
+/// can use. ``Convolution2D/forcedChoice`` overrides the selection.
 public struct Convolution2D: Primitive {
     public let parameters: Convolution2DParameters
     /// Applied to the output (after the bias) in the same pass. With

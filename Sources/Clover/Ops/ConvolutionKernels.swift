@@ -28,12 +28,16 @@ import CloverRuntime
 // pass by ConvAlgorithmSelection (ConvolutionSelection.swift): measured (`clover tune conv`,
 // `clover train --autotune`) among the class's path, im2colGEMM and implicitGEMM
 // (ConvolutionImplicitGEMM.swift, Kernels/convgemm.cl, any geometry), else a heuristic default —
-// implicitGEMM for the im2colGEMM class (on CPUs its weight gradient stays on im2colGEMM).
+// on GPUs the class's path, implicitGEMM's tiled kernels for the im2colGEMM class; on CPUs
+// implicitGEMM's vector kernels wherever the output planes have at least 4 pixels.
 //
 // The direct kernels are compiled per (KH, KW, SH, SW, PH, PW) so their tap loops unroll.
 
-/// Which OpenCL implementation runs a convolution; see
-/// ``Convolution2DParameters/algorithm(input:weight:)`` for the rules.
+/// Which OpenCL implementation runs a pass of a convolution.
+///
+/// ``ConvAlgorithmSelection`` chooses one per geometry and pass;
+/// ``Convolution2DParameters/algorithm(input:weight:)`` gives the rules for
+/// which shapes may take the specialised paths.
 public enum ConvAlgorithm: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     /// 1x1, stride 1, padding 0: CLBlast GEMM straight on the NCHW tensors.
     case pointwiseGEMM
