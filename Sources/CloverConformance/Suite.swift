@@ -45,4 +45,11 @@ public enum ConformanceSuite {
     public static func unexercisedKernels(on context: OpenCLContext) throws -> [String] {
         try declaredKernels().map { "\($0.family)/\($0.kernel)" }.filter { context.launchCounts[$0] == nil }
     }
+
+    /// Declared kernels that `device` has never launched
+    /// (every declared kernel off OpenCL, where nothing is launched).
+    public static func unexercisedKernels(on device: Device) throws -> [String] {
+        let launched = device.launchCounts
+        return try declaredKernels().map { "\($0.family)/\($0.kernel)" }.filter { launched[$0] == nil }
+    }
 }

@@ -93,7 +93,10 @@ public final class Trainer {
 
     /// Trains for `epochs` (a range of 0-based epoch numbers, so a resumed
     /// run starts where it stopped) on `loader`'s batches, evaluating on
-    /// `testLoader` after each epoch; returns each epoch's figures.
+    /// `testLoader` after each epoch; returns each epoch's figures. With
+    /// `checkpoints`, each epoch ends with a checkpoint of the model, the
+    /// optimiser and the run's history in its run directory, after the
+    /// observer has seen the epoch's figures.
     ///
     /// Each step's learning rate comes from `schedule`. Every `logEvery`
     /// steps, and at each epoch's last, the loop reads the loss, the
@@ -114,7 +117,7 @@ public final class Trainer {
     @discardableResult
     public func fit(_ loader: BatchLoader, testLoader: BatchLoader, on device: Device, epochs: Range<Int>,
                     schedule: LearningRateSchedule, logEvery: Int = 100, parallel: DataParallel? = nil,
-                    observer: TrainingObserver? = nil) throws -> [EpochMetrics] {
+                    checkpoints: Checkpoints? = nil, observer: TrainingObserver? = nil) throws -> [EpochMetrics] {
         guard let optimizer else {
             throw CloverError.invalidArgument(op: "Trainer.fit", reason: "the trainer has no optimiser to train with")
         }
@@ -126,6 +129,7 @@ public final class Trainer {
         let globalBatch = loader.batchSize * worldSize, steps = loader.batchCount
         var globalStep = epochs.lowerBound * steps
         var history: [EpochMetrics] = []
+        var runHistory = checkpoints?.history ?? []
         for epoch in epochs {
             model.train()
             lossGuard?.startEpoch()
@@ -175,9 +179,28 @@ public final class Trainer {
                                        imagesPerSecond: Double(seen) / max(seconds, 1e-9),
                                        learningRate: Double(optimizer.learningRate))
             history.append(metrics)
+            runHistory.append(metrics)
             try observer?.trainer(self, finishedEpoch: metrics)
+            if let checkpoints, checkpoints.writes {
+                try checkpoints.run.saveCheckpoint(model: model, optimizer: optimizer, progress: RunProgress(
+                    model: checkpoints.model, dataset: checkpoints.dataset, epochsDone: epoch + 1, history: runHistory))
+            }
         }
         return history
+    }
+
+    /// Restores the model and optimiser from `run`'s current checkpoint and
+    /// returns where the run stands, so that ``fit(_:testLoader:on:epochs:schedule:logEvery:parallel:checkpoints:observer:)``
+    /// can go on from `epochsDone`.
+    ///
+    /// - Throws: ``CheckpointError`` when there is no checkpoint, it cannot
+    ///   be read or trusted, or it is past `epochLimit` epochs; and
+    ///   ``CloverError/invalidArgument(op:reason:)`` without an optimiser.
+    public func resume(from run: RunDirectory, epochLimit: Int? = nil) throws -> RunProgress {
+        guard let optimizer else {
+            throw CloverError.invalidArgument(op: "Trainer.resume", reason: "the trainer has no optimiser to restore")
+        }
+        return try run.loadCheckpoint(model: model, optimizer: optimizer, epochLimit: epochLimit)
     }
 
     /// How many rows of `logits` have their largest value (the first on
@@ -261,7 +284,7 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
     }
 }
 
-/// What ``Trainer/fit(_:testLoader:on:epochs:schedule:logEvery:parallel:observer:)``
+/// What ``Trainer/fit(_:testLoader:on:epochs:schedule:logEvery:parallel:checkpoints:observer:)``
 /// read at a progress point.
 public struct TrainingProgress: Sendable {
     /// 1-based epoch, and the last epoch of the run.
@@ -278,7 +301,7 @@ public struct TrainingProgress: Sendable {
     public let remainingSeconds: Double
 }
 
-/// Watches a ``Trainer/fit(_:testLoader:on:epochs:schedule:logEvery:parallel:observer:)``
+/// Watches a ``Trainer/fit(_:testLoader:on:epochs:schedule:logEvery:parallel:checkpoints:observer:)``
 /// loop: where a command prints progress, counts a step's device calls,
 /// profiles an epoch and writes checkpoints. Every method has an empty
 /// default.
@@ -291,7 +314,7 @@ public protocol TrainingObserver: AnyObject {
     func trainer(_ trainer: Trainer, madeProgress progress: TrainingProgress)
     /// After an epoch's last step, before its evaluation (1-based `epoch`).
     func trainer(_ trainer: Trainer, finishedTrainingEpoch epoch: Int) throws
-    /// After an epoch's evaluation: where a checkpoint is written.
+    /// After an epoch's evaluation, before its checkpoint.
     func trainer(_ trainer: Trainer, finishedEpoch metrics: EpochMetrics) throws
 }
 
@@ -317,6 +340,24 @@ public protocol DataParallel: AnyObject {
     func averageBuffers(of model: Module) throws
     /// This process's evaluation of its test shard, summed over all.
     func combine(_ evaluation: Evaluation) throws -> Evaluation
+}
+
+/// Where ``Trainer/fit(_:testLoader:on:epochs:schedule:logEvery:parallel:checkpoints:observer:)``
+/// writes a checkpoint after each epoch.
+public struct Checkpoints {
+    /// The run directory.
+    public let run: RunDirectory
+    /// The names progress.json records: the model's and the data set's.
+    public let model: String, dataset: String
+    /// The epochs before this fit (a resumed run's), which every checkpoint's
+    /// history starts with.
+    public let history: [EpochMetrics]
+    /// Whether this process writes them (in a data-parallel job only one does).
+    public let writes: Bool
+
+    public init(run: RunDirectory, model: String, dataset: String, history: [EpochMetrics] = [], writes: Bool = true) {
+        (self.run, self.model, self.dataset, self.history, self.writes) = (run, model, dataset, history, writes)
+    }
 }
 
 /// Why a training loop stopped.

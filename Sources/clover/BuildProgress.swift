@@ -1,5 +1,4 @@
 import Clover
-import CloverRuntime
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -28,11 +27,11 @@ final class BuildProgress {
     @discardableResult
     static func attach(to device: Device) -> BuildProgress {
         let progress = BuildProgress()
-        device.openCL?.programs.buildObserver = { [progress] event in progress.report(event) }
+        device.programBuildObserver = { [progress] event in progress.report(event) }
         return progress
     }
 
-    private func report(_ event: ProgramCache.BuildEvent) {
+    private func report(_ event: ProgramBuildEvent) {
         let context = activity.isEmpty ? "" : "; \(activity)"
         let what: String, count: String
         switch event.work {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Clover
 import CloverConformance
-import CloverRuntime
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -89,7 +88,7 @@ struct ConformanceCommand: ParsableCommand {
         let groups = Self.groupedByOp(cases)
         if let warmFrom, let warmPosition {
             // A warming process: no output, no report; the foreground judges every case.
-            guard target.openCL != nil else { return }
+            guard target.openCLDevice != nil else { return }
             let ordered = groups.flatMap(\.cases)
             guard !ordered.isEmpty else { return }
             SweepWarmers.warm(ordered, from: warmFrom, positionPath: warmPosition,
@@ -111,8 +110,8 @@ struct ConformanceCommand: ParsableCommand {
         let runner = ConformanceRunner(device: target)
         let progress = BuildProgress.attach(to: target)
         var warmers: SweepWarmers?
-        if let ctx = target.openCL {
-            warmers = SweepWarmers(jobs: jobs ?? Self.defaultJobs, caseCount: cases.count, deviceIndex: ctx.device.index,
+        if let d = target.openCLDevice {
+            warmers = SweepWarmers(jobs: jobs ?? Self.defaultJobs, caseCount: cases.count, deviceIndex: d.index,
                                    filter: filter, precision: precision, warning: { Console.error("warning: \($0)") })
             if let warmers {
                 print("warming: \(warmers.count) background process\(warmers.count == 1 ? "" : "es") "
@@ -240,50 +239,49 @@ struct ConformanceCommand: ParsableCommand {
     /// can't ship without a conformance case that runs it.
     static func kernelCoverage(on device: Device, filtered: Bool) throws -> KernelCoverage {
         let declared = try ConformanceSuite.declaredKernels().map { "\($0.family)/\($0.kernel)" }
-        guard let ctx = device.openCL else {
+        guard device.openCLDevice != nil else {
             return KernelCoverage(checked: false, note: "cpu-reference launches no kernels",
                                   declared: declared, unexercised: [], launches: [:])
         }
         if filtered {
             return KernelCoverage(checked: false, note: "--filter runs only part of the sweep",
-                                  declared: declared, unexercised: [], launches: ctx.launchCounts)
+                                  declared: declared, unexercised: [], launches: device.launchCounts)
         }
         return KernelCoverage(checked: true, note: nil, declared: declared,
-                              unexercised: try ConformanceSuite.unexercisedKernels(on: ctx),
-                              launches: ctx.launchCounts)
+                              unexercised: try ConformanceSuite.unexercisedKernels(on: device),
+                              launches: device.launchCounts)
     }
 
     static func programCache(of device: Device) -> ProgramCacheReport {
-        guard let ctx = device.openCL else {
+        guard let figures = device.programCacheFigures else {
             return ProgramCacheReport(compiled: 0, loadedFromDisk: 0, memoryHits: 0, directory: nil)
         }
-        let stats = ctx.programs.statistics
-        return ProgramCacheReport(compiled: stats.compiled, loadedFromDisk: stats.loadedFromDisk,
-                                  memoryHits: stats.memoryHits, directory: ctx.programs.directory)
+        return ProgramCacheReport(compiled: figures.compiled, loadedFromDisk: figures.loadedFromDisk,
+                                  memoryHits: figures.memoryHits, directory: figures.directory)
     }
 
     /// Seconds spent compiling programs from source, per kernel family,
     /// largest first; nil when nothing was compiled (a warm cache).
     static func compileTimeLine(of device: Device) -> String? {
-        guard let ctx = device.openCL else { return nil }
+        guard let figures = device.programCacheFigures else { return nil }
         func line(_ entries: [(String, Int, Double)], _ what: String) -> String {
             let sorted = entries.sorted { $0.2 > $1.2 }
             let total = sorted.reduce(0) { $0 + $1.2 }
             return "\(Format.fixed(total, decimals: 1)) s \(what) ("
                 + sorted.map { "\($0.0) \($0.1) in \(Format.fixed($0.2, decimals: 1)) s" }.joined(separator: ", ") + ")"
         }
-        let builds = ctx.programs.compileSeconds.map { ($0.key, $0.value.programs, $0.value.seconds) }
-        let launches = ctx.programs.firstLaunchSeconds.map { ($0.key, $0.value.kernels, $0.value.seconds) }
+        let builds = figures.compileSeconds.map { ($0.key, $0.value.programs, $0.value.seconds) }
+        let launches = figures.firstLaunchSeconds.map { ($0.key, $0.value.kernels, $0.value.seconds) }
         return "compile time: " + line(builds, "in clBuildProgram") + "; "
             + line(launches, "in first enqueues of kernels")
     }
 
     static func deviceLine(_ device: Device) -> String {
-        guard let d = device.openCL?.device else {
+        guard let d = device.openCLDevice else {
             return "cpu-reference (the CPU reference compared with itself: checks finite differences and the harness)"
         }
         return "#\(d.index) \(d.name) [\(d.platformName)], \(d.kind.rawValue), \(d.openCLCVersion), driver \(d.driverVersion)"
     }
 
-    static func seconds(_ duration: Duration) -> Double { duration.inSeconds }
+    static func seconds(_ duration: Duration) -> Double { clover.seconds(duration) }
 }

@@ -1,7 +1,6 @@
 import Clover
 import CloverConformance
 import CloverFiles
-import CloverRuntime
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
 #if canImport(Glibc)
@@ -59,11 +58,10 @@ struct DeviceReport: Codable {
 
     init(_ device: Device) {
         description = device.description
-        guard let ctx = device.openCL else {
+        guard let d = device.openCLDevice else {
             backend = "cpu-reference"
             return
         }
-        let d = ctx.device
         backend = "opencl"
         index = d.index
         platform = d.platformName

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Clover
-import CloverRuntime
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
 
@@ -29,7 +28,7 @@ struct DevicesCommand: ParsableCommand {
     func run() throws {
         let devices: [OpenCLDevice]
         do {
-            devices = try DeviceDiscovery.allDevices()
+            devices = try Device.allOpenCLDevices()
         } catch {
             throw Console.fail(error)
         }
@@ -90,24 +89,24 @@ struct DevicesCommand: ParsableCommand {
     /// The device a command without `--device` would use, and a line that
     /// says why: `CLOVER_DEVICE` when set, else the first GPU or CPU.
     static func defaultSelection(_ devices: [OpenCLDevice]) -> (index: Int?, note: String) {
-        let env = ProcessInfo.processInfo.environment[DeviceDiscovery.environmentVariable]
+        let env = ProcessInfo.processInfo.environment[Device.selectionVariable]
         if let env, !env.isEmpty {
             if Device.referenceNames.contains(env.lowercased()) {
-                return (nil, "Selected by default: cpu-reference (\(DeviceDiscovery.environmentVariable)=\(env))")
+                return (nil, "Selected by default: cpu-reference (\(Device.selectionVariable)=\(env))")
             }
             do {
-                let device = try DeviceDiscovery.select(env, from: devices)
+                let device = try Device.defaultOpenCLDevice(env, from: devices)
                 return (device.index, "Selected by default: #\(device.index) \(device.description) "
-                        + "(\(DeviceDiscovery.environmentVariable)=\(env))")
+                        + "(\(Device.selectionVariable)=\(env))")
             } catch {
-                return (nil, "Selected by default: none — \(DeviceDiscovery.environmentVariable)=\(env): \(error)")
+                return (nil, "Selected by default: none — \(Device.selectionVariable)=\(env): \(error)")
             }
         }
-        guard let device = try? DeviceDiscovery.select(nil, from: devices) else {
+        guard let device = try? Device.defaultOpenCLDevice(nil, from: devices) else {
             return (nil, "Selected by default: none")
         }
         let why = device.kind == .gpu ? "first GPU" : device.kind == .cpu ? "no GPU; first CPU device" : "first device"
         return (device.index, "Selected by default: #\(device.index) \(device.description) (\(why); "
-                + "override with --device or \(DeviceDiscovery.environmentVariable))")
+                + "override with --device or \(Device.selectionVariable))")
     }
 }

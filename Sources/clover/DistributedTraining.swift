@@ -4,7 +4,6 @@ import CloverData
 import CloverDistributed
 import CloverModels
 import CloverNN
-import CloverRuntime
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -127,11 +126,11 @@ final class DistributedTraining: DataParallel {
     /// neither, all GPUs, else all CPU devices), the one at this rank's
     /// position on its host, wrapping round when ranks outnumber devices.
     func selectDevice(_ spec: String?) throws -> Device {
-        let wanted = spec ?? ProcessInfo.processInfo.environment[DeviceDiscovery.environmentVariable]
+        let wanted = spec ?? ProcessInfo.processInfo.environment[Device.selectionVariable]
         if let wanted, ["cpu-reference", "reference", "cpu-ref"].contains(wanted.lowercased()) {
             return try Device.select(wanted)
         }
-        let devices = try DeviceDiscovery.allDevices()
+        let devices = try Device.allOpenCLDevices()
         let matching = try Self.matchingDevices(wanted, in: devices)
         let chosen = matching[world.localRank % matching.count]
         return try Device.select(String(chosen.index))

@@ -77,7 +77,7 @@ enum Format {
 
     /// Seconds with millisecond resolution, e.g. `"0.125 s"`.
     static func seconds(_ duration: Duration) -> String {
-        fixed(duration.inSeconds, decimals: 3) + " s"
+        fixed(clover.seconds(duration), decimals: 3) + " s"
     }
 
     /// `10^exponent` exactly for the small exponents used above (a literal

@@ -3,7 +3,6 @@ import Clover
 import CloverFiles
 import CloverKernels
 import CloverModels
-import CloverRuntime
 import FoundationEssentials
 
 /// `clover gpu-kernels`: the programs and kernels the GPU path builds, for

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Clover
 import CloverModels
-import CloverRuntime
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
 
@@ -96,7 +95,7 @@ struct ModelsCommand: ParsableCommand {
         }
         let planner: Device
         do { planner = try Device.planning(device, pathKind: paths.kind) } catch { throw Console.fail(error, context: "--device") }
-        let profile = planner.openCL!.launchProfile
+        let profile = planner.launchProfile!
         // The JSON report carries this line's facts as keys: stdout stays one document.
         if !json {
             print("Planning one training step per model at batch \(batch) on \(planner), \(paths.rawValue) kernel paths, "

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Clover
-import CloverRuntime
 
 extension MatmulPrecision: ExpressibleByArgument {}
 
@@ -9,8 +8,6 @@ extension Device {
     /// device computes in Double whatever is asked) and says which is in
     /// force, and why, for a command's header.
     func apply(_ precision: MatmulPrecision) -> String {
-        guard let context = openCL else { return "precision: reference (Double)" }
-        context.matmulPrecision = precision
-        return "precision: " + context.precisionInForce
+        useMatmulPrecision(precision)
     }
 }

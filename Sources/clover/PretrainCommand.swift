@@ -3,7 +3,6 @@ import Clover
 import CloverData
 import CloverModels
 import CloverNN
-import CloverRuntime
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -244,7 +243,7 @@ struct PretrainCommand: ParsableCommand {
 
     /// The run itself; errors surface unformatted (``run()`` prints them).
     func pretrain() throws {
-        let run = try RunDirectory(path: out)
+        let run = try RunDirectory(path: out, label: "--out")
         let (data, configuration, batcher) = try corpus.load()
         var trainSamples = data.train
         if let n = trainSubset {
@@ -260,7 +259,7 @@ struct PretrainCommand: ParsableCommand {
         }
         let device = try Device.select(corpus.device)
         let precisionLine = device.apply(corpus.precision)
-        device.openCL?.isProfiling = profile
+        device.isProfiling = profile
         BuildProgress.attach(to: device).activity = "first steps of oscar-\(configuration.name)"
         let model = try OSCAR(configuration, initializer: Initializer(device: device, seed: corpus.seed))
         let pretraining = OSCARPretraining(model: model)
@@ -335,8 +334,8 @@ struct PretrainCommand: ParsableCommand {
                 }
             }
             let trainSeconds = seconds(clock.now - start)
-            if profile, let context = device.openCL {
-                try Console.printKernelProfile(of: context, title: "training epoch \(epoch + 1)")
+            if profile, device.openCLDevice != nil {
+                try Console.printKernelProfile(of: device, title: "training epoch \(epoch + 1)")
             }
             // The test split is always scored on the full objective, so that epochs compare.
             pretraining.maskingProbability = maskingProbability

@@ -1,4 +1,4 @@
-import CloverRuntime
+import Clover
 
 /// The OpenCL calls of each training step, for `clover train --profile`: the
 /// first step on its own (it builds programs, fills the buffer pool and
@@ -15,7 +15,7 @@ struct StepCounterLog {
         if first == nil {
             first = step
         } else {
-            rest = rest + step
+            rest = rest.adding(step)
             restSteps += 1
         }
     }

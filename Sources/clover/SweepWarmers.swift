@@ -1,5 +1,5 @@
+import Clover
 import CloverConformance
-import CloverRuntime
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

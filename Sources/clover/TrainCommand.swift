@@ -3,7 +3,6 @@ import Clover
 import CloverData
 import CloverModels
 import CloverNN
-import CloverRuntime
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -256,10 +255,10 @@ struct TrainCommand: ParsableCommand {
 
     private func train() throws {
         // First, so that an --out that cannot hold a run fails before any work.
-        let run = try RunDirectory(path: out)
+        let run = try RunDirectory(path: out, label: "--out")
         let distributed = try DistributedTraining.start(requested: self.distributed)
         let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
-        device.openCL?.isProfiling = profile
+        device.isProfiling = profile
         let precisionLine = device.apply(data.precision)
         BuildProgress.attach(to: device).activity = "first steps of \(data.model)"
         ConvAlgorithmSelection.autotune = autotune
@@ -289,7 +288,7 @@ struct TrainCommand: ParsableCommand {
         var firstEpoch = 0
         var history: [EpochMetrics] = []
         if resume, distributed?.isRoot ?? true {
-            let progress = try run.loadCheckpoint(model: model, optimizer: opt, epochLimit: epochs)
+            let progress = try Trainer(model: model, optimizer: opt).resume(from: run, epochLimit: epochs)
             firstEpoch = progress.epochsDone
             history = progress.history
             print("resumed from \(out): \(firstEpoch) epoch(s) done")
@@ -322,16 +321,17 @@ struct TrainCommand: ParsableCommand {
         }
         Console.flush()
         let trainer = Trainer(model: model, optimizer: opt)
-        let observer = TrainProgressPrinter(command: self, run: run, spec: spec, dataset: trainSet.name, device: device,
-                                            distributed: distributed, history: history)
+        let observer = TrainProgressPrinter(command: self, device: device, distributed: distributed)
         do {
-            try trainer.fit(loader, testLoader: testLoader, on: device, epochs: firstEpoch..<epochs, schedule: rate,
-                            logEvery: logEvery, parallel: distributed, observer: observer)
+            history += try trainer.fit(
+                loader, testLoader: testLoader, on: device, epochs: firstEpoch..<epochs, schedule: rate, logEvery: logEvery,
+                parallel: distributed, checkpoints: Checkpoints(run: run, model: spec.name, dataset: trainSet.name,
+                                                                history: history, writes: distributed?.isRoot ?? true),
+                observer: observer)
         } catch let error as TrainingError {
             Console.error("\nerror: \(error); stopping. The last good checkpoint in \(out) is kept.")
             throw ExitCode.failure
         }
-        history = observer.history
         if let last = history.last {
             print("final test accuracy \(Format.fixed(100 * last.testAccuracy, decimals: 2))% after \(last.epoch) epoch(s); "
                   + "metrics in \(out)/metrics.csv and \(out)/metrics.json")
@@ -345,19 +345,13 @@ struct TrainCommand: ParsableCommand {
 /// epoch's line and checkpoint.
 private final class TrainProgressPrinter: TrainingObserver {
     let command: TrainCommand
-    let run: RunDirectory
-    let spec: ModelSpec
-    let dataset: String
     let device: Device
     let distributed: DistributedTraining?
-    private(set) var history: [EpochMetrics]
     private var stepCounts = StepCounterLog()
     private var countsBefore: DeviceCounters?
 
-    init(command: TrainCommand, run: RunDirectory, spec: ModelSpec, dataset: String, device: Device,
-         distributed: DistributedTraining?, history: [EpochMetrics]) {
-        (self.command, self.run, self.spec, self.dataset, self.device) = (command, run, spec, dataset, device)
-        (self.distributed, self.history) = (distributed, history)
+    init(command: TrainCommand, device: Device, distributed: DistributedTraining?) {
+        (self.command, self.device, self.distributed) = (command, device, distributed)
     }
 
     func trainerWillStep(_ trainer: Trainer) {
@@ -365,7 +359,7 @@ private final class TrainProgressPrinter: TrainingObserver {
     }
 
     func trainerDidStep(_ trainer: Trainer) {
-        if let countsBefore { stepCounts.record(DeviceCounters.current - countsBefore) }
+        if let countsBefore { stepCounts.record(DeviceCounters.current.since(countsBefore)) }
     }
 
     func trainer(_ trainer: Trainer, madeProgress p: TrainingProgress) {
@@ -377,22 +371,17 @@ private final class TrainProgressPrinter: TrainingObserver {
     }
 
     func trainer(_ trainer: Trainer, finishedTrainingEpoch epoch: Int) throws {
-        if command.profile, let context = device.openCL {
-            try Console.printKernelProfile(of: context, title: "training epoch \(epoch)")
+        if command.profile, device.openCLDevice != nil {
+            try Console.printKernelProfile(of: device, title: "training epoch \(epoch)")
             for line in stepCounts.report() { print(line) }
         }
         if command.profile, let distributed { for line in distributed.takeProfileLines() { print(line) } }
     }
 
     func trainer(_ trainer: Trainer, finishedEpoch metrics: EpochMetrics) throws {
-        history.append(metrics)
         print("\nepoch \(metrics.epoch): test loss \(Format.fixed(metrics.testLoss, decimals: 4)) test accuracy "
               + "\(Format.fixed(100 * metrics.testAccuracy, decimals: 2))% (\(Format.fixed(metrics.seconds, decimals: 1)) s, "
               + "\(Format.fixed(metrics.imagesPerSecond, decimals: 1)) img/s)")
-        if distributed?.isRoot ?? true, let optimizer = trainer.optimizer {
-            try run.saveCheckpoint(model: trainer.model, optimizer: optimizer, progress: RunProgress(
-                model: spec.name, dataset: dataset, epochsDone: metrics.epoch, history: history))
-        }
         Console.flush()
     }
 }
@@ -422,15 +411,18 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-func seconds(_ d: Duration) -> Double { d.inSeconds }
+func seconds(_ d: Duration) -> Double {
+    let (whole, attoseconds) = d.components
+    return Double(whole) + Double(attoseconds) * 1e-18
+}
 
 extension Console {
     /// Device time per kernel since the last report, the 20 largest (what
     /// `--profile` prints after each epoch of `train` and `pretrain`).
-    static func printKernelProfile(of context: OpenCLContext, title: String) throws {
+    static func printKernelProfile(of device: Device, title: String) throws {
         // CLBlast reports the event of a GEMM's last kernel only (not its copy/pad kernels).
         print("\ndevice time per kernel (\(title)):")
-        for entry in try context.profile().prefix(20) {
+        for entry in try device.kernelProfile().prefix(20) {
             print("  \(entry.name): \(Format.fixed(entry.seconds, decimals: 3)) s in \(entry.launches) launches")
         }
     }

@@ -1,6 +1,6 @@
 @testable import clover
 import Clover
-import CloverNN
+@testable import CloverNN
 import CloverRuntime
 import Foundation
 import CloverTestSupport
@@ -243,13 +243,13 @@ final class CheckpointTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         let file = base + "/file"
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
-        XCTAssertThrowsError(try RunDirectory(path: file)) { error in
+        XCTAssertThrowsError(try RunDirectory(path: file, label: "--out")) { error in
             XCTAssertEqual("\(error)", "--out \(file) is a file, not a directory")
         }
-        XCTAssertThrowsError(try RunDirectory(path: file + "/run")) { error in
+        XCTAssertThrowsError(try RunDirectory(path: file + "/run", label: "--out")) { error in
             XCTAssertEqual("\(error)", "--out \(file)/run: cannot create directory \(file)/run: not a directory")
         }
-        XCTAssertThrowsError(try RunDirectory(path: "/proc/clover-run")) { error in
+        XCTAssertThrowsError(try RunDirectory(path: "/proc/clover-run", label: "--out")) { error in
             XCTAssertTrue("\(error)".hasPrefix("--out /proc/clover-run: cannot create directory /proc/clover-run: "), "\(error)")
         }
     }

@@ -1,6 +1,6 @@
 @testable import clover
 import Clover
-import CloverNN
+@testable import CloverNN
 import CloverRuntime
 import Foundation
 import CloverTestSupport

@@ -137,4 +137,79 @@ final class TrainerTests: XCTestCase {
         try watched.step(square)
         XCTAssertEqual(try watched.lossGuard?.allFinite(throughStep: 3), false)
     }
+
+    private final class Recorder: TrainingObserver {
+        var steps = 0, progress: [TrainingProgress] = [], trained: [Int] = [], finished: [EpochMetrics] = []
+        func trainerDidStep(_ trainer: Trainer) { steps += 1 }
+        func trainer(_ trainer: Trainer, madeProgress progress: TrainingProgress) { self.progress.append(progress) }
+        func trainer(_ trainer: Trainer, finishedTrainingEpoch epoch: Int) throws { trained.append(epoch) }
+        func trainer(_ trainer: Trainer, finishedEpoch metrics: EpochMetrics) throws { finished.append(metrics) }
+    }
+
+    private func runDirectory() throws -> RunDirectory {
+        let path = NSTemporaryDirectory() + "clover-trainer-" + UUID().uuidString
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return try RunDirectory(path: path)
+    }
+
+    /// The loop: every step, a progress read every `logEvery` steps and at
+    /// each epoch's end, the epoch's figures, and a checkpoint per epoch that
+    /// a resumed trainer takes up (model, optimiser and history).
+    func testFitReportsEveryEpochAndCheckpointsWhatResumeRestores() throws {
+        let device = try TestSupport.newDevice()
+        let data = try Dataset(images: (0..<96).map { Float(($0 * 7) % 11) / 5 - 1 }, labels: (0..<24).map { Int32($0 % 3) },
+                               sampleShape: [1, 2, 2], classCount: 3)
+        let loader = try BatchLoader(dataset: data, batchSize: 4, shuffle: true, dropLast: true, seed: 5)
+        let testLoader = try BatchLoader(dataset: data, batchSize: 8, shuffle: false)
+        let model = try Probe(device)
+        let trainer = Trainer(model: model, optimizer: try sgd(model))
+        let run = try runDirectory()
+        let recorder = Recorder()
+        let history = try trainer.fit(loader, testLoader: testLoader, on: device, epochs: 0..<2,
+                                      schedule: StepSchedule(base: 0.1, milestones: [1], gamma: 0.5), logEvery: 4,
+                                      checkpoints: Checkpoints(run: run, model: "probe", dataset: "tiny"),
+                                      observer: recorder)
+        XCTAssertEqual(recorder.steps, 12)
+        // Steps 4 and 6 of each 6-step epoch.
+        XCTAssertEqual(recorder.progress.map { [$0.epoch, $0.step, $0.steps] }, [[1, 4, 6], [1, 6, 6], [2, 4, 6], [2, 6, 6]])
+        XCTAssertEqual(recorder.trained, [1, 2])
+        XCTAssertEqual(recorder.finished, history)
+        XCTAssertEqual(history.map(\.epoch), [1, 2])
+        XCTAssertEqual(history.map(\.learningRate), [0.1, 0.05].map { Double(Float($0)) })
+        let evaluation = try trainer.evaluate(testLoader.epoch(0), on: device)
+        XCTAssertEqual(history[1].testLoss, evaluation.loss, accuracy: 1e-6)
+        XCTAssertEqual(history[1].testAccuracy, evaluation.accuracy)
+
+        let progress = try run.readProgress()
+        XCTAssertEqual(progress.epochsDone, 2)
+        XCTAssertEqual(progress.history.map(\.epoch), [1, 2])
+        let restored = try Probe(device, seed: 99)
+        let resumed = Trainer(model: restored, optimizer: try sgd(restored))
+        XCTAssertEqual(try resumed.resume(from: run).epochsDone, 2)
+        XCTAssertEqual(try restored.fc.weight.tensor.toArray(), try model.fc.weight.tensor.toArray())
+    }
+
+    /// A NaN loss stops the loop with the steps it lies between, before the
+    /// epoch's end is reported or checkpointed.
+    func testFitStopsAtANonFiniteLossWithoutCheckpointingTheEpoch() throws {
+        let device = try TestSupport.newDevice()
+        var images = [Float](repeating: 0.5, count: 48)
+        images[20] = .nan  // sample 5: in the second batch of 4
+        let data = try Dataset(images: images, labels: [Int32](repeating: 1, count: 12), sampleShape: [1, 2, 2], classCount: 3)
+        let loader = try BatchLoader(dataset: data, batchSize: 4, shuffle: false, dropLast: true)
+        let model = try Probe(device)
+        let trainer = Trainer(model: model, optimizer: try sgd(model))
+        let run = try runDirectory()
+        let recorder = Recorder()
+        XCTAssertThrowsError(try trainer.fit(loader, testLoader: loader, on: device, epochs: 0..<1,
+                                             schedule: WarmupSchedule(base: 0.1, warmupEpochs: 0), logEvery: 3,
+                                             checkpoints: Checkpoints(run: run, model: "probe", dataset: "nan"),
+                                             observer: recorder)) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(epoch: 1, firstStep: 1, lastStep: 3, globalStep: 3))
+            XCTAssertEqual("\(error)", "the loss became NaN or infinite in epoch 1 between steps 1 and 3 (global step 3)")
+        }
+        XCTAssertTrue(recorder.finished.isEmpty)
+        XCTAssertTrue(recorder.trained.isEmpty)
+        XCTAssertThrowsError(try run.readProgress())
+    }
 }

@@ -1,6 +1,6 @@
 import Clover
+import CloverData
 import CloverFiles
-import CloverNN
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -11,20 +11,28 @@ import Darwin
 #endif
 
 /// Where a run stands: written with every checkpoint.
-struct RunProgress: Codable {
-    var model: String
-    var dataset: String
-    var epochsDone: Int
-    var history: [EpochMetrics]
+public struct RunProgress: Codable, Sendable {
+    /// The model's zoo name.
+    public var model: String
+    /// The training data set's name.
+    public var dataset: String
+    public var epochsDone: Int
+    /// Every epoch's figures so far, in order.
+    public var history: [EpochMetrics]
     /// The checkpoint generation the file belongs to; nil in progress files
     /// written before checkpoints had generations.
-    var generation: Int? = nil
+    public var generation: Int? = nil
+
+    public init(model: String, dataset: String, epochsDone: Int, history: [EpochMetrics], generation: Int? = nil) {
+        (self.model, self.dataset, self.epochsDone, self.history, self.generation) =
+            (model, dataset, epochsDone, history, generation)
+    }
 }
 
 /// A checkpoint that cannot be written, read or trusted, as one line naming
 /// the file and the reason.
-struct CheckpointError: Error, CustomStringConvertible {
-    let description: String
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let description: String
 
     init(_ description: String) { self.description = description }
 
@@ -52,8 +60,12 @@ struct CheckpointError: Error, CustomStringConvertible {
 /// `current` on the previous complete checkpoint, which is deleted only after
 /// the switch. Run directories from before generations (the five files as
 /// plain files) are still read, and converted by the next save.
-struct RunDirectory {
-    let path: String
+public struct RunDirectory {
+    /// The directory.
+    public let path: String
+    /// What error messages call the directory (the option that named it,
+    /// e.g. `--out`).
+    public let label: String
 
     /// Writes one checkpoint file; a test substitutes it to fail a chosen
     /// file the way a full disk does.
@@ -61,32 +73,34 @@ struct RunDirectory {
 
     /// The files of a checkpoint, each linked from the run directory into
     /// `current`.
-    static let files = ["model.safetensors", "optimizer.safetensors", "progress.json", "metrics.json", "metrics.csv"]
+    public static let files = ["model.safetensors", "optimizer.safetensors", "progress.json", "metrics.json", "metrics.csv"]
 
-    /// Opens (creating if needed) the run directory; an error says in one
-    /// line why `path` cannot hold a run (a file, not writable, ...).
-    init(path: String) throws {
+    /// Opens (creating if needed) the run directory; an error, starting with
+    /// `label`, says in one line why `path` cannot hold a run (a file, not
+    /// writable, ...).
+    public init(path: String, label: String = "run directory") throws {
         self.path = path
+        self.label = label
         var info = stat()
         if stat(path, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFDIR else {
-                throw CheckpointError("--out \(path) is a file, not a directory")
+                throw CheckpointError("\(label) \(path) is a file, not a directory")
             }
         } else {
             do {
                 try Self.makeDirectories(path)
             } catch {
-                throw CheckpointError("--out \(path): \(error)")
+                throw CheckpointError("\(label) \(path): \(error)")
             }
         }
         guard access(path, W_OK | X_OK) == 0 else {
-            throw CheckpointError.system("--out: cannot write into", path, errno)
+            throw CheckpointError.system("\(label): cannot write into", path, errno)
         }
     }
 
     /// The model file `checkpoint` names: a `.safetensors` file itself, or
     /// the `model.safetensors` of a run directory.
-    static func modelFile(_ checkpoint: String) -> String {
+    public static func modelFile(_ checkpoint: String) -> String {
         checkpoint.hasSuffix(".safetensors") ? checkpoint : checkpoint + "/model.safetensors"
     }
 
@@ -109,7 +123,7 @@ struct RunDirectory {
     /// last good checkpoint. A write error (e.g. "no space left on device")
     /// names the file, removes the partial generation and keeps the
     /// previous checkpoint current.
-    func saveCheckpoint(model: Module, optimizer: Optimizer, progress: RunProgress) throws {
+    public func saveCheckpoint(model: Module, optimizer: Optimizer, progress: RunProgress) throws {
         var weights = try model.stateDict()
         var state = try optimizer.stateDict()
         try Self.requireFinite(weights, file: "model.safetensors", epoch: progress.epochsDone, run: path)
@@ -188,7 +202,7 @@ struct RunDirectory {
     /// Reads progress.json of the current checkpoint and checks it, without
     /// loading any weights. `epochLimit` is the `--epochs` of the resuming
     /// run: a checkpoint already past it is an error, not a trap.
-    func readProgress(epochLimit: Int? = nil) throws -> RunProgress {
+    public func readProgress(epochLimit: Int? = nil) throws -> RunProgress {
         let directory = try checkpointDirectory()
         let file = directory + "/progress.json"
         guard let data = FileManager.default.contents(atPath: file) else {
@@ -218,7 +232,7 @@ struct RunDirectory {
     /// Loads the current checkpoint into `model` and `optimizer` and returns
     /// its progress; refuses model or optimiser files whose generation or
     /// epoch differs from progress.json's.
-    func loadCheckpoint(model: Module, optimizer: Optimizer, epochLimit: Int? = nil) throws -> RunProgress {
+    public func loadCheckpoint(model: Module, optimizer: Optimizer, epochLimit: Int? = nil) throws -> RunProgress {
         let progress = try readProgress(epochLimit: epochLimit)
         let directory = try checkpointDirectory()
         let weights = try SafeTensors.read(path: directory + "/model.safetensors")
