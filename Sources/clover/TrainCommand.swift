@@ -4,6 +4,7 @@ import CloverData
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTuning
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -262,7 +263,7 @@ struct TrainCommand: ParsableCommand {
         device.openCL?.isProfiling = profile
         let precisionLine = device.apply(data.precision)
         BuildProgress.attach(to: device).activity = "first steps of \(data.model)"
-        ConvAlgorithmSelection.autotune = autotune
+        Tuner.autotunesConvolutions = autotune
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations
         let spec = try ModelZoo.spec(named: data.model)

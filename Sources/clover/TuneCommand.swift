@@ -80,9 +80,10 @@ struct TuneCommand: ParsableCommand {
         print("budget: \(Format.fixed(seconds, decimals: 0)) s" + (candidates.map { ", at most \($0) candidates" } ?? ""))
         Console.flush()
 
+        let tuner = Tuner(context)
         let result: GemmTuningResult
         do {
-            result = try GemmTuning.tune(context, options: options) { report in
+            result = try tuner.tuneGemm(options) { report in
                 print(Self.line(report))
                 Console.flush()
             }
@@ -105,12 +106,12 @@ struct TuneCommand: ParsableCommand {
             print("not saved (--no-save)")
             return
         }
-        guard let directory = context.programs.directory else {
+        guard let store = tuner.store else {
             Console.error("error: no cache directory to save in: set XDG_CACHE_HOME or HOME")
             throw ExitCode.failure
         }
         do {
-            let path = try GemmTuning.save(result.record, directory: directory)
+            let path = try store.save(result.record)
             print("saved: \(path) (applied whenever this device is selected; \(GemmTuning.environmentVariable)=0 ignores it)")
         } catch {
             throw Console.fail(error, context: "cannot save the parameters")

@@ -3,6 +3,7 @@ import Clover
 import CloverModels
 import CloverNN
 import CloverRuntime
+import CloverTuning
 import FoundationEssentials
 
 /// `clover tune conv`: measures every convolution geometry of a model's
@@ -87,12 +88,11 @@ struct TuneConvCommand: ParsableCommand {
         print("model: \(spec.name), input \(([batchSize] + inputShape).map(String.init).joined(separator: "x")), "
               + "\(geometries.count) convolution geometries and passes")
         Console.flush()
+        let tuner = Tuner(context)
         var table = TextTable([("geometry and pass", .left), ("chosen", .left), ("ms", .right),
                                ("im2colGEMM ms", .right), ("rejected", .right)])
         for geometry in geometries {
-            let entry = try ConvAlgorithmSelection.tune(context, input: geometry.input, weight: geometry.weight,
-                                                        parameters: geometry.parameters, pass: geometry.pass,
-                                                        repeats: repeats)
+            let entry = try tuner.tuneConvolution(geometry, repeats: repeats)
             let best = entry.milliseconds[entry.choice.description] ?? .nan
             let im2col = entry.milliseconds[ConvChoice(.im2colGEMM).description]
             table.append([geometry.key, entry.choice.description, Format.fixed(best, decimals: 3),
@@ -109,7 +109,7 @@ struct TuneConvCommand: ParsableCommand {
         }
         print(table.render())
         if !dryRun {
-            if let path = try ConvAlgorithmSelection.save(context) {
+            if let path = try tuner.saveConvolutions() {
                 print("saved: \(path)")
             } else {
                 print("not saved: the device has no program-cache directory")

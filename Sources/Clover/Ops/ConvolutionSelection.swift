@@ -9,7 +9,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CloverFiles
 import CloverRuntime
 
 // Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does. Per geometry
@@ -21,7 +20,13 @@ import CloverRuntime
 // result must never be timed), then timed on the geometry itself; the fastest is remembered and
 // persisted per device in the program-cache directory (`clover-conv-<FNV-1a of the device's cache
 // identity>.json`, the key scheme of GEMM tuning). Unmeasured geometries take the heuristic
-// default unless `ConvAlgorithmSelection.autotune` asks for measurement on first use.
+// default unless `Tuner.autotunesConvolutions` (CloverTuning) measures them on first use.
+//
+// The split with CloverTuning: this file keeps what ops need at run time (the heuristic, the
+// cheap look-up of a measured choice, the reader of the persisted file) and the measurement
+// itself, which drives the passes' internal kernels; `Tuner` decides what to measure and when,
+// and owns writing the file. Clover cannot depend on CloverTuning, so measuring on first use
+// reaches the Tuner through the `autotuner` hook it installs.
 
 /// A pass of a convolution.
 public enum ConvPass: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
@@ -71,25 +76,56 @@ public struct ConvTuningEntry: Codable, Sendable, Equatable {
     /// disqualified are listed in ``rejected`` with the reason.
     public var milliseconds: [String: Double]
     public var rejected: [String: String]
+
+    public init(choice: ConvChoice, milliseconds: [String: Double], rejected: [String: String]) {
+        self.choice = choice
+        self.milliseconds = milliseconds
+        self.rejected = rejected
+    }
 }
 
 /// The persisted choices of one device.
 public struct ConvTuningRecord: Codable, Sendable, Equatable {
     public static let currentVersion = 2
     public var version: Int
+    /// The device, for people reading the file.
     public var device: String
+    /// ``OpenCLDevice/cacheIdentity`` of the device measured on; a file whose
+    /// identity differs from the device's is ignored.
     public var deviceIdentity: String
     /// By ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
     public var entries: [String: ConvTuningEntry]
+
+    public init(version: Int = ConvTuningRecord.currentVersion, device: String, deviceIdentity: String,
+                entries: [String: ConvTuningEntry]) {
+        self.version = version
+        self.device = device
+        self.deviceIdentity = deviceIdentity
+        self.entries = entries
+    }
+}
+
+/// A persisted convolution tuning file that exists but cannot be used: bad
+/// JSON, another version, or another device.
+public struct ConvTuningFileError: Error, CustomStringConvertible, Equatable {
+    /// The file.
+    public var path: String
+
+    public var description: String { "\(path) (not a current record for this device)" }
 }
 
 /// Algorithm selection for convolutions: measured, persisted, or heuristic.
 public enum ConvAlgorithmSelection {
-    /// Measure untuned geometries on first use (`clover train --autotune`)
-    /// instead of taking the heuristic default.
-    public static var autotune: Bool {
-        get { state.withLock { $0.autotune } }
-        set { state.withLock { $0.autotune = newValue } }
+    /// Measures an untuned geometry and pass on first use and returns the
+    /// choice to run; nil takes the heuristic default instead. Installed by
+    /// `Tuner.autotunesConvolutions` (`clover train --autotune`): the
+    /// library cannot call CloverTuning, which persists what it measures.
+    package typealias Autotuner = @Sendable (OpenCLContext, ConvGeometry) throws -> ConvChoice
+
+    /// The hook behind measuring on first use (see ``Autotuner``).
+    package static var autotuner: Autotuner? {
+        get { state.withLock { $0.autotuner } }
+        set { state.withLock { $0.autotuner = newValue } }
     }
 
     /// Set to `0` (or `off`, `false`, `no`) to ignore persisted choices.
@@ -171,10 +207,9 @@ public enum ConvAlgorithmSelection {
            known.choice.parameters?.form != .tensorCore || context.usesTF32TensorCores {
             return known.choice
         }
-        if autotune && !context.isPlanning {
-            let entry = try measure(context, g, pass)
-            try save(context)
-            return entry.choice
+        if !context.isPlanning, let autotuner = state.withLock({ $0.autotuner }) {
+            return try autotuner(context, ConvGeometry(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw],
+                                                       parameters: g.parameters, pass: pass, key: key))
         }
         return heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores)
     }
@@ -228,10 +263,13 @@ public enum ConvAlgorithmSelection {
     }
 
     /// Checks every candidate of a geometry and pass, times those that are
-    /// right, and remembers the fastest for `context`'s device in this process.
+    /// right, and remembers the fastest for `context`'s device in this
+    /// process. `Tuner.tuneConvolution` is the entry point; this is the
+    /// measurement it runs, here because it drives the passes' kernels.
     @discardableResult
-    public static func tune(_ context: OpenCLContext, input: [Int], weight: [Int], parameters: Convolution2DParameters,
-                            pass: ConvPass, repeats: Int = 3) throws -> ConvTuningEntry {
+    package static func measure(_ context: OpenCLContext, input: [Int], weight: [Int],
+                                parameters: Convolution2DParameters, pass: ConvPass,
+                                repeats: Int = 3) throws -> ConvTuningEntry {
         let g = try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
         try loadOnce(context)
         return try measure(context, g, pass, repeats: repeats)
@@ -367,25 +405,39 @@ public enum ConvAlgorithmSelection {
 
     /// The file name of `device`'s choices: FNV-1a of its cache identity, as for GEMM tuning.
     public static func fileName(for device: OpenCLDevice) -> String {
-        "clover-conv-\(String(ProgramCache.fnv1a64([device.cacheIdentity]), radix: 16)).json"
+        fileName(identity: device.cacheIdentity)
     }
 
-    /// Writes every choice known for `context`'s device to its program-cache
-    /// directory (atomically), or returns nil when the context has none.
+    /// The file name for the device whose ``OpenCLDevice/cacheIdentity`` is
+    /// `identity` (the writer names a record's file by its identity).
+    package static func fileName(identity: String) -> String {
+        "clover-conv-\(String(ProgramCache.fnv1a64([identity]), radix: 16)).json"
+    }
+
+    /// Where `device`'s choices live under `directory`.
+    public static func path(for device: OpenCLDevice, directory: String) -> String {
+        directory + "/" + fileName(for: device)
+    }
+
+    /// The record saved for `device` under `directory`, or nil when there is none.
     ///
-    /// - Throws: `FileWriteError` naming the file and the call that failed.
-    @discardableResult
-    public static func save(_ context: OpenCLContext) throws -> String? {
-        guard let directory = context.programs.directory else { return nil }
-        let d = context.device
-        let entries = state.withLock { $0.entries[deviceKey(d)] ?? [:] }
-        let record = ConvTuningRecord(version: ConvTuningRecord.currentVersion, device: d.description,
-                                      deviceIdentity: d.cacheIdentity, entries: entries)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let path = directory + "/" + fileName(for: d)
-        try AtomicFile.write(encoder.encode(record), to: path, createDirectories: true)
-        return path
+    /// - Throws: ``ConvTuningFileError`` when the file is not valid JSON of
+    ///   the current version or is for another device.
+    public static func load(for device: OpenCLDevice, directory: String) throws -> ConvTuningRecord? {
+        let path = path(for: device, directory: directory)
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
+              record.version == ConvTuningRecord.currentVersion,
+              record.deviceIdentity == device.cacheIdentity else {
+            throw ConvTuningFileError(path: path)
+        }
+        return record
+    }
+
+    /// Every choice measured or loaded for `device` in this process, by key:
+    /// what the Tuner writes to the device's file.
+    package static func knownEntries(on device: OpenCLDevice) -> [String: ConvTuningEntry] {
+        state.withLock { $0.entries[deviceKey(device)] ?? [:] }
     }
 
     /// Loads the device's persisted choices once per process (a file for
@@ -396,12 +448,12 @@ public enum ConvAlgorithmSelection {
         guard GemmTuning.isEnabled(environment: [GemmTuning.environmentVariable:
                 ProcessInfo.processInfo.environment[environmentVariable] ?? "1"]),
               let directory = context.programs.directory else { return }
-        let path = directory + "/" + fileName(for: context.device)
-        guard let data = FileManager.default.contents(atPath: path) else { return }
-        guard let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
-              record.version == ConvTuningRecord.currentVersion,
-              record.deviceIdentity == context.device.cacheIdentity else {
-            context.logger.warning("conv tuning: ignoring \(path) (not a current record for this device)")
+        let record: ConvTuningRecord
+        do {
+            guard let loaded = try load(for: context.device, directory: directory) else { return }
+            record = loaded
+        } catch let error as ConvTuningFileError {
+            context.logger.warning("conv tuning: ignoring \(error)")
             return
         }
         state.withLock { s in
@@ -419,7 +471,7 @@ public enum ConvAlgorithmSelection {
     private static func deviceKey(_ device: OpenCLDevice) -> UInt { UInt(bitPattern: Int(bitPattern: device.id)) }
 
     private struct State {
-        var autotune = false
+        var autotuner: Autotuner?
         var loaded: Set<UInt> = []
         var entries: [UInt: [String: ConvTuningEntry]] = [:]
         var recording: [ConvGeometry]?
