@@ -17,9 +17,11 @@ import CloverRuntime
 // the device's cache identity: name, platform and driver, so a new driver
 // starts untuned), the readers of both files with their checks, applying the
 // GEMM parameters (`GemmTuning.applyPersisted`) and looking up a
-// convolution's choice (`ConvAlgorithmSelection`), and the convolution
-// measurement primitives, which drive the passes' internal kernels. Writing
-// both files, and deciding what to measure and when, is here.
+// convolution's choice (`ConvAlgorithmSelection`), and the primitives a
+// convolution measurement needs that reach the passes' internal kernels
+// (the candidates, running a pass on one). The searches themselves
+// (GemmSearch.swift, ConvolutionSearch.swift), deciding what to measure and
+// when, and writing both files are here.
 
 /// Where the tuning results of devices live: one directory (the program-cache
 /// directory by default) holding, per device, the CLBlast GEMM parameter file
@@ -155,16 +157,15 @@ public struct Tuner {
     @discardableResult
     public func tuneConvolution(input: [Int], weight: [Int], parameters: Convolution2DParameters, pass: ConvPass,
                                 repeats: Int = 3) throws -> ConvTuningEntry {
-        try ConvAlgorithmSelection.measure(context, input: input, weight: weight, parameters: parameters,
-                                           pass: pass, repeats: repeats)
+        try ConvolutionSearch.run(context, ConvGeometry(input: input, weight: weight, parameters: parameters,
+                                                        pass: pass), repeats: repeats)
     }
 
     /// ``tuneConvolution(input:weight:parameters:pass:repeats:)`` for a
     /// geometry recorded by `ConvAlgorithmSelection.recordGeometries(_:)`.
     @discardableResult
     public func tuneConvolution(_ geometry: ConvGeometry, repeats: Int = 3) throws -> ConvTuningEntry {
-        try tuneConvolution(input: geometry.input, weight: geometry.weight, parameters: geometry.parameters,
-                            pass: geometry.pass, repeats: repeats)
+        try ConvolutionSearch.run(context, geometry, repeats: repeats)
     }
 
     /// Saves every convolution choice known for the device in this process

@@ -133,6 +133,28 @@ final class TunerTests: XCTestCase {
         for (a, b) in zip(y, expected) { XCTAssertEqual(a, b, accuracy: 1e-4) }
     }
 
+    /// The search's small case keeps the kernel, stride, padding, dilation
+    /// and groups, and is a valid geometry of at most 2 samples, 24 in and
+    /// 40 out channels (without groups).
+    func testSmallCaseKeepsTheKernelAndIsValid() throws {
+        let wide = ConvGeometry(input: [64, 256, 56, 56], weight: [512, 256, 3, 3],
+                                parameters: Convolution2DParameters(stride: 2, padding: 1, dilation: 2), pass: .forward)
+        let grouped = ConvGeometry(input: [8, 64, 14, 14], weight: [64, 2, 3, 3],
+                                   parameters: Convolution2DParameters(stride: 1, padding: 1, groups: 32),
+                                   pass: .backwardData)
+        for geometry in [wide, grouped] {
+            let small = ConvolutionSearch.smallCase(geometry)
+            XCTAssertNoThrow(try small.parameters.outputShape(input: small.input, weight: small.weight), "\(small.key)")
+            XCTAssertEqual(small.weight[2...], geometry.weight[2...])
+            XCTAssertEqual(small.pass, geometry.pass)
+            XCTAssertLessThanOrEqual(small.input[0], 2)
+        }
+        let small = ConvolutionSearch.smallCase(wide)
+        XCTAssertEqual(small.input[1], 24)
+        XCTAssertEqual(small.weight[0...1], [40, 24])
+        XCTAssertEqual(ConvolutionSearch.smallCase(grouped).input[1], 64, "groups keep their channels")
+    }
+
     /// Measuring on first use goes through the Tuner and saves at once.
     func testAutotuneMeasuresOnFirstUseAndSaves() throws {
         let directory = try temporaryDirectory()
