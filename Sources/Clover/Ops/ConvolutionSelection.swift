@@ -96,6 +96,7 @@ public struct ConvTuningEntry: Codable, Sendable, Equatable {
     public var milliseconds: [String: Double]
     public var rejected: [String: String]
 
+    /// An entry for the winner `choice`, with every candidate's time or reason for rejection.
     public init(choice: ConvChoice, milliseconds: [String: Double], rejected: [String: String]) {
         self.choice = choice
         self.milliseconds = milliseconds
@@ -105,16 +106,18 @@ public struct ConvTuningEntry: Codable, Sendable, Equatable {
 
 /// The persisted choices of one device.
 public struct ConvTuningRecord: Codable, Sendable, Equatable {
+    /// The file format version; files of another version are ignored.
     public static let currentVersion = 2
     public var version: Int
     /// The device, for people reading the file.
     public var device: String
-    /// ``OpenCLDevice/cacheIdentity`` of the device measured on; a file whose
+    /// `OpenCLDevice.cacheIdentity` of the device measured on; a file whose
     /// identity differs from the device's is ignored.
     public var deviceIdentity: String
     /// By ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
     public var entries: [String: ConvTuningEntry]
 
+    /// A record of the current version; `Tuner` (CloverTuning) writes it.
     public init(version: Int = ConvTuningRecord.currentVersion, device: String, deviceIdentity: String,
                 entries: [String: ConvTuningEntry]) {
         self.version = version
@@ -141,7 +144,7 @@ public enum ConvAlgorithmSelection {
     /// library cannot call CloverTuning, which persists what it measures.
     package typealias Autotuner = @Sendable (OpenCLContext, ConvGeometry) throws -> ConvChoice
 
-    /// The hook behind measuring on first use (see ``Autotuner``).
+    /// The hook behind measuring on first use (see `Autotuner`).
     package static var autotuner: Autotuner? {
         get { state.withLock { $0.autotuner } }
         set { state.withLock { $0.autotuner = newValue } }
@@ -209,7 +212,7 @@ public enum ConvAlgorithmSelection {
     }
 
     /// The choice for one pass: forced (tests), measured in this process or
-    /// persisted, measured now by the ``autotuner``, else the heuristic.
+    /// persisted, measured now by the `autotuner`, else the heuristic.
     static func choice(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
         let key = key(g, pass)
         state.withLock { s in
