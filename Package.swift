@@ -14,7 +14,12 @@
 //                          kernel names generated from them
 //   Clover                 Tensor, devices, ops (shape rule, CPU reference,
 //                          OpenCL dispatch and gradient per op family)
-//   CloverTuning           the CLBlast GEMM parameter search of `clover tune`
+//   CloverTuning           the Tuner: the searches of `clover tune` (CLBlast GEMM
+//                          parameters) and `clover tune conv` (convolution
+//                          algorithms, also measured on first use by `clover
+//                          train --autotune`), and TuningStore, the one writer of
+//                          both per-device files. Clover keeps their readers and
+//                          the cheap run-time look-up (it cannot depend on this)
 //   CloverNN               layers (Module), optimisers, schedules
 //   CloverModels           the model families (one file each) and the model zoo
 //   CloverConformance      the sweep that checks every op against the CPU reference
@@ -112,12 +117,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The CLBlast GEMM parameter search of `clover tune` (the library
-        // keeps only what applies persisted parameters).
+        // The Tuner: GEMM and convolution searches and the writing of their
+        // files (the library keeps only what reads and applies them).
         .target(
             name: "CloverTuning",
             dependencies: [
                 "Clover",
+                "CloverFiles",
                 "CloverRuntime",
                 "CCLBlast",
                 "COpenCL",
@@ -163,7 +169,6 @@ let package = Package(
                 "CloverFiles",
                 "CloverModels",
                 "CloverNN",
-                "CloverRuntime",
                 "CloverTuning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

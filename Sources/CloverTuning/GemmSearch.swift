@@ -17,12 +17,12 @@ import Logging
 // The search `clover tune` runs for CLBlast's GEMM parameters on a device:
 // candidates timed on the device's own shapes, checked against a host
 // computation, the threshold between CLBlast's two GEMM paths, and a final
-// re-timing. Its result is saved with `GemmTuning.save` (in Clover), which
-// every later run applies. Only the tool needs this module.
+// re-timing. `Tuner.tuneGemm` (Tuner.swift) runs it and `Tuner.save` writes
+// its result, which every later run applies.
 
 // MARK: - Options and results
 
-/// How long and on what ``GemmTuning/tune(_:options:progress:)`` searches.
+/// How long and on what ``Tuner/tuneGemm(_:progress:)`` searches.
 public struct GemmTuningOptions: Sendable {
     /// The search budget in seconds: no candidate is started after it. The
     /// closing re-timing of the default and the winner comes on top.
@@ -113,7 +113,7 @@ public struct GemmCandidateReport: Sendable {
     }
 }
 
-/// The outcome of ``GemmTuning/tune(_:options:progress:)``.
+/// The outcome of ``Tuner/tuneGemm(_:progress:)``.
 public struct GemmTuningResult: Sendable {
     public var shapes: [GemmShape]
     /// CLBlast's own parameters for the device.
@@ -134,7 +134,7 @@ public struct GemmTuningResult: Sendable {
     public var pruned: Int
     /// Wall-clock seconds of the whole run.
     public var seconds: Double
-    /// The file contents that ``GemmTuning/save(_:directory:)`` writes.
+    /// The file contents that ``TuningStore`` writes for it.
     public var record: GemmTuningRecord
 
     /// Tuned over default GFLOP/s per shape.
@@ -181,11 +181,11 @@ extension GemmTuning {
     /// result, are skipped. Finally the default and the winner are re-timed
     /// alternately for the reported numbers.
     ///
-    /// On return the winner is applied to the device. Nothing is saved: see
-    /// ``save(_:directory:)``.
+    /// On return the winner is applied to the device. Nothing is saved:
+    /// ``Tuner`` saves, and is the public entry point.
     ///
     /// - Parameter progress: called after each candidate.
-    public static func tune(_ context: OpenCLContext, options: GemmTuningOptions,
+    static func tune(_ context: OpenCLContext, options: GemmTuningOptions,
                             progress: ((GemmCandidateReport) -> Void)? = nil) throws -> GemmTuningResult {
         guard !options.shapes.isEmpty, options.shapes.allSatisfy({ $0.m > 0 && $0.n > 0 && $0.k > 0 }) else {
             throw GemmTuningError.invalidOptions("at least one GEMM shape is needed, every dimension positive")

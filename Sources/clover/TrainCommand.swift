@@ -3,6 +3,7 @@ import Clover
 import CloverData
 import CloverModels
 import CloverNN
+import CloverTuning
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
@@ -261,7 +262,7 @@ struct TrainCommand: ParsableCommand {
         device.isProfiling = profile
         let precisionLine = device.apply(data.precision)
         BuildProgress.attach(to: device).activity = "first steps of \(data.model)"
-        ConvAlgorithmSelection.autotune = autotune
+        Tuner.autotunesConvolutions = autotune
         let (trainSet, testSet) = try data.loadData()
         let aug = data.augmentations
         let spec = try ModelZoo.spec(named: data.model)

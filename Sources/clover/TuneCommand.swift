@@ -1,6 +1,5 @@
 import ArgumentParser
 import Clover
-import CloverRuntime
 import CloverTuning
 // FoundationEssentials, not Foundation: it keeps the static binary small (no ICU data).
 import FoundationEssentials
@@ -66,15 +65,15 @@ struct TuneCommand: ParsableCommand {
             throw Console.fail(error)
         }
         BuildProgress.attach(to: target).activity = "tuning"
-        guard let context = target.openCL else {
+        guard let tuner = Tuner(target) else {
             Console.error("error: tuning needs an OpenCL device; \(target.description) runs no CLBlast")
             throw ExitCode.failure
         }
         let shapes = size.isEmpty
-            ? GemmTuningOptions.defaultShapes(for: context.device)
+            ? GemmTuningOptions.defaultShapes(for: tuner.device)
             : [GemmShape(m: size[0], n: size[1], k: size[2])]
         let options = GemmTuningOptions(seconds: seconds, shapes: shapes, maxCandidates: candidates, repeats: repeats)
-        let d = context.device
+        let d = tuner.device
         print("device: #\(d.index) \(d.name) [\(d.platformName)], \(d.kind.rawValue), driver \(d.driverVersion)")
         print("shapes: " + shapes.map(\.description).joined(separator: ", "))
         print("budget: \(Format.fixed(seconds, decimals: 0)) s" + (candidates.map { ", at most \($0) candidates" } ?? ""))
@@ -82,7 +81,7 @@ struct TuneCommand: ParsableCommand {
 
         let result: GemmTuningResult
         do {
-            result = try GemmTuning.tune(context, options: options) { report in
+            result = try tuner.tuneGemm(options) { report in
                 print(Self.line(report))
                 Console.flush()
             }
@@ -105,12 +104,12 @@ struct TuneCommand: ParsableCommand {
             print("not saved (--no-save)")
             return
         }
-        guard let directory = context.programs.directory else {
+        guard let store = tuner.store else {
             Console.error("error: no cache directory to save in: set XDG_CACHE_HOME or HOME")
             throw ExitCode.failure
         }
         do {
-            let path = try GemmTuning.save(result.record, directory: directory)
+            let path = try store.save(result.record)
             print("saved: \(path) (applied whenever this device is selected; \(GemmTuning.environmentVariable)=0 ignores it)")
         } catch {
             throw Console.fail(error, context: "cannot save the parameters")

@@ -2,7 +2,7 @@ import ArgumentParser
 import Clover
 import CloverModels
 import CloverNN
-import CloverRuntime
+import CloverTuning
 import FoundationEssentials
 
 /// `clover tune conv`: measures every convolution geometry of a model's
@@ -69,7 +69,7 @@ struct TuneConvCommand: ParsableCommand {
             throw Console.fail(error)
         }
         BuildProgress.attach(to: target).activity = "tuning"
-        guard let context = target.openCL else {
+        guard let tuner = Tuner(target) else {
             Console.error("error: conv tuning needs an OpenCL device; \(target.description) runs no kernels")
             throw ExitCode.failure
         }
@@ -82,7 +82,7 @@ struct TuneConvCommand: ParsableCommand {
             // Forward and backward only: the passes' geometries are what is recorded.
             _ = try Trainer(model: net, optimizer: nil).step(images: images, labels: labels)
         }
-        let d = context.device
+        let d = tuner.device
         print("device: #\(d.index) \(d.name) [\(d.platformName)], \(d.kind.rawValue), driver \(d.driverVersion)")
         print("model: \(spec.name), input \(([batchSize] + inputShape).map(String.init).joined(separator: "x")), "
               + "\(geometries.count) convolution geometries and passes")
@@ -90,9 +90,7 @@ struct TuneConvCommand: ParsableCommand {
         var table = TextTable([("geometry and pass", .left), ("chosen", .left), ("ms", .right),
                                ("im2colGEMM ms", .right), ("rejected", .right)])
         for geometry in geometries {
-            let entry = try ConvAlgorithmSelection.tune(context, input: geometry.input, weight: geometry.weight,
-                                                        parameters: geometry.parameters, pass: geometry.pass,
-                                                        repeats: repeats)
+            let entry = try tuner.tuneConvolution(geometry, repeats: repeats)
             let best = entry.milliseconds[entry.choice.description] ?? .nan
             let im2col = entry.milliseconds[ConvChoice(.im2colGEMM).description]
             table.append([geometry.key, entry.choice.description, Format.fixed(best, decimals: 3),
@@ -109,7 +107,7 @@ struct TuneConvCommand: ParsableCommand {
         }
         print(table.render())
         if !dryRun {
-            if let path = try ConvAlgorithmSelection.save(context) {
+            if let path = try tuner.saveConvolutions() {
                 print("saved: \(path)")
             } else {
                 print("not saved: the device has no program-cache directory")

@@ -175,7 +175,7 @@ final class GemmTuningTests: XCTestCase {
                                       GemmShape(m: 33, n: 130, k: 17, transposeA: true, transposeB: true)],
                 maxCandidates: 1, repeats: 1)
             var reports: [GemmCandidateReport] = []
-            let result = try GemmTuning.tune(context, options: options) { reports.append($0) }
+            let result = try Tuner(context).tuneGemm(options) { reports.append($0) }
             XCTAssertEqual(result.defaultConfiguration, try GemmTuning.builtinConfiguration(on: device))
             XCTAssertEqual(try GemmTuning.currentConfiguration(on: device), result.best, "the winner is left applied")
             XCTAssertTrue(result.best.violations().isEmpty)
@@ -242,7 +242,7 @@ final class GemmTuningTests: XCTestCase {
         let directory = try temporaryDirectory() + "/nested"
         XCTAssertNil(try GemmTuning.load(for: device, directory: directory))
         let saved = record(for: device, nonDefault)
-        let path = try GemmTuning.save(saved, directory: directory)
+        let path = try TuningStore(directory: directory).save(saved)
         XCTAssertEqual(path, GemmTuning.path(for: device, directory: directory))
         XCTAssertTrue(GemmTuning.fileName(for: device).hasPrefix("clblast-xgemm-"))
         XCTAssertTrue(path.hasSuffix(".json"))
@@ -251,7 +251,7 @@ final class GemmTuningTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), [GemmTuning.fileName(for: device)])
         var second = saved
         second.candidatesTried = 9
-        try GemmTuning.save(second, directory: directory)
+        try TuningStore(directory: directory).save(second)
         XCTAssertEqual(try GemmTuning.load(for: device, directory: directory), second)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).count, 1)
         // The JSON names the kernels as CLBlast does.
@@ -269,7 +269,7 @@ final class GemmTuningTests: XCTestCase {
         let directory = try temporaryDirectory()
         let path = GemmTuning.path(for: device, directory: directory)
         try FileManager.default.createDirectory(atPath: path + "/in-the-way", withIntermediateDirectories: true)
-        XCTAssertThrowsError(try GemmTuning.save(record(for: device, nonDefault), directory: directory)) { error in
+        XCTAssertThrowsError(try TuningStore(directory: directory).save(record(for: device, nonDefault))) { error in
             guard let error = error as? FileWriteError else { return XCTFail("\(type(of: error)): \(error)") }
             XCTAssertEqual(error.path, path)
             XCTAssertEqual(error.call, .rename)
@@ -284,7 +284,7 @@ final class GemmTuningTests: XCTestCase {
         let plain = try temporaryDirectory() + "/plain"
         XCTAssertTrue(FileManager.default.createFile(atPath: plain, contents: Data()))
         let context = try OpenCLContext(device: TestSupport.openCLDevice(), cacheDirectory: .some(plain + "/cache"))
-        XCTAssertThrowsError(try ConvAlgorithmSelection.save(context)) { error in
+        XCTAssertThrowsError(try Tuner(context).saveConvolutions()) { error in
             guard let error = error as? FileWriteError else { return XCTFail("\(type(of: error)): \(error)") }
             XCTAssertEqual(error.path, plain + "/cache/" + ConvAlgorithmSelection.fileName(for: context.device))
             XCTAssertEqual(error.call, .makeDirectory)
@@ -330,7 +330,7 @@ final class GemmTuningTests: XCTestCase {
     func testSavedParametersAreAppliedUnlessDisabled() throws {
         let device = try openCLContext().device
         let directory = try temporaryDirectory()
-        try GemmTuning.save(record(for: device, nonDefault), directory: directory)
+        try TuningStore(directory: directory).save(record(for: device, nonDefault))
         try preservingParameters(device) {
             let before = try GemmTuning.currentConfiguration(on: device)
             XCTAssertNotEqual(before, nonDefault)
@@ -356,7 +356,7 @@ final class GemmTuningTests: XCTestCase {
     func testDeviceSelectAppliesSavedParameters() throws {
         let device = try openCLContext().device
         let directory = try temporaryDirectory()
-        try GemmTuning.save(record(for: device, nonDefault), directory: directory)
+        try TuningStore(directory: directory).save(record(for: device, nonDefault))
         try preservingParameters(device) {
             // Device.select looks once per device and process: forget the
             // look-up made when the test device was selected, and restore it after.

@@ -11,7 +11,6 @@ import Darwin
 #endif
 import CCLBlast
 import CCLBlastParameters
-import CloverFiles
 import CloverRuntime
 import COpenCL
 import Logging
@@ -20,11 +19,11 @@ import Logging
 // parameters from a database of tuned devices. Devices it does not know (an
 // H100, POCL's CPU device) get generic defaults that can be several times
 // slower than a good configuration. `clover tune` searches for better
-// parameters on the device itself (the CloverTuning module); this file keeps
-// what every run needs: the parameter sets (GemmTuningParameters.swift),
-// reading and overriding CLBlast's parameters, and the persisted file per
-// device next to the program cache, applied with `CLBlastOverrideParameters`
-// whenever that device is used.
+// parameters on the device itself, and `Tuner` (CloverTuning) writes them;
+// this file keeps only what every run needs: the parameter sets
+// (GemmTuningParameters.swift), reading and overriding CLBlast's parameters,
+// and reading the persisted file per device next to the program cache,
+// applied with `CLBlastOverrideParameters` whenever that device is used.
 
 /// Errors of GEMM tuning and of its persisted files.
 public enum GemmTuningError: Error, CustomStringConvertible, Equatable {
@@ -78,8 +77,8 @@ public struct GemmShape: Hashable, Sendable, Codable, CustomStringConvertible {
 
 
 
-/// The persisted form of a tuning: what ``GemmTuning`` saves per device and
-/// applies at run time.
+/// The persisted form of a tuning: what `Tuner` (CloverTuning) saves per
+/// device and ``GemmTuning`` applies at run time.
 public struct GemmTuningRecord: Codable, Sendable, Equatable {
     /// The file format version; files of another version are ignored.
     public static let currentVersion = 1
@@ -125,8 +124,9 @@ public struct GemmTuningRecord: Codable, Sendable, Equatable {
 
 // MARK: - Tuning
 
-/// Searching, persisting and applying CLBlast's single-precision GEMM
-/// parameters (``GemmConfiguration``) per device.
+/// Reading, overriding and applying the persisted CLBlast single-precision
+/// GEMM parameters (``GemmConfiguration``) per device; the search and the
+/// writing are `Tuner`'s (CloverTuning).
 public enum GemmTuning {
     /// Set to `0` (or `off`, `false`, `no`) to ignore persisted parameters.
     public static let environmentVariable = "CLOVER_GEMM_TUNING"
@@ -256,28 +256,15 @@ public enum GemmTuning {
         fileName(identity: device.cacheIdentity)
     }
 
-    static func fileName(identity: String) -> String {
+    /// The file name for the device whose ``OpenCLDevice/cacheIdentity`` is
+    /// `identity` (the writer names a record's file by its identity).
+    package static func fileName(identity: String) -> String {
         "clblast-xgemm-\(String(ProgramCache.fnv1a64([identity]), radix: 16)).json"
     }
 
     /// Where `device`'s parameters live under `directory`.
     public static func path(for device: OpenCLDevice, directory: String) -> String {
         directory + "/" + fileName(for: device)
-    }
-
-    /// Writes `record` as JSON under `directory` (created if needed),
-    /// atomically: a temporary file renamed over the old one, so a process
-    /// starting meanwhile never reads half a file.
-    ///
-    /// - Returns: the file's path.
-    /// - Throws: `FileWriteError` naming the file and the call that failed.
-    @discardableResult
-    public static func save(_ record: GemmTuningRecord, directory: String) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let path = directory + "/" + fileName(identity: record.deviceIdentity)
-        try AtomicFile.write(encoder.encode(record), to: path, createDirectories: true)
-        return path
     }
 
     /// The record saved for `device` under `directory`, or nil when there is none.

@@ -9,19 +9,24 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CloverFiles
 import CloverRuntime
 
 // Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does. Per geometry
 // (shapes, stride, padding, dilation, groups) and pass, the candidates — implicit GEMM with each
 // parameter set of ConvGemmParameters.searchSpace, im2col + CLBlast, and the direct or pointwise
-// path where the shape rule (Convolution2DGeometry.algorithm) allows one — are first checked against the
-// CPU reference on a small case of the same kernel, stride, padding, dilation and groups (a wrong
-// or failing candidate is disqualified: a kernel fault can poison a GPU context, but a wrong
-// result must never be timed), then timed on the geometry itself; the fastest is remembered and
-// persisted per device in the program-cache directory (`clover-conv-<FNV-1a of the device's cache
-// identity>.json`, the key scheme of GEMM tuning). Unmeasured geometries take the heuristic
-// default unless `ConvAlgorithmSelection.autotune` asks for measurement on first use.
+// path where the shape rule (Convolution2DGeometry.algorithm) allows one — are checked against the
+// CPU reference on a small case and timed on the geometry itself by the Tuner (CloverTuning,
+// ConvolutionSearch.swift); the fastest is remembered here and persisted per device in the
+// program-cache directory (`clover-conv-<FNV-1a of the device's cache identity>.json`, the key
+// scheme of GEMM tuning). Unmeasured geometries take the heuristic default unless
+// `Tuner.autotunesConvolutions` measures them on first use.
+//
+// The split with CloverTuning: this file keeps what ops need at run time (the heuristic, the
+// cheap look-up of a measured choice, the reader of the persisted file) and the primitives a
+// measurement needs that only this module can reach (the candidates, running a pass on a
+// choice); the Tuner decides what to measure and when, runs the check and the timing, and owns
+// writing the file. Clover cannot depend on CloverTuning, so measuring on first use reaches the
+// Tuner through the `autotuner` hook it installs.
 
 /// A pass of a convolution.
 public enum ConvPass: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
@@ -62,6 +67,25 @@ public struct ConvGeometry: Sendable {
     public var pass: ConvPass
     /// ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
     public var key: String
+
+    /// A geometry and pass, with its key.
+    package init(input: [Int], weight: [Int], parameters: Convolution2DParameters, pass: ConvPass) {
+        self.init(input: input, weight: weight, parameters: parameters, pass: pass,
+                  key: ConvAlgorithmSelection.key(input: input, weight: weight, parameters: parameters, pass: pass))
+    }
+
+    init(input: [Int], weight: [Int], parameters: Convolution2DParameters, pass: ConvPass, key: String) {
+        self.input = input
+        self.weight = weight
+        self.parameters = parameters
+        self.pass = pass
+        self.key = key
+    }
+
+    /// The shape rule's view (checked shapes, output size).
+    func resolved() throws -> Convolution2DGeometry {
+        try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
+    }
 }
 
 /// One measured geometry and pass.
@@ -71,25 +95,59 @@ public struct ConvTuningEntry: Codable, Sendable, Equatable {
     /// disqualified are listed in ``rejected`` with the reason.
     public var milliseconds: [String: Double]
     public var rejected: [String: String]
+
+    /// An entry for the winner `choice`, with every candidate's time or reason for rejection.
+    public init(choice: ConvChoice, milliseconds: [String: Double], rejected: [String: String]) {
+        self.choice = choice
+        self.milliseconds = milliseconds
+        self.rejected = rejected
+    }
 }
 
 /// The persisted choices of one device.
 public struct ConvTuningRecord: Codable, Sendable, Equatable {
+    /// The file format version; files of another version are ignored.
     public static let currentVersion = 2
     public var version: Int
+    /// The device, for people reading the file.
     public var device: String
+    /// `OpenCLDevice.cacheIdentity` of the device measured on; a file whose
+    /// identity differs from the device's is ignored.
     public var deviceIdentity: String
     /// By ``ConvAlgorithmSelection/key(input:weight:parameters:pass:)``.
     public var entries: [String: ConvTuningEntry]
+
+    /// A record of the current version; `Tuner` (CloverTuning) writes it.
+    public init(version: Int = ConvTuningRecord.currentVersion, device: String, deviceIdentity: String,
+                entries: [String: ConvTuningEntry]) {
+        self.version = version
+        self.device = device
+        self.deviceIdentity = deviceIdentity
+        self.entries = entries
+    }
+}
+
+/// A persisted convolution tuning file that exists but cannot be used: bad
+/// JSON, another version, or another device.
+public struct ConvTuningFileError: Error, CustomStringConvertible, Equatable {
+    /// The file.
+    public var path: String
+
+    public var description: String { "\(path) (not a current record for this device)" }
 }
 
 /// Algorithm selection for convolutions: measured, persisted, or heuristic.
 public enum ConvAlgorithmSelection {
-    /// Measure untuned geometries on first use (`clover train --autotune`)
-    /// instead of taking the heuristic default.
-    public static var autotune: Bool {
-        get { state.withLock { $0.autotune } }
-        set { state.withLock { $0.autotune = newValue } }
+    /// Measures an untuned geometry and pass on first use and returns the
+    /// choice to run; nil takes the heuristic default instead. Installed by
+    /// `Tuner.autotunesConvolutions` (`clover train --autotune`): the
+    /// library cannot call CloverTuning, which persists what it measures.
+    package typealias Autotuner = @Sendable (OpenCLContext, ConvGeometry) throws -> ConvChoice
+
+    /// The hook behind measuring on first use (see `Autotuner`).
+    package static var autotuner: Autotuner? {
+        get { state.withLock { $0.autotuner } }
+        set { state.withLock { $0.autotuner = newValue } }
     }
 
     /// Set to `0` (or `off`, `false`, `no`) to ignore persisted choices.
@@ -154,7 +212,7 @@ public enum ConvAlgorithmSelection {
     }
 
     /// The choice for one pass: forced (tests), measured in this process or
-    /// persisted, measured now under ``autotune``, else the heuristic.
+    /// persisted, measured now by the `autotuner`, else the heuristic.
     static func choice(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass) throws -> ConvChoice {
         let key = key(g, pass)
         state.withLock { s in
@@ -171,10 +229,9 @@ public enum ConvAlgorithmSelection {
            known.choice.parameters?.form != .tensorCore || context.usesTF32TensorCores {
             return known.choice
         }
-        if autotune && !context.isPlanning {
-            let entry = try measure(context, g, pass)
-            try save(context)
-            return entry.choice
+        if !context.isPlanning, let autotuner = state.withLock({ $0.autotuner }) {
+            return try autotuner(context, ConvGeometry(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw],
+                                                       parameters: g.parameters, pass: pass, key: key))
         }
         return heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores)
     }
@@ -227,59 +284,50 @@ public enum ConvAlgorithmSelection {
         }
     }
 
-    /// Checks every candidate of a geometry and pass, times those that are
-    /// right, and remembers the fastest for `context`'s device in this process.
-    @discardableResult
-    public static func tune(_ context: OpenCLContext, input: [Int], weight: [Int], parameters: Convolution2DParameters,
-                            pass: ConvPass, repeats: Int = 3) throws -> ConvTuningEntry {
-        let g = try parameters.geometry(input: input, weight: weight, op: "conv2d", shapes: [input, weight])
-        try loadOnce(context)
-        return try measure(context, g, pass, repeats: repeats)
+    // MARK: Measurement primitives
+    //
+    // The search over these (which candidates pass their check, which is
+    // fastest) is the Tuner's, in CloverTuning; what is here drives the
+    // passes' internal kernels, which only this module can reach.
+
+    /// The candidates the search tries for `geometry` on `context`, the
+    /// heuristic default first (see ``candidates(_:_:kind:tensorCores:)``).
+    package static func candidates(for geometry: ConvGeometry, on context: OpenCLContext) throws -> [ConvChoice] {
+        candidates(try geometry.resolved(), geometry.pass, kind: context.pathKind,
+                   tensorCores: context.usesTF32TensorCores)
     }
 
-    private static func measure(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass,
-                                repeats: Int = 3) throws -> ConvTuningEntry {
-        var times: [String: Double] = [:]
-        var rejected: [String: String] = [:]
-        var best: (ConvChoice, Double)?
-        let small = smallCase(g)
-        for candidate in candidates(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores) {
-            do {
-                let error = try check(context, small, pass, candidate)
-                guard error <= 1e-3 else {
-                    rejected[candidate.description] = "wrong result: relative error \(error) on the small case"
-                    continue
-                }
-                let ms = try time(context, g, pass, candidate, repeats: repeats) * 1000
-                times[candidate.description] = ms
-                if best == nil || ms < best!.1 { best = (candidate, ms) }
-            } catch {
-                rejected[candidate.description] = "\(error)"
-            }
-        }
-        guard let best else {
-            throw CloverError.unsupported(op: "conv2d", shapes: [[g.n, g.c, g.h, g.w], [g.o, g.cg, g.kh, g.kw]],
-                                          device: context.device.description,
-                                          reason: "no convolution algorithm passed its check for \(pass): \(rejected)")
-        }
-        let entry = ConvTuningEntry(choice: best.0, milliseconds: times, rejected: rejected)
-        let device = deviceKey(context.device), key = key(g, pass)
-        state.withLock { $0.entries[device, default: [:]][key] = entry }
-        return entry
+    /// The element counts of the pass's two inputs and its output: forward
+    /// (x, w) → y; data gradient (dy, w) → dx; weight gradient (dy, x) → dw.
+    package static func operandCounts(of geometry: ConvGeometry) throws -> (inputs: [Int], output: Int) {
+        let (inputs, output) = operandCounts(try geometry.resolved(), geometry.pass)
+        return (inputs, output)
     }
 
-    /// A geometry of the same kernel, stride, padding, dilation and groups
-    /// small enough for the CPU reference: 2 samples, a few output rows and
-    /// columns, and (without groups) at most 24 in and 40 out channels, so
-    /// tiles are partial.
-    static func smallCase(_ g: Convolution2DGeometry) -> Convolution2DGeometry {
-        let s = g.parameters
-        let c = g.groups == 1 ? min(g.c, 24) : g.c, o = g.groups == 1 ? min(g.o, 40) : g.o
-        let extentH = s.dilationH * (g.kh - 1) + 1, extentW = s.dilationW * (g.kw - 1) + 1
-        let h = min(g.h, max(extentH - 2 * s.paddingH, 1) + 4 * s.strideH + 1)
-        let w = min(g.w, max(extentW - 2 * s.paddingW, 1) + 5 * s.strideW + 2)
-        let oh = (h + 2 * s.paddingH - extentH) / s.strideH + 1, ow = (w + 2 * s.paddingW - extentW) / s.strideW + 1
-        return Convolution2DGeometry(n: min(g.n, 2), c: c, h: h, w: w, o: o, kh: g.kh, kw: g.kw, oh: oh, ow: ow, parameters: s)
+    /// The pass's operand shapes, in ``operandCounts(of:)``'s order, as the
+    /// pass's CPU reference takes them.
+    package static func operandShapes(of geometry: ConvGeometry) throws -> (inputs: [[Int]], output: [Int]) {
+        let g = try geometry.resolved()
+        let x = [g.n, g.c, g.h, g.w], w = [g.o, g.cg, g.kh, g.kw], y = [g.n, g.o, g.oh, g.ow]
+        switch geometry.pass {
+        case .forward: return ([x, w], y)
+        case .backwardData: return ([y, w], x)
+        case .backwardWeight: return ([y, x], w)
+        }
+    }
+
+    /// Runs `choice` for `geometry` on `context` from inputs `a`, `b` into
+    /// `out` (in ``operandCounts(of:)``'s order), as the op would.
+    package static func run(_ context: OpenCLContext, _ geometry: ConvGeometry, _ choice: ConvChoice,
+                            _ a: BufferView, _ b: BufferView, _ out: BufferView) throws {
+        try run(context, try geometry.resolved(), geometry.pass, choice, a, b, out)
+    }
+
+    /// Remembers a measured `entry` for `geometry` on `device` for the rest
+    /// of the process: every later look-up of that geometry and pass takes it.
+    package static func remember(_ entry: ConvTuningEntry, for geometry: ConvGeometry, on device: OpenCLDevice) {
+        let key = geometry.key
+        state.withLock { $0.entries[deviceKey(device), default: [:]][key] = entry }
     }
 
     /// The pass's inputs and output sizes: forward (x, w) → y; data (dy, w) → dx; weight (dy, x) → dw.
@@ -308,100 +356,60 @@ public enum ConvAlgorithmSelection {
         }
     }
 
-    /// The largest error of `choice` on `g` relative to the CPU reference's largest magnitude.
-    static func check(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass, _ choice: ConvChoice) throws -> Double {
-        let (counts, outCount) = operandCounts(g, pass)
-        var rng = SplitMix64(seed: 11)
-        let inputs = counts.map { rng.uniformArray(count: $0, bound: 1) }
-        let xShape = [g.n, g.c, g.h, g.w], wShape = [g.o, g.cg, g.kh, g.kw], yShape = [g.n, g.o, g.oh, g.ow]
-        let reference: [Float]
-        switch pass {
-        case .forward:
-            reference = try Convolution2D(g.parameters).evalReference(inputs, shapes: [xShape, wShape])[0]
-        case .backwardData:
-            reference = try Convolution2DBackwardData(g.parameters, inputShape: xShape).evalReference(inputs, shapes: [yShape, wShape])[0]
-        case .backwardWeight:
-            reference = try Convolution2DBackwardWeight(g.parameters, weightShape: wShape).evalReference(inputs, shapes: [yShape, xShape])[0]
-        }
-        let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
-        try context.upload(inputs[0], to: a)
-        try context.upload(inputs[1], to: b)
-        let out = try context.allocateView(count: outCount)
-        // NaN first: a path that leaves entries unwritten fails the check.
-        try context.upload([Float](repeating: .nan, count: outCount), to: out)
-        try run(context, g, pass, choice, a, b, out)
-        let result: [Float] = try context.download(out)
-        let scale = Double(reference.map { abs($0) }.max() ?? 0) + 1e-6
-        var worst = 0.0
-        for (r, v) in zip(reference, result) {
-            let e = abs(Double(r) - Double(v))
-            if !(e <= worst) { worst = e.isNaN ? .infinity : max(worst, e) }
-        }
-        return worst / scale
-    }
-
-    /// Seconds per run of `choice` on `g` (the fastest of `repeats` after a warm-up run).
-    static func time(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ pass: ConvPass, _ choice: ConvChoice,
-                     repeats: Int) throws -> Double {
-        let (counts, outCount) = operandCounts(g, pass)
-        var rng = SplitMix64(seed: 12)
-        let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
-        try context.upload(rng.uniformArray(count: counts[0], bound: 1), to: a)
-        try context.upload(rng.uniformArray(count: counts[1], bound: 1), to: b)
-        let out = try context.allocateView(count: outCount)
-        try run(context, g, pass, choice, a, b, out)
-        try context.finish()
-        var best = Double.infinity
-        let clock = ContinuousClock()
-        for _ in 0..<max(1, repeats) {
-            let start = clock.now
-            try run(context, g, pass, choice, a, b, out)
-            try context.finish()
-            let d = clock.now - start
-            best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
-        }
-        return best
-    }
 
     // MARK: Persistence
 
     /// The file name of `device`'s choices: FNV-1a of its cache identity, as for GEMM tuning.
     public static func fileName(for device: OpenCLDevice) -> String {
-        "clover-conv-\(String(ProgramCache.fnv1a64([device.cacheIdentity]), radix: 16)).json"
+        fileName(identity: device.cacheIdentity)
     }
 
-    /// Writes every choice known for `context`'s device to its program-cache
-    /// directory (atomically), or returns nil when the context has none.
+    /// The file name for the device whose ``OpenCLDevice/cacheIdentity`` is
+    /// `identity` (the writer names a record's file by its identity).
+    package static func fileName(identity: String) -> String {
+        "clover-conv-\(String(ProgramCache.fnv1a64([identity]), radix: 16)).json"
+    }
+
+    /// Where `device`'s choices live under `directory`.
+    public static func path(for device: OpenCLDevice, directory: String) -> String {
+        directory + "/" + fileName(for: device)
+    }
+
+    /// The record saved for `device` under `directory`, or nil when there is none.
     ///
-    /// - Throws: `FileWriteError` naming the file and the call that failed.
-    @discardableResult
-    public static func save(_ context: OpenCLContext) throws -> String? {
-        guard let directory = context.programs.directory else { return nil }
-        let d = context.device
-        let entries = state.withLock { $0.entries[deviceKey(d)] ?? [:] }
-        let record = ConvTuningRecord(version: ConvTuningRecord.currentVersion, device: d.description,
-                                      deviceIdentity: d.cacheIdentity, entries: entries)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let path = directory + "/" + fileName(for: d)
-        try AtomicFile.write(encoder.encode(record), to: path, createDirectories: true)
-        return path
+    /// - Throws: ``ConvTuningFileError`` when the file is not valid JSON of
+    ///   the current version or is for another device.
+    public static func load(for device: OpenCLDevice, directory: String) throws -> ConvTuningRecord? {
+        let path = path(for: device, directory: directory)
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
+              record.version == ConvTuningRecord.currentVersion,
+              record.deviceIdentity == device.cacheIdentity else {
+            throw ConvTuningFileError(path: path)
+        }
+        return record
+    }
+
+    /// Every choice measured or loaded for `device` in this process, by key:
+    /// what the Tuner writes to the device's file.
+    package static func knownEntries(on device: OpenCLDevice) -> [String: ConvTuningEntry] {
+        state.withLock { $0.entries[deviceKey(device)] ?? [:] }
     }
 
     /// Loads the device's persisted choices once per process (a file for
     /// another device, version or of bad JSON is ignored with a warning).
-    static func loadOnce(_ context: OpenCLContext) throws {
+    package static func loadOnce(_ context: OpenCLContext) throws {
         let device = deviceKey(context.device)
         guard state.withLock({ $0.loaded.insert(device).inserted }) else { return }
         guard GemmTuning.isEnabled(environment: [GemmTuning.environmentVariable:
                 ProcessInfo.processInfo.environment[environmentVariable] ?? "1"]),
               let directory = context.programs.directory else { return }
-        let path = directory + "/" + fileName(for: context.device)
-        guard let data = FileManager.default.contents(atPath: path) else { return }
-        guard let record = try? JSONDecoder().decode(ConvTuningRecord.self, from: data),
-              record.version == ConvTuningRecord.currentVersion,
-              record.deviceIdentity == context.device.cacheIdentity else {
-            context.logger.warning("conv tuning: ignoring \(path) (not a current record for this device)")
+        let record: ConvTuningRecord
+        do {
+            guard let loaded = try load(for: context.device, directory: directory) else { return }
+            record = loaded
+        } catch let error as ConvTuningFileError {
+            context.logger.warning("conv tuning: ignoring \(error)")
             return
         }
         state.withLock { s in
@@ -419,7 +427,7 @@ public enum ConvAlgorithmSelection {
     private static func deviceKey(_ device: OpenCLDevice) -> UInt { UInt(bitPattern: Int(bitPattern: device.id)) }
 
     private struct State {
-        var autotune = false
+        var autotuner: Autotuner?
         var loaded: Set<UInt> = []
         var entries: [UInt: [String: ConvTuningEntry]] = [:]
         var recording: [ConvGeometry]?
