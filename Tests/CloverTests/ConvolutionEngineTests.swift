@@ -28,6 +28,60 @@ final class ConvolutionEngineTests: XCTestCase {
                        "48 float16 accumulators would spill")
     }
 
+    /// The engine registry: every geometry's shape class is an engine that
+    /// computes it, the general engines compute everything, and a forced
+    /// choice whose engine does not compute the geometry is an error naming
+    /// the op, the shapes and the engine (never a run on the wrong kernels).
+    func testEnginesSayWhichGeometriesTheyCompute() throws {
+        let depthwise = try geometry([2, 8, 9, 9], [8, 1, 5, 5], Convolution2DParameters(stride: 2, padding: 2, groups: 8))
+        let thinGrouped = try geometry([2, 8, 9, 9], [8, 2, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 4))
+        let thinPointwise = try geometry([2, 8, 9, 9], [8, 2, 1, 1], Convolution2DParameters(groups: 4))
+        let pointwise = try geometry([2, 8, 9, 9], [12, 8, 1, 1], Convolution2DParameters())
+        let dilated = try geometry([2, 8, 9, 9], [8, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 2, dilation: 2, groups: 8))
+        let general = try geometry([2, 8, 9, 9], [12, 8, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
+        let cases: [(Convolution2DGeometry, Set<ConvAlgorithm>)] = [
+            (depthwise, [.depthwise, .im2colGEMM, .implicitGEMM]),
+            (thinGrouped, [.groupedDirect, .im2colGEMM, .implicitGEMM]),
+            (thinPointwise, [.groupedDirect, .pointwiseGEMM, .im2colGEMM, .implicitGEMM]),
+            (pointwise, [.pointwiseGEMM, .im2colGEMM, .implicitGEMM]),
+            (dilated, [.im2colGEMM, .implicitGEMM]),
+            (general, [.im2colGEMM, .implicitGEMM]),
+        ]
+        for (g, expected) in cases {
+            XCTAssertTrue(g.algorithm.engine.supports(g), "\(g.parameters)")
+            XCTAssertEqual(Set(ConvAlgorithm.allCases.filter { $0.engine.supports(g) }), expected, "\(g.parameters)")
+            for pass in ConvPass.allCases {
+                for choice in ConvAlgorithmSelection.candidates(g, pass, kind: .cpu)
+                    + ConvAlgorithmSelection.candidates(g, pass, kind: .gpu) {
+                    XCTAssertTrue(choice.algorithm.engine.supports(g), "\(choice) \(pass) \(g.parameters)")
+                }
+            }
+        }
+
+        let device = try TestDevice.get()
+        let x = try Tensor(shape: [2, 8, 9, 9], values: [Float](repeating: 1, count: 2 * 8 * 81), on: device)
+        let w = try Tensor(shape: [12, 8, 3, 3], values: [Float](repeating: 1, count: 12 * 8 * 9), on: device)
+        let dy = try Tensor(shape: [2, 12, 5, 5], values: [Float](repeating: 1, count: 2 * 12 * 25), on: device)
+        let parameters = Convolution2DParameters(stride: 2, padding: 1)
+        let misfits: [(any Primitive, [Tensor], String)] = [
+            (Convolution2D(parameters, forcedChoice: ConvChoice(.depthwise)), [x, w], "conv2d"),
+            (Convolution2DBackwardData(parameters, inputShape: [2, 8, 9, 9], forcedChoice: ConvChoice(.pointwiseGEMM)),
+             [dy, w], "conv2d_backward_data"),
+            (Convolution2DBackwardWeight(parameters, weightShape: [12, 8, 3, 3], forcedChoice: ConvChoice(.groupedDirect)),
+             [dy, x], "conv2d_backward_weight"),
+        ]
+        for (primitive, inputs, op) in misfits {
+            XCTAssertThrowsError(try apply(primitive, inputs)) { error in
+                guard case CloverError.unsupported(let name, let shapes, _, let reason) = error else {
+                    return XCTFail("\(op): expected unsupported, got \(error)")
+                }
+                XCTAssertEqual(name, op)
+                XCTAssertTrue(shapes.contains(inputs[0].shape), "\(op): \(shapes)")
+                XCTAssertTrue(reason.contains("kernels do not compute"), reason)
+            }
+        }
+    }
+
     /// An unmeasured convolution of the general class takes the vector
     /// kernels on a CPU in all three passes, at any stride; GPUs keep the
     /// tiled sets.

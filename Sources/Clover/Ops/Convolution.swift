@@ -298,28 +298,16 @@ func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ cho
                      columnBufferLimitBytes: Int) throws -> ChannelStatistics? {
     // The convolution's own output: y, unless an activation's input must be kept.
     let z = activation == .silu ? try requirePreActivation(preActivation, op: name) : y
-    var biasApplied = true
-    switch choice.algorithm {
-    case .implicitGEMM:
-        // The kernels apply the bias and the activation in their store.
-        try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-        return try implicitGemmForward(context, g, try choice.gemmParameters(), x: x, w: w, bias: bias, y: y,
-                                       activation: activation, preActivation: preActivation, statistics: statistics)
-    case .depthwise:
-        try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-        try depthwiseForward(context, g, x: x, w: w, bias: bias, y: z)
-    case .groupedDirect:
-        try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-        try groupedForward(context, g, x: x, w: w, bias: bias, y: z)
-    case .pointwiseGEMM:
-        // Only the bias kernel below takes int sizes.
-        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-        try pointwiseForward(context, g, x: x, w: w, y: z)
-        biasApplied = false
-    case .im2colGEMM:
-        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-        try im2colForward(context, g, x: x, w: w, y: z, columnBufferLimitBytes: columnBufferLimitBytes)
-        biasApplied = false
+    let setting = ConvPassSetting(context: context, geometry: g, choice: choice, op: name, shapes: shapes,
+                                  columnBufferLimitBytes: columnBufferLimitBytes)
+    let biasApplied: Bool
+    switch try setting.engine().forward(setting, x: x, w: w, bias: bias, y: y, z: z, activation: activation,
+                                               preActivation: preActivation, statistics: statistics) {
+    case .complete(let partials):
+        // The engine's store applied the bias and the activation.
+        return partials
+    case .convolved(let withBias):
+        biasApplied = withBias
     }
     if let bias, !biasApplied {
         guard z.count <= Int(Int32.max) else {
@@ -509,47 +497,14 @@ public struct Convolution2DBackwardData: Primitive {
     }
 }
 
-/// The data gradient on `choice`'s path.
+/// The data gradient on `choice`'s path (its engine's `backwardData`).
 func convBackwardDataPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                           shapes: [[Int]], dy: BufferView, w: BufferView, dx: BufferView,
                           columnBufferLimitBytes: Int) throws {
-        switch choice.algorithm {
-        case .pointwiseGEMM:
-            return try pointwiseBackwardData(context, g, dy: dy, w: w, dx: dx)
-        case .depthwise:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try depthwiseBackwardData(context, g, dy: dy, w: w, dx: dx)
-        case .groupedDirect:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try groupedBackwardData(context, g, dy: dy, w: w, dx: dx)
-        case .implicitGEMM:
-            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-            return try implicitGemmBackwardData(context, g, try choice.gemmParameters(), dy: dy, w: w, dx: dx)
-        case .im2colGEMM:
-            break
-        }
-        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-        let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
-        let dcol = try context.allocateView(count: chunk * g.columnPerSample)
-        let wide = try context.allocateView(count: chunk * g.outputPerSample)
-        var n0 = 0
-        while n0 < g.n {
-            let nb = min(chunk, g.n - n0)
-            let cols = nb * g.p
-            // dy's chunk [nb, O, P] as the wide [O, nb·P] operand.
-            try transposeMiddleAxes(dy.slice(offset: n0 * g.outputPerSample, count: nb * g.outputPerSample),
-                                    dims: [1, nb, g.o, g.p], into: wide.slice(offset: 0, count: nb * g.outputPerSample),
-                                    on: context)
-            try clblastGemm(context, transposeA: true, transposeB: false, m: g.k, n: cols, k: g.og, alpha: 1,
-                            a: w, lda: g.k, strideA: g.og * g.k,
-                            b: wide, ldb: cols, strideB: g.og * cols,
-                            beta: 0, c: dcol, ldc: cols, strideC: g.k * cols, batch: g.groups)
-            // col2im writes every element of dx, including pixels no tap reads.
-            try convCol2im(context, g, col: dcol, samples: nb,
-                           dx: dx.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample))
-            n0 += nb
-        }
-    }
+    let setting = ConvPassSetting(context: context, geometry: g, choice: choice, op: name, shapes: shapes,
+                                  columnBufferLimitBytes: columnBufferLimitBytes)
+    try setting.engine().backwardData(setting, dy: dy, w: w, dx: dx)
+}
 
 /// Gradient of ``Convolution2D`` with respect to its weight: inputs `dy`
 /// `[N, O, OH, OW]` and `x`; output `dw` of the stored weight shape.
@@ -637,47 +592,14 @@ public struct Convolution2DBackwardWeight: Primitive {
     }
 }
 
-/// The weight gradient on `choice`'s path.
+/// The weight gradient on `choice`'s path (its engine's `backwardWeight`).
 func convBackwardWeightPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ choice: ConvChoice, op name: String,
                             shapes: [[Int]], dy: BufferView, x: BufferView, dw: BufferView,
                             columnBufferLimitBytes: Int) throws {
-        switch choice.algorithm {
-        case .pointwiseGEMM:
-            return try pointwiseBackwardWeight(context, g, dy: dy, x: x, dw: dw)
-        case .depthwise:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try depthwiseBackwardWeight(context, g, dy: dy, x: x, dw: dw)
-        case .groupedDirect:
-            try g.checkDirectKernelLimits(op: name, shapes: shapes, on: context)
-            return try groupedBackwardWeight(context, g, dy: dy, x: x, dw: dw)
-        case .implicitGEMM:
-            try g.checkImplicitGemmLimits(op: name, shapes: shapes, on: context)
-            return try implicitGemmBackwardWeight(context, g, try choice.gemmParameters(), dy: dy, x: x, dw: dw)
-        case .im2colGEMM:
-            break
-        }
-        try g.checkKernelLimits(op: name, shapes: shapes, on: context)
-        let chunk = g.samplesPerChunk(limitBytes: columnBufferLimitBytes)
-        let col = try context.allocateView(count: chunk * g.columnPerSample)
-        let wide = try context.allocateView(count: chunk * g.outputPerSample)
-        var n0 = 0
-        while n0 < g.n {
-            let nb = min(chunk, g.n - n0)
-            let cols = nb * g.p
-            try convIm2col(context, g, x: x.slice(offset: n0 * g.inputPerSample, count: nb * g.inputPerSample),
-                           samples: nb, col: col)
-            try transposeMiddleAxes(dy.slice(offset: n0 * g.outputPerSample, count: nb * g.outputPerSample),
-                                    dims: [1, nb, g.o, g.p], into: wide.slice(offset: 0, count: nb * g.outputPerSample),
-                                    on: context)
-            // The first chunk overwrites dw (beta = 0, so CLBlast never reads
-            // the recycled buffer); later chunks accumulate.
-            try clblastGemm(context, transposeA: false, transposeB: true, m: g.og, n: g.k, k: cols, alpha: 1,
-                            a: wide, lda: cols, strideA: g.og * cols,
-                            b: col, ldb: cols, strideB: g.k * cols,
-                            beta: n0 == 0 ? 0 : 1, c: dw, ldc: g.k, strideC: g.og * g.k, batch: g.groups)
-            n0 += nb
-        }
-    }
+    let setting = ConvPassSetting(context: context, geometry: g, choice: choice, op: name, shapes: shapes,
+                                  columnBufferLimitBytes: columnBufferLimitBytes)
+    try setting.engine().backwardWeight(setting, dy: dy, x: x, dw: dw)
+}
 
 /// Gradient of ``Convolution2D`` with respect to its bias: input `dy`
 /// `[N, O, OH, OW]`, output `db` `[O]` (the sum over N, OH and OW).

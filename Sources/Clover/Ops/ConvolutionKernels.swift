@@ -89,24 +89,49 @@ let groupedDirectMaxChannelsPerGroup = 16
 extension Convolution2DGeometry {
     /// The dispatch rule documented on ``Convolution2DParameters/algorithm(input:weight:)``.
     var algorithm: ConvAlgorithm {
-        let s = parameters
-        let noDilation = s.dilationH == 1 && s.dilationW == 1
-        let squareStride = s.strideH == s.strideW && (s.strideH == 1 || s.strideH == 2)
-        let pointwise = kh == 1 && kw == 1 && s.strideH == 1 && s.strideW == 1 && s.paddingH == 0 && s.paddingW == 0
-        let thinGroups = groups > 1 && cg <= groupedDirectMaxChannelsPerGroup && og <= groupedDirectMaxChannelsPerGroup
-        if pointwise {
+        if isPointwise {
             // Thin groups (the RegNet cell's N groups of 2 channels) would be
             // one CLBlast call per sample of GEMMs a few rows deep.
-            return thinGroups ? .groupedDirect : .pointwiseGEMM
+            return hasThinGroups ? .groupedDirect : .pointwiseGEMM
         }
-        if groups == c && groups == o && kh == kw && (kh == 3 || kh == 5) && squareStride && noDilation
-            && s.paddingH == kh / 2 && s.paddingW == kw / 2 {
-            return .depthwise
-        }
-        if thinGroups && kh == 3 && kw == 3 && squareStride && noDilation && s.paddingH == 1 && s.paddingW == 1 {
-            return .groupedDirect
-        }
+        if fitsDepthwiseKernels { return .depthwise }
+        if fitsGroupedKernels { return .groupedDirect }
         return .im2colGEMM
+    }
+
+    /// A 1x1 kernel with stride 1 and padding 0 (any dilation, any groups):
+    /// the tensors themselves are GEMM operands.
+    var isPointwise: Bool {
+        let s = parameters
+        return kh == 1 && kw == 1 && s.strideH == 1 && s.strideW == 1 && s.paddingH == 0 && s.paddingW == 0
+    }
+
+    /// More than one group, with at most ``groupedDirectMaxChannelsPerGroup``
+    /// input and output channels in each.
+    var hasThinGroups: Bool {
+        groups > 1 && cg <= groupedDirectMaxChannelsPerGroup && og <= groupedDirectMaxChannelsPerGroup
+    }
+
+    /// One square 3x3 or 5x5 filter per channel, equal strides of 1 or 2,
+    /// padding `K/2`, no dilation: what `depthwise.cl` computes.
+    var fitsDepthwiseKernels: Bool {
+        let s = parameters
+        return groups == c && groups == o && kh == kw && (kh == 3 || kh == 5) && hasSquareUnitOrDoubleStride
+            && s.dilationH == 1 && s.dilationW == 1 && s.paddingH == kh / 2 && s.paddingW == kw / 2
+    }
+
+    /// Thin groups with a 3x3 kernel (equal strides of 1 or 2, padding 1, no
+    /// dilation) or a pointwise kernel: what `grouped.cl` computes.
+    var fitsGroupedKernels: Bool {
+        let s = parameters
+        guard hasThinGroups else { return false }
+        if isPointwise { return true }
+        return kh == 3 && kw == 3 && hasSquareUnitOrDoubleStride && s.dilationH == 1 && s.dilationW == 1
+            && s.paddingH == 1 && s.paddingW == 1
+    }
+
+    private var hasSquareUnitOrDoubleStride: Bool {
+        parameters.strideH == parameters.strideW && (parameters.strideH == 1 || parameters.strideH == 2)
     }
 
     /// The direct kernels take N and O as `int` too (the im2col path never does).
