@@ -102,7 +102,7 @@ let package = Package(
         ),
         .target(
             name: "CloverKernels",
-            dependencies: ["CloverKernelScanner"],
+            dependencies: ["CloverKernelScanner", "CloverRuntime"],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(

@@ -28,6 +28,86 @@ public enum KernelScanner {
         return names
     }
 
+    /// One parameter of a `__kernel` function: its OpenCL C type with the
+    /// qualifiers that matter for passing it (`__global float*`,
+    /// `__local float*`, `int`, `ulong`, `int8`, …) and its name.
+    public struct Parameter: Equatable, Sendable {
+        public let type: String
+        public let name: String
+
+        public init(type: String, name: String) {
+            self.type = type
+            self.name = name
+        }
+    }
+
+    /// A `__kernel` function's name and parameters, in declaration order.
+    public struct Signature: Equatable, Sendable {
+        public let name: String
+        public let parameters: [Parameter]
+    }
+
+    /// Every `__kernel` function of a source text with its parameter list.
+    /// `const`, `restrict` and `volatile` are dropped from the types (they do
+    /// not change how an argument is passed); a parameter list holding a
+    /// preprocessor line is an error, since its parameters would depend on the
+    /// build's macros.
+    public static func kernelSignatures(in source: String) throws -> [Signature] {
+        let code = stripComments(source)
+        var signatures: [Signature] = []
+        var rest = code[...]
+        while let range = rest.firstRange(of: "__kernel") {
+            rest = rest[range.upperBound...]
+            // The name is the identifier before the first "(" that follows `void`
+            // (attributes such as reqd_work_group_size(...) come before `void`).
+            guard let void = rest.firstRange(of: "void") else { break }
+            rest = rest[void.upperBound...]
+            guard let open = rest.firstIndex(of: "(") else { break }
+            let name = String(rest[..<open].filter { !$0.isWhitespace })
+            var depth = 0, close = open
+            for index in rest[open...].indices {
+                if rest[index] == "(" { depth += 1 }
+                if rest[index] == ")" { depth -= 1; if depth == 0 { close = index; break } }
+            }
+            let list = rest[rest.index(after: open)..<close]
+            rest = rest[close...]
+            if list.contains("#") {
+                throw ScanError.conditionalParameters(kernel: name)
+            }
+            var parameters: [Parameter] = []
+            for piece in list.split(separator: ",") {
+                let words = piece.split(whereSeparator: \.isWhitespace)
+                    .map(String.init).filter { !["const", "restrict", "volatile"].contains($0) }
+                guard var last = words.last, words.count >= 2 else {
+                    if words.count == 1 && words[0] == "void" { continue }
+                    throw ScanError.unreadableParameter(kernel: name, text: String(piece))
+                }
+                var type = words.dropLast().joined(separator: " ")
+                // `float *x` and `float* x` alike.
+                while last.hasPrefix("*") { type += "*"; last.removeFirst() }
+                type = type.replacing(" *", with: "*")
+                parameters.append(Parameter(type: type, name: last))
+            }
+            signatures.append(Signature(name: name, parameters: parameters))
+        }
+        return signatures
+    }
+
+    /// A kernel signature the scanner cannot turn into typed arguments.
+    public enum ScanError: Error, CustomStringConvertible {
+        case conditionalParameters(kernel: String)
+        case unreadableParameter(kernel: String, text: String)
+
+        public var description: String {
+            switch self {
+            case .conditionalParameters(let kernel):
+                return "kernel \(kernel): a preprocessor line inside the parameter list"
+            case let .unreadableParameter(kernel, text):
+                return "kernel \(kernel): cannot read parameter '\(text)'"
+            }
+        }
+    }
+
     private static func stripComments(_ source: String) -> String {
         var out = ""
         var chars = Array(source.unicodeScalars)[...]

@@ -1,3 +1,4 @@
+import CloverRuntime
 import CloverKernelScanner
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -116,6 +117,21 @@ public struct KernelName: Hashable, Sendable, CustomStringConvertible {
 
     /// `family/name`, as launch counts and coverage reports show it.
     public var description: String { family + "/" + name }
+}
+
+/// The arguments of one `__kernel`, field by field in its parameter order.
+///
+/// One conforming struct per kernel is generated at build time from the
+/// kernel files' signatures (`DepthwiseForwardArguments`, …): a `__global`
+/// pointer followed by its `ulong …_off` is one `BufferView` field, `int` an
+/// `Int32`, `__local` a ``LocalMemory``. A launch built from one cannot pass
+/// too few, too many or misordered arguments, and the runtime checks that it
+/// is the launched kernel's.
+public protocol KernelArguments {
+    /// The kernel these arguments are for.
+    static var kernel: KernelName { get }
+    /// The values in slot order, buffers expanded to pointer and offset.
+    var values: [KernelArgument] { get }
 }
 
 /// A kernel family that could not be found.

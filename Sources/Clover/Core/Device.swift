@@ -137,4 +137,15 @@ extension OpenCLContext {
         try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
                    defines: defines, registerLimit: registerLimit)
     }
+
+    /// Launches `kernel` with its typed arguments (generated per `__kernel`,
+    /// see ``KernelArguments``), or throws when they are another kernel's.
+    @discardableResult
+    func launch<Arguments: KernelArguments>(_ kernel: Kernel, global: [Int], local: [Int]? = nil,
+                                            _ arguments: Arguments, timed: Bool = false) throws -> Event? {
+        guard kernel.name == Arguments.kernel.name else {
+            throw RuntimeError.invalidLaunch(kernel: kernel.name, reason: "given the arguments of \(Arguments.kernel)")
+        }
+        return try launch(kernel, global: global, local: local, arguments: arguments.values, timed: timed)
+    }
 }
