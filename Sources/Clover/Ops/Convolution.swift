@@ -315,23 +315,20 @@ func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ cho
                                           reason: "the bias kernel indexes the output in 32 bits")
         }
         let kernel = try convKernel(context, .convBiasForward)
-        try context.launch(kernel, global: [z.count], local: [pointwiseGroupSize], arguments: [
-            UInt32(z.count), Int32(g.o), Int32(g.p), bias.buffer, bias.kernelOffset, z.buffer, z.kernelOffset,
-        ])
+        try context.launch(kernel, global: [z.count], local: [pointwiseGroupSize],
+                           ConvBiasForwardArguments(total: UInt32(z.count), O: Int32(g.o), P: Int32(g.p), bias: bias, y: z))
     }
     switch activation {
     case .none: break
     case .relu:
         // In place: each item reads its element before writing it.
         let kernel = try context.kernel(.reluForward)
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), y.buffer, y.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ReluForwardArguments(n: UInt64(y.count), x: y, y: y))
     case .silu:
         let kernel = try context.kernel(.activationForward, defines: ["ACT": ActivationKind.silu.macro])
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), z.buffer, z.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ActivationForwardArguments(n: UInt64(y.count), x: z, y: y))
     }
     return nil
 }
@@ -641,9 +638,8 @@ public struct Convolution2DBackwardBias: Primitive {
         let dy = inputs[0].view, db = outputs[0].view
         let wg = Self.groupSize
         let kernel = try convKernel(context, .convBiasBackward)
-        try context.launch(kernel, global: [channels * wg], local: [wg], arguments: [
-            Int32(batch), Int32(channels), Int32(pixels), dy.buffer, dy.kernelOffset, db.buffer, db.kernelOffset,
-        ])
+        try context.launch(kernel, global: [channels * wg], local: [wg],
+                           ConvBiasBackwardArguments(N: Int32(batch), O: Int32(channels), P: Int32(pixels), dy: dy, db: db))
     }
 }
 
@@ -688,18 +684,6 @@ extension Convolution2DGeometry {
         }
     }
 
-    /// Sample and row strides of the wide column layout [C·KH·KW, nb·P].
-    func wideColumnStrides(samples: Int) -> [KernelArgument] {
-        [UInt64(p), UInt64(samples * p)]
-    }
-
-    /// The im2col kernel's size and geometry arguments, in declaration order.
-    var kernelSizeArguments: [KernelArgument] {
-        let p = parameters
-        return [Int32(c), Int32(h), Int32(w), Int32(kh), Int32(kw), Int32(oh), Int32(ow),
-                Int32(p.strideH), Int32(p.strideW), Int32(p.paddingH), Int32(p.paddingW),
-                Int32(p.dilationH), Int32(p.dilationW)]
-    }
 }
 
 /// The most work-items im2col and col2im put in dimension 1, which GPU grids
@@ -708,24 +692,29 @@ let maxStridedPlanes = 32_768
 
 /// Fills `col` with the column matrices of `samples` samples starting at `x`.
 func convIm2col(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: BufferView, samples: Int, col: BufferView) throws {
-    let planes = samples * g.c * g.kh * g.kw
+    let planes = samples * g.c * g.kh * g.kw, s = g.parameters
     let kernel = try convKernel(context, .im2col)
     let first = im2colRowLoop(context) ? g.oh : g.p
     try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
-                       arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
-                           x.buffer, x.kernelOffset, col.buffer, col.kernelOffset,
-                       ])
+                       Im2colArguments(planes: Int32(planes), C: Int32(g.c), H: Int32(g.h), W: Int32(g.w),
+                                       KH: Int32(g.kh), KW: Int32(g.kw), OH: Int32(g.oh), OW: Int32(g.ow),
+                                       strideH: Int32(s.strideH), strideW: Int32(s.strideW), padH: Int32(s.paddingH),
+                                       padW: Int32(s.paddingW), dilH: Int32(s.dilationH), dilW: Int32(s.dilationW),
+                                       // The wide column layout [C·KH·KW, nb·P]: sample and row strides.
+                                       sampleStride: UInt64(g.p), rowStride: UInt64(samples * g.p), x: x, col: col))
 }
 
 /// Writes `dx` for `samples` samples from their column-gradient matrices.
 func convCol2im(_ context: OpenCLContext, _ g: Convolution2DGeometry, col: BufferView, samples: Int, dx: BufferView) throws {
-    let planes = samples * g.c
+    let planes = samples * g.c, s = g.parameters
     let kernel = try convKernel(context, .col2im)
     let first = im2colRowLoop(context) ? g.h : g.h * g.w
     try context.launch(kernel, global: [first, min(planes, maxStridedPlanes)], local: [min(first, 64), 1],
-                       arguments: [Int32(planes)] + g.kernelSizeArguments + g.wideColumnStrides(samples: samples) + [
-                           col.buffer, col.kernelOffset, dx.buffer, dx.kernelOffset,
-                       ])
+                       Col2imArguments(planes: Int32(planes), C: Int32(g.c), H: Int32(g.h), W: Int32(g.w),
+                                       KH: Int32(g.kh), KW: Int32(g.kw), OH: Int32(g.oh), OW: Int32(g.ow),
+                                       strideH: Int32(s.strideH), strideW: Int32(s.strideW), padH: Int32(s.paddingH),
+                                       padW: Int32(s.paddingW), dilH: Int32(s.dilationH), dilW: Int32(s.dilationW),
+                                       sampleStride: UInt64(g.p), rowStride: UInt64(samples * g.p), col: col, dx: dx))
 }
 
 /// 2-D convolution of `x` `[N, C, H, W]` with `weight` `[O, C/groups, KH, KW]`

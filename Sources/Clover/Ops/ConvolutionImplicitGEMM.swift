@@ -241,12 +241,20 @@ extension Convolution2DGeometry {
         }
     }
 
-    /// The runtime geometry arguments every convgemm kernel starts with.
-    fileprivate var implicitGemmArguments: [KernelArgument] {
+    /// The runtime geometry every tiled and direct convgemm kernel starts
+    /// with (their `N` … `DW` parameters).
+    fileprivate var implicitGemmSizes: ImplicitGemmSizes {
         let s = parameters
-        return [Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), Int32(oh), Int32(ow), Int32(groups),
-                Int32(s.paddingH), Int32(s.paddingW), Int32(s.dilationH), Int32(s.dilationW)]
+        return ImplicitGemmSizes(N: Int32(n), C: Int32(c), H: Int32(h), W: Int32(w), O: Int32(o), OH: Int32(oh),
+                                 OW: Int32(ow), G: Int32(groups), PH: Int32(s.paddingH), PW: Int32(s.paddingW),
+                                 DH: Int32(s.dilationH), DW: Int32(s.dilationW))
     }
+}
+
+/// The geometry parameters shared by the tiled and direct convgemm kernels,
+/// in their order.
+private struct ImplicitGemmSizes {
+    let N, C, H, W, O, OH, OW, G, PH, PW, DH, DW: Int32
 }
 
 /// A kernel of `Kernels/convgemm.cl` for `set`, the geometry's kernel size and strides.
@@ -305,10 +313,16 @@ func implicitGemmForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, _
                                     activation: activation)
     let range = gemmRange(set, rows: g.og, columns: g.n * g.p, depth: g.groups)
     let b = bias ?? w   // never read when has_bias = 0
-    try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
-        x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
-        y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
-    ])
+    let a = g.implicitGemmSizes, hasBias = Int32(bias == nil ? 0 : 1)
+    if set.direct {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmForwardDirectArguments(N: a.N,
+            C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH, DW: a.DW,
+            x: x, w: w, bias: b, hasBias: hasBias, y: y, pre: pre))
+    } else {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmForwardArguments(N: a.N,
+            C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH, DW: a.DW,
+            x: x, w: w, bias: b, hasBias: hasBias, y: y, pre: pre))
+    }
     return nil
 }
 
@@ -320,9 +334,16 @@ func implicitGemmBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeomet
     }
     let kernel = try convGemmKernel(context, set.direct ? .convgemmBackwardDataDirect : .convgemmBackwardData, g, set)
     let range = gemmRange(set, rows: g.cg, columns: g.n * g.h * g.w, depth: g.groups)
-    try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
-        dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
-    ])
+    let a = g.implicitGemmSizes
+    if set.direct {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmBackwardDataDirectArguments(
+            N: a.N, C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH,
+            DW: a.DW, dy: dy, w: w, dx: dx))
+    } else {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmBackwardDataArguments(N: a.N,
+            C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH, DW: a.DW,
+            dy: dy, w: w, dx: dx))
+    }
 }
 
 /// How many splits of the N·OH·OW reduction the weight gradient uses: enough
@@ -363,15 +384,22 @@ func implicitGemmBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeom
         ? (global: [splits * set.tileN, (g.og + set.workM - 1) / set.workM, g.groups * ((g.k + set.workN - 1) / set.workN)],
            local: [set.tileN, 1, 1])
         : gemmRange(set, rows: g.og, columns: g.k, depth: g.groups * splits)
-    try context.launch(kernel, global: range.global, local: range.local, arguments: g.implicitGemmArguments + [
-        Int32(splits), Int32(chunk), divP.mul, divP.shift, divOW.mul, divOW.shift,
-        dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
-    ])
+    let a = g.implicitGemmSizes
+    if set.direct {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmBackwardWeightDirectArguments(
+            N: a.N, C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH,
+            DW: a.DW, S: Int32(splits), chunk: Int32(chunk), pMul: divP.mul, pShr: divP.shift, owMul: divOW.mul,
+            owShr: divOW.shift, dy: dy, x: x, partial: partial))
+    } else {
+        try context.launch(kernel, global: range.global, local: range.local, ConvgemmBackwardWeightArguments(
+            N: a.N, C: a.C, H: a.H, W: a.W, O: a.O, OH: a.OH, OW: a.OW, G: a.G, PH: a.PH, PW: a.PW, DH: a.DH,
+            DW: a.DW, S: Int32(splits), chunk: Int32(chunk), pMul: divP.mul, pShr: divP.shift, owMul: divOW.mul,
+            owShr: divOW.shift, dy: dy, x: x, partial: partial))
+    }
     guard splits > 1 else { return }
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
-    try context.launch(reduce, global: [count], local: [convGemmReduceGroupSize], arguments: [
-        Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
-    ])
+    try context.launch(reduce, global: [count], local: [convGemmReduceGroupSize],
+                       ConvgemmReduceArguments(count: Int32(count), S: Int32(splits), partial: partial, dw: dw))
 }
 
 // MARK: The row-padded vector form (CPUs)
@@ -392,10 +420,22 @@ private struct PaddedPlanes {
     var rowCount: Int { planes * sh * sw * rows }
 
     /// `convgemm_pad_planes`' arguments for this layout.
-    func arguments(_ source: BufferView, _ padded: BufferView) -> [KernelArgument] {
-        [Int32(planes), Int32(height), Int32(width), Int32(top), Int32(left), Int32(sh), Int32(sw), Int32(rows),
-         Int32(columns), Int32(stride), Int32(slack), source.buffer, source.kernelOffset, padded.buffer,
-         padded.kernelOffset]
+    func arguments(_ source: BufferView, _ padded: BufferView) -> ConvgemmPadPlanesArguments {
+        ConvgemmPadPlanesArguments(planes: Int32(planes), H: Int32(height), W: Int32(width), top: Int32(top),
+                                   left: Int32(left), sh: Int32(sh), sw: Int32(sw), HD: Int32(rows),
+                                   WD: Int32(columns), DS: Int32(stride), slack: Int32(slack), src: source,
+                                   dst: padded)
+    }
+}
+
+extension ConvgemmPadPlanes2Arguments {
+    /// Two layouts' arguments side by side (`convgemm_pad_planes2` takes
+    /// `convgemm_pad_planes`' parameters twice, `_a` then `_b`).
+    init(_ a: ConvgemmPadPlanesArguments, _ b: ConvgemmPadPlanesArguments) {
+        self.init(planesA: a.planes, HA: a.H, WA: a.W, topA: a.top, leftA: a.left, shA: a.sh, swA: a.sw, HDA: a.HD,
+                  WDA: a.WD, DSA: a.DS, slackA: a.slack, srcA: a.src, dstA: a.dst, planesB: b.planes, HB: b.H,
+                  WB: b.W, topB: b.top, leftB: b.left, shB: b.sh, swB: b.sw, HDB: b.HD, WDB: b.WD, DSB: b.DS,
+                  slackB: b.slack, srcB: b.src, dstB: b.dst)
     }
 }
 
@@ -415,7 +455,7 @@ private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ s
     let padded = try context.allocateView(count: layout.count)
     let kernel = try convGemmKernel(context, .convgemmPadPlanes, g, set)
     try context.launch(kernel, global: [(layout.rowCount + 63) / 64 * 64], local: [64],
-                       arguments: layout.arguments(source, padded))
+                       layout.arguments(source, padded))
     return padded
 }
 
@@ -431,7 +471,7 @@ private func padPlanes(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ s
     let paddedA = try context.allocateView(count: a.count), paddedB = try context.allocateView(count: b.count)
     let kernel = try convGemmKernel(context, .convgemmPadPlanes2, g, set)
     try context.launch(kernel, global: [(a.rowCount + b.rowCount + 63) / 64 * 64], local: [64],
-                       arguments: a.arguments(sourceA, paddedA) + b.arguments(sourceB, paddedB))
+                       ConvgemmPadPlanes2Arguments(a.arguments(sourceA, paddedA), b.arguments(sourceB, paddedB)))
     return (paddedA, paddedB)
 }
 
@@ -480,14 +520,13 @@ private func vectorForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
     let paddedBlocks = (blocks + set.tileN - 1) / set.tileN * set.tileN
     try checkItems(context, g, paddedBlocks * g.n * g.groups, op: "conv2d")
     try context.launch(kernel, global: [paddedBlocks * g.n * g.groups, (g.og + set.workM - 1) / set.workM],
-                       local: [set.tileN, 1], arguments: [
-        Int32(g.c), Int32(g.o), Int32(g.groups), Int32(g.oh), Int32(g.ow), Int32(layout.columns),
-        Int32(layout.phaseStride), Int32(layout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(blocks),
-        Int32(paddedBlocks),
-        padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset,
-        Int32(bias == nil ? 0 : 1), y.buffer, y.kernelOffset, pre.buffer, pre.kernelOffset,
-        statsView.buffer, statsView.kernelOffset, Int32(stats?.chunks ?? 0),
-    ])
+                       local: [set.tileN, 1],
+                       ConvgemmForwardVectorArguments(
+                           C: Int32(g.c), O: Int32(g.o), G: Int32(g.groups), OH: Int32(g.oh), OW: Int32(g.ow),
+                           WQ: Int32(layout.columns), XS: Int32(layout.phaseStride), CS: Int32(layout.stride),
+                           DH: Int32(s.dilationH), DW: Int32(s.dilationW), blocks: Int32(blocks),
+                           BP: Int32(paddedBlocks), xp: padded, w: w, bias: b, hasBias: Int32(bias == nil ? 0 : 1),
+                           y: y, pre: pre, stats: statsView, chunks: Int32(stats?.chunks ?? 0)))
     return stats
 }
 
@@ -536,12 +575,13 @@ private func vectorBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeom
     let padded = try padPlanes(context, g, set, layout, from: dy, op: op)
     let kernel = try convGemmKernel(context, .convgemmBackwardDataVector, g, set)
     try context.launch(kernel, global: [paddedBlocks * g.n * g.groups * phases, (g.cg + set.workM - 1) / set.workM],
-                       local: [set.tileN, 1], arguments: [
-        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.groups), Int32(s.paddingH), Int32(s.paddingW),
-        Int32(s.dilationH), Int32(s.dilationW), Int32(layout.top), Int32(layout.left), Int32(layout.columns),
-        Int32(layout.stride), Int32(blocks), Int32(paddedBlocks), padded.buffer, padded.kernelOffset, w.buffer, w.kernelOffset,
-        dx.buffer, dx.kernelOffset,
-    ])
+                       local: [set.tileN, 1],
+                       ConvgemmBackwardDataVectorArguments(
+                           C: Int32(g.c), H: Int32(g.h), W: Int32(g.w), O: Int32(g.o), G: Int32(g.groups),
+                           PH: Int32(s.paddingH), PW: Int32(s.paddingW), DH: Int32(s.dilationH), DW: Int32(s.dilationW),
+                           E: Int32(layout.top), F: Int32(layout.left), WD: Int32(layout.columns),
+                           DS: Int32(layout.stride), blocks: Int32(blocks), BP: Int32(paddedBlocks), dyp: padded, w: w,
+                           dx: dx))
 }
 
 /// How many sample splits the vector weight gradient uses: about 8 items per
@@ -574,15 +614,15 @@ private func vectorBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGe
     let s = g.parameters
     try context.launch(kernel, global: [(kblocks + set.tileN - 1) / set.tileN * set.tileN,
                                         (g.og + set.workM - 1) / set.workM, g.groups * splits],
-                       local: [set.tileN, 1, 1], arguments: [
-        Int32(g.n), Int32(g.c), Int32(g.o), Int32(g.groups), Int32(gridW), Int32(xLayout.phaseStride),
-        Int32(xLayout.stride), Int32(dyLayout.stride), Int32(s.dilationH), Int32(s.dilationW), Int32(splits),
-        Int32(kblocks), dyp.buffer, dyp.kernelOffset, xp.buffer, xp.kernelOffset, partial.buffer, partial.kernelOffset,
-    ])
+                       local: [set.tileN, 1, 1],
+                       ConvgemmBackwardWeightVectorArguments(
+                           N: Int32(g.n), C: Int32(g.c), O: Int32(g.o), G: Int32(g.groups), WQ: Int32(gridW),
+                           XS: Int32(xLayout.phaseStride), CS: Int32(xLayout.stride), DY: Int32(dyLayout.stride),
+                           DH: Int32(s.dilationH), DW: Int32(s.dilationW), S: Int32(splits), kblocks: Int32(kblocks),
+                           dyp: dyp, xp: xp, partial: partial))
     guard splits > 1 else { return }
     let reduce = try convGemmKernel(context, .convgemmReduce, g, set)
     try context.launch(reduce, global: [(count + convGemmReduceGroupSize - 1) / convGemmReduceGroupSize * convGemmReduceGroupSize],
-                       local: [convGemmReduceGroupSize], arguments: [
-        Int32(count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
-    ])
+                       local: [convGemmReduceGroupSize],
+                       ConvgemmReduceArguments(count: Int32(count), S: Int32(splits), partial: partial, dw: dw))
 }

@@ -339,11 +339,10 @@ func depthwiseForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: B
     let b = bias ?? w
     // The (n, c) planes ride in dimension 0 beside the row tiles (see depthwise.cl).
     let rowTiles = (g.ow + t.tw * t.opx - 1) / (t.tw * t.opx)
-    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.oh], local: [t.tw, t.th], arguments: [
-        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
-        x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
-        y.buffer, y.kernelOffset,
-    ])
+    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.oh], local: [t.tw, t.th],
+                       DepthwiseForwardArguments(C: Int32(g.c), H: Int32(g.h), W: Int32(g.w), OH: Int32(g.oh),
+                                                 OW: Int32(g.ow), x: x, w: w, bias: b,
+                                                 hasBias: Int32(bias == nil ? 0 : 1), y: y))
 }
 
 func depthwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
@@ -351,10 +350,9 @@ func depthwiseBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
     let t = DirectConv.depthwiseTiling(width: g.w, height: g.h)
     let kernel = try DirectConv.kernel(context, .depthwiseBackwardData, g, tiling: t)
     let rowTiles = (g.w + t.tw * t.opx - 1) / (t.tw * t.opx)
-    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.h], local: [t.tw, t.th], arguments: [
-        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
-        dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
-    ])
+    try context.launch(kernel, global: [rowTiles * t.tw * g.n * g.c, g.h], local: [t.tw, t.th],
+                       DepthwiseBackwardDataArguments(C: Int32(g.c), H: Int32(g.h), W: Int32(g.w), OH: Int32(g.oh),
+                                                      OW: Int32(g.ow), dy: dy, w: w, dx: dx))
 }
 
 func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
@@ -366,14 +364,14 @@ func depthwiseBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometr
     let partial = try context.allocateView(count: g.c * splits * taps)
     let wg = DirectConv.reductionGroupSize
     let kernel = try DirectConv.kernel(context, .depthwiseBackwardWeight, g)
-    try context.launch(kernel, global: [splits * wg, g.c], local: [wg, 1], arguments: [
-        Int32(g.n), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.oh), Int32(g.ow),
-        dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
-    ])
+    try context.launch(kernel, global: [splits * wg, g.c], local: [wg, 1],
+                       DepthwiseBackwardWeightArguments(N: Int32(g.n), C: Int32(g.c), H: Int32(g.h), W: Int32(g.w),
+                                                        OH: Int32(g.oh), OW: Int32(g.ow), dy: dy, x: x,
+                                                        partial: partial))
     let reduce = try DirectConv.kernel(context, .depthwiseBackwardWeightReduce, g)
-    try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize], arguments: [
-        Int32(dw.count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
-    ])
+    try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize],
+                       DepthwiseBackwardWeightReduceArguments(total: Int32(dw.count), splits: Int32(splits),
+                                                              partial: partial, dw: dw))
 }
 
 /// Grouped forward with the bias (if any) fused.
@@ -385,12 +383,11 @@ func groupedForward(_ context: OpenCLContext, _ g: Convolution2DGeometry, x: Buf
     // (n, group, block) rides in dimension 0 beside the row tiles (see grouped.cl).
     let t = DirectConv.tile
     try context.launch(kernel, global: [(g.ow + t - 1) / t * t * g.n * g.groups * blocks, g.oh],
-                       local: [t, t], arguments: [
-        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
-        Int32(g.groups), Int32(g.cg), Int32(g.og), Int32(blocks),
-        x.buffer, x.kernelOffset, w.buffer, w.kernelOffset, b.buffer, b.kernelOffset, Int32(bias == nil ? 0 : 1),
-        y.buffer, y.kernelOffset,
-    ])
+                       local: [t, t],
+                       GroupedForwardArguments(C: Int32(g.c), H: Int32(g.h), W: Int32(g.w), O: Int32(g.o),
+                                               OH: Int32(g.oh), OW: Int32(g.ow), G: Int32(g.groups), CG: Int32(g.cg),
+                                               OG: Int32(g.og), oblocks: Int32(blocks), x: x, w: w, bias: b,
+                                               hasBias: Int32(bias == nil ? 0 : 1), y: y))
 }
 
 func groupedBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
@@ -399,11 +396,11 @@ func groupedBackwardData(_ context: OpenCLContext, _ g: Convolution2DGeometry,
     let kernel = try DirectConv.kernel(context, .groupedBackwardData, g)
     let t = DirectConv.tile
     try context.launch(kernel, global: [(g.w + t - 1) / t * t * g.n * g.groups * blocks, g.h],
-                       local: [t, t], arguments: [
-        Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
-        Int32(g.groups), Int32(g.cg), Int32(g.og), Int32(blocks),
-        dy.buffer, dy.kernelOffset, w.buffer, w.kernelOffset, dx.buffer, dx.kernelOffset,
-    ])
+                       local: [t, t],
+                       GroupedBackwardDataArguments(C: Int32(g.c), H: Int32(g.h), W: Int32(g.w), O: Int32(g.o),
+                                                    OH: Int32(g.oh), OW: Int32(g.ow), G: Int32(g.groups),
+                                                    CG: Int32(g.cg), OG: Int32(g.og), cblocks: Int32(blocks),
+                                                    dy: dy, w: w, dx: dx))
 }
 
 func groupedBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
@@ -416,13 +413,13 @@ func groupedBackwardWeight(_ context: OpenCLContext, _ g: Convolution2DGeometry,
     let partial = try context.allocateView(count: g.o * g.cg * splits * taps)
     let wg = DirectConv.reductionGroupSize
     let kernel = try DirectConv.kernel(context, .groupedBackwardWeight, g)
-    try context.launch(kernel, global: [splits * wg, g.o * blocks], local: [wg, 1], arguments: [
-        Int32(g.n), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.o), Int32(g.oh), Int32(g.ow),
-        Int32(g.cg), Int32(g.og), Int32(blocks),
-        dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
-    ])
+    try context.launch(kernel, global: [splits * wg, g.o * blocks], local: [wg, 1],
+                       GroupedBackwardWeightArguments(N: Int32(g.n), C: Int32(g.c), H: Int32(g.h), W: Int32(g.w),
+                                                      O: Int32(g.o), OH: Int32(g.oh), OW: Int32(g.ow), CG: Int32(g.cg),
+                                                      OG: Int32(g.og), cblocks: Int32(blocks), dy: dy, x: x,
+                                                      partial: partial))
     let reduce = try DirectConv.kernel(context, .groupedBackwardWeightReduce, g)
-    try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize], arguments: [
-        Int32(dw.count), Int32(splits), partial.buffer, partial.kernelOffset, dw.buffer, dw.kernelOffset,
-    ])
+    try context.launch(reduce, global: [dw.count], local: [pointwiseGroupSize],
+                       GroupedBackwardWeightReduceArguments(total: Int32(dw.count), splits: Int32(splits),
+                                                            partial: partial, dw: dw))
 }
