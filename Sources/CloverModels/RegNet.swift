@@ -298,15 +298,15 @@ public final class RegBasicBlock: Module, RegulatedBlock {
     }
 
     public func callAsFunction(_ x: Tensor, regulator: Regulator?, state: RegulatorState?) throws -> (Tensor, RegulatorState?) {
-        let i = try relu(bn1(conv1(x)))
+        let i = try relu(conv1(x, normalizedBy: bn1))
         var fused = i
         var next: RegulatorState?
         if let regulator {
             next = try regulator(i, state: state)
             fused = try concat([i, next!.h])
-            if let convFuse, let bnFuse { fused = try relu(bnFuse(convFuse(fused))) }
+            if let convFuse, let bnFuse { fused = try relu(convFuse(fused, normalizedBy: bnFuse)) }
         }
-        var branch = try bn2(conv2(fused))
+        var branch = try conv2(fused, normalizedBy: bn2)
         if let se { branch = try se(branch) }
         let identity = try shortcut(x, downsample: downsample, zeroPadTo: conv2.outChannels, stride: stride)
         return (try relu(add(branch, identity)), next)
@@ -353,16 +353,16 @@ public final class RegBottleneck: Module, RegulatedBlock {
     }
 
     public func callAsFunction(_ x: Tensor, regulator: Regulator?, state: RegulatorState?) throws -> (Tensor, RegulatorState?) {
-        let o = try relu(bn1(conv1(x)))
-        let i = try relu(bn2(conv2(o)))
+        let o = try relu(conv1(x, normalizedBy: bn1))
+        let i = try relu(conv2(o, normalizedBy: bn2))
         var fused = i
         var next: RegulatorState?
         if let regulator {
             next = try regulator(i, state: state)
             fused = try concat([i, next!.h])
-            if let convFuse, let bnFuse { fused = try relu(bnFuse(convFuse(fused))) }
+            if let convFuse, let bnFuse { fused = try relu(convFuse(fused, normalizedBy: bnFuse)) }
         }
-        var branch = try bn3(conv3(fused))
+        var branch = try conv3(fused, normalizedBy: bn3)
         if let se { branch = try se(branch) }
         let identity = try shortcut(x, downsample: downsample, zeroPadTo: conv3.outChannels, stride: stride)
         return (try relu(add(branch, identity)), next)
@@ -478,7 +478,7 @@ public final class RegNet: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var y = try relu(bn1(conv1(x)))
+        var y = try relu(conv1(x, normalizedBy: bn1))
         if let maxpool { y = try maxpool(y) }
         var state: RegulatorState?
         for stage in stages {

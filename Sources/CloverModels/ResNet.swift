@@ -49,7 +49,7 @@ public final class BasicBlock: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let out = try bn2(conv2(bn1(conv1(x), activation: .relu)))
+        let out = try conv2(conv1(x, normalizedBy: bn1, activation: .relu), normalizedBy: bn2)
         let identity = try downsample.map { try $0(x) } ?? x
         return try addReLU(out, identity)
     }
@@ -92,9 +92,9 @@ public final class Bottleneck: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var out = try bn1(conv1(x), activation: .relu)
-        out = try bn2(conv2(out), activation: .relu)
-        out = try bn3(conv3(out))
+        var out = try conv1(x, normalizedBy: bn1, activation: .relu)
+        out = try conv2(out, normalizedBy: bn2, activation: .relu)
+        out = try conv3(out, normalizedBy: bn3)
         let identity = try downsample.map { try $0(x) } ?? x
         return try addReLU(out, identity)
     }
@@ -170,7 +170,7 @@ public final class ResNet: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var x = try maxpool(bn1(conv1(x), activation: .relu))
+        var x = try maxpool(conv1(x, normalizedBy: bn1, activation: .relu))
         x = try layer4(layer3(layer2(layer1(x))))
         x = try avgpool(x)
         return try fc(x.reshaped([x.shape[0], x.shape[1]]))
@@ -239,7 +239,7 @@ public final class CIFARResNet: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var x = try bn1(conv1(x), activation: .relu)
+        var x = try conv1(x, normalizedBy: bn1, activation: .relu)
         x = try layer3(layer2(layer1(x)))
         x = try avgpool(x)
         return try fc(x.reshaped([x.shape[0], x.shape[1]]))

@@ -34,7 +34,7 @@ public final class PreActBlock: Module, Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let preActivated = try bn1(x, activation: .relu)
-        var out = try bn2(conv1(preActivated), activation: .relu)
+        var out = try conv1(preActivated, normalizedBy: bn2, activation: .relu)
         out = try conv2(dropout(out))
         let shortcut = try convShortcut.map { try $0(preActivated) } ?? x
         return try add(out, shortcut)

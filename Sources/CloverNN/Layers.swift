@@ -64,6 +64,18 @@ public final class Conv2d: Module, Layer {
     public func callAsFunction(_ x: Tensor, activation: ConvActivation) throws -> Tensor {
         try conv2d(x, weight.tensor, bias: bias?.tensor, parameters: parameters, activation: activation)
     }
+
+    /// `norm(self(x), activation:)`, declared as one conv → batch-norm
+    /// fusion (``ChannelStatisticsLink``): in training, the convolution's
+    /// kernels write the batch norm's statistics as they store the output
+    /// (where they can), so the batch norm does not read it once more for them.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d,
+                               activation: BatchNormActivation = .none) throws -> Tensor {
+        guard norm.isTraining else { return try norm(self(x), activation: activation) }
+        let link = ChannelStatisticsLink()
+        let y = try conv2d(x, weight.tensor, bias: bias?.tensor, parameters: parameters, statisticsLink: link)
+        return try norm(y, activation: activation, statisticsLink: link)
+    }
 }
 
 /// Batch normalisation over N·H·W per channel (`nn.BatchNorm2d`): batch
@@ -101,6 +113,13 @@ public final class BatchNorm2d: Module, Layer {
     /// fused into batch norm's own kernels when training: one pass over the
     /// activations forwards and one backwards instead of two each.
     public func callAsFunction(_ x: Tensor, activation: BatchNormActivation) throws -> Tensor {
+        try callAsFunction(x, activation: activation, statisticsLink: nil)
+    }
+
+    /// Batch norm taking part in a declared conv → batch-norm fusion
+    /// (`Conv2d`'s `callAsFunction(_:normalizedBy:activation:)`).
+    func callAsFunction(_ x: Tensor, activation: BatchNormActivation,
+                        statisticsLink: ChannelStatisticsLink?) throws -> Tensor {
         guard isTraining else {
             let y = try batchNormInference(x, gamma: weight.tensor, beta: bias.tensor, runningMean: runningMean.tensor,
                                            runningVariance: runningVar.tensor, epsilon: epsilon)
@@ -110,7 +129,8 @@ public final class BatchNorm2d: Module, Layer {
             case .silu: return try silu(y)
             }
         }
-        let out = try batchNorm(x, gamma: weight.tensor, beta: bias.tensor, epsilon: epsilon, activation: activation)
+        let out = try batchNorm(x, gamma: weight.tensor, beta: bias.tensor, epsilon: epsilon, activation: activation,
+                                statisticsLink: statisticsLink)
         try withoutGradients {
             let count = x.count / x.shape[1]
             let updated = try updateRunningStatistics(runningMean: runningMean.tensor, runningVariance: runningVar.tensor,

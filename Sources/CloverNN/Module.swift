@@ -164,16 +164,29 @@ public final class Sequential: Module, Layer {
         layers.enumerated().compactMap { i, l in (l as? Module).map { ("\(i)", $0) } }
     }
 
-    /// Runs the layers in order. A ``BatchNorm2d`` followed by a ReLU or
-    /// SiLU ``ActivationLayer`` runs as one fused batch norm, and a ``Conv2d``
-    /// followed by one as a convolution with that activation in its epilogue
-    /// (the layers and their state-dict names stay as they are).
+    /// Runs the layers in order. A ``Conv2d`` followed by a ``BatchNorm2d``
+    /// runs as a declared conv → batch-norm fusion (the convolution writes
+    /// the batch norm's statistics, ``Conv2d/callAsFunction(_:normalizedBy:activation:)``),
+    /// with a ReLU or SiLU ``ActivationLayer`` after the batch norm fused
+    /// into it; a ``BatchNorm2d`` followed by one runs as one fused batch
+    /// norm, and a ``Conv2d`` followed by one as a convolution with that
+    /// activation in its epilogue (the layers and their state-dict names stay
+    /// as they are).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         var y = x
         var i = layers.startIndex
         while i < layers.endIndex {
             let next = i + 1 < layers.endIndex ? layers[i + 1] as? ActivationLayer : nil
-            if let bn = layers[i] as? BatchNorm2d, let fused = next?.kind.batchNormActivation {
+            if let conv = layers[i] as? Conv2d, i + 1 < layers.endIndex, let bn = layers[i + 1] as? BatchNorm2d {
+                let after = i + 2 < layers.endIndex ? layers[i + 2] as? ActivationLayer : nil
+                if let fused = after?.kind.batchNormActivation {
+                    y = try conv(y, normalizedBy: bn, activation: fused)
+                    i += 3
+                } else {
+                    y = try conv(y, normalizedBy: bn)
+                    i += 2
+                }
+            } else if let bn = layers[i] as? BatchNorm2d, let fused = next?.kind.batchNormActivation {
                 y = try bn(y, activation: fused)
                 i += 2
             } else if let conv = layers[i] as? Conv2d, let fused = next?.kind.convActivation {

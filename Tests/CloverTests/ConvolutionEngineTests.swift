@@ -286,26 +286,39 @@ final class ConvolutionEngineTests: XCTestCase {
         let values = [rng.uniformArray(count: 3 * 4 * 9 * 11, bound: 1), rng.uniformArray(count: 6 * 36, bound: 1),
                       rng.uniformArray(count: 6, bound: 1)]
         let gamma = rng.uniformArray(count: 6, bound: 1), beta = rng.uniformArray(count: 6, bound: 1)
-        let conv = Convolution2D(parameters, forcedChoice: ConvChoice(.implicitGEMM, vectorSets[0]))
-        let bn = BatchNormTraining(outputsStatistics: true)
-        func run(on device: Device) throws -> (outputs: [[Float]], statsPasses: Int) {
+        let vector = ConvChoice(.implicitGEMM, vectorSets[0])
+        /// The conv and the batch norm, declared as one fusion (`linked`) or
+        /// not; `other` normalises another tensor through the same link.
+        func run(on device: Device, linked: Bool, other: Bool = false) throws -> (outputs: [[Float]], statsPasses: Int) {
+            let link = linked ? ChannelStatisticsLink() : nil
+            let conv = Convolution2D(parameters, forcedChoice: vector, statisticsLink: link)
+            let bn = BatchNormTraining(outputsStatistics: true, statisticsLink: link)
             let inputs = try zip([xShape, wShape, [6]], values).map { try Tensor(shape: $0, values: $1, on: device) }
             let before = device.openCL?.launchCounts["normalization/bn_stats_partial"] ?? 0
             let y = try apply(conv, inputs)[0]
-            let out = try apply(bn, [y, try Tensor(shape: [6], values: gamma, on: device),
+            let normalised = other ? try Tensor(shape: y.shape, values: try y.toArray(), on: device) : y
+            let out = try apply(bn, [normalised, try Tensor(shape: [6], values: gamma, on: device),
                                      try Tensor(shape: [6], values: beta, on: device)])
             let passes = (device.openCL?.launchCounts["normalization/bn_stats_partial"] ?? 0) - before
             return (try out.map { try $0.toArray() }, passes)
         }
-        let reference = try run(on: .reference).outputs
-        let fused = try run(on: device)
+        let reference = try run(on: .reference, linked: false).outputs
+        XCTAssertEqual(try run(on: .reference, linked: true).outputs, reference, "the link changes nothing on the reference")
+        let fused = try run(on: device, linked: true)
         XCTAssertEqual(fused.statsPasses, 0, "the batch norm read the convolution's output again")
+        let undeclared = try run(on: device, linked: false)
+        XCTAssertEqual(undeclared.statsPasses, 1, "without a declared fusion the batch norm takes its own pass")
+        // The link's partials describe the convolution's output: a batch norm of another tensor
+        // (here a copy of it) takes its own pass.
+        let mismatched = try run(on: device, linked: true, other: true)
+        XCTAssertEqual(mismatched.statsPasses, 1)
         let context = try XCTUnwrap(device.openCL)
         context.executionOptions.fusesBatchNormStatistics = false
         defer { context.executionOptions.fusesBatchNormStatistics = true }
-        let unfused = try run(on: device)
+        let unfused = try run(on: device, linked: true)
         XCTAssertEqual(unfused.statsPasses, 1)
-        for (name, result) in [("fused", fused.outputs), ("unfused", unfused.outputs)] {
+        for (name, result) in [("fused", fused.outputs), ("undeclared", undeclared.outputs),
+                               ("mismatched", mismatched.outputs), ("unfused", unfused.outputs)] {
             for (k, (got, want)) in zip(result, reference).enumerated() {
                 let scale = Double(want.map { abs($0) }.max() ?? 1)
                 let worst = zip(got, want).map { abs(Double($0) - Double($1)) }.max() ?? 0

@@ -25,9 +25,6 @@ public final class Tensor: CustomStringConvertible {
     /// The recorded op that produced this tensor, and which of its outputs
     /// this is (nil for leaves and for results computed without recording).
     var gradNode: GradNode?
-    /// Batch norm's partial statistics of this tensor's channels, written by
-    /// the op that produced it (a convolution's epilogue), if any.
-    var channelStatistics: ChannelStatistics?
     var outputIndex = 0
 
     enum Storage {

@@ -193,13 +193,19 @@ public struct Convolution2D: Primitive {
     /// ``ConvAlgorithm/im2colGEMM`` and every implicit-GEMM parameter set,
     /// which cover every geometry.
     public var forcedChoice: ConvChoice?
+    /// The convolution → batch-norm fusion this convolution feeds: where its
+    /// kernels can, it writes its output's per-channel batch-norm partials
+    /// into the link as it stores the output (see ``ChannelStatisticsLink``).
+    public var statisticsLink: ChannelStatisticsLink?
 
     public init(_ parameters: Convolution2DParameters = Convolution2DParameters(), activation: ConvActivation = .none,
-                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil) {
+                columnBufferLimitBytes: Int = defaultConvColumnBufferLimitBytes, forcedChoice: ConvChoice? = nil,
+                statisticsLink: ChannelStatisticsLink? = nil) {
         self.parameters = parameters
         self.activation = activation
         self.columnBufferLimitBytes = columnBufferLimitBytes
         self.forcedChoice = forcedChoice
+        self.statisticsLink = statisticsLink
     }
 
     public var name: String { activation == .none ? "conv2d" : "conv2d_\(activation.rawValue)" }
@@ -277,12 +283,14 @@ public struct Convolution2D: Primitive {
         let x = inputs[0].view, w = inputs[1].view, y = outputs[0].view
         let bias = inputs.count == 3 ? inputs[2].view : nil
         let choice = try forcedChoice ?? ConvAlgorithmSelection.choice(context, g, .forward)
-        // The vector kernels write batch norm's partial statistics as they store y; a batch norm
-        // that reads this output takes them instead of a pass over it.
-        outputs[0].channelStatistics = try convForwardPass(
+        // Under a declared fusion the vector kernels write batch norm's partial statistics as they
+        // store y, and the batch norm given the same link takes them instead of a pass over y.
+        let statistics = try convForwardPass(
             context, g, choice, op: name, shapes: inputs.map(\.shape), x: x, w: w, bias: bias, y: y,
             activation: activation, preActivation: activation == .silu ? outputs[1].view : nil,
-            statistics: context.executionOptions.fusesBatchNormStatistics, columnBufferLimitBytes: columnBufferLimitBytes)
+            statistics: statisticsLink != nil && context.executionOptions.fusesBatchNormStatistics,
+            columnBufferLimitBytes: columnBufferLimitBytes)
+        statisticsLink?.deposit(statistics, for: y)
     }
 }
 
@@ -729,9 +737,13 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil,
 /// 2-D convolution with separate height and width parameters; see
 /// ``Convolution2DParameters``. `activation` is applied to the output in the
 /// same pass where the path allows (``ConvActivation``).
+///
+/// With `statisticsLink`, the convolution feeds the batch norm given the same
+/// link (see ``ChannelStatisticsLink``).
 public func conv2d(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, parameters: Convolution2DParameters,
-                   activation: ConvActivation = .none) throws -> Tensor {
-    try apply(Convolution2D(parameters, activation: activation), bias.map { [x, weight, $0] } ?? [x, weight])[0]
+                   activation: ConvActivation = .none, statisticsLink: ChannelStatisticsLink? = nil) throws -> Tensor {
+    try apply(Convolution2D(parameters, activation: activation, statisticsLink: statisticsLink),
+              bias.map { [x, weight, $0] } ?? [x, weight])[0]
 }
 
 extension Float {

@@ -1,4 +1,5 @@
 import CloverRuntime
+import Synchronization
 
 // Batch normalisation over [N, C, spatial...] and layer normalisation over
 // the last axis. Kernels: Kernels/normalization.cl.
@@ -77,6 +78,41 @@ private func channelChunks(n: Int, hw: Int) -> (count: Int, length: Int) {
 struct ChannelStatistics {
     let partial: BufferView
     let chunks: Int
+}
+
+/// A declared convolution → batch-norm fusion: the ``Convolution2D`` given
+/// this link writes its output's per-channel partial statistics as it stores
+/// the output (where its kernels can), and the ``BatchNormTraining`` given
+/// the same link merges them instead of a pass over that output.
+///
+/// The fusion is declared by whoever composes the two ops (``Conv2d``'s
+/// `callAsFunction(_:normalizedBy:activation:)` in CloverNN, `Sequential`),
+/// so a convolution no batch norm reads writes no statistics. The link holds
+/// one hand-off at a time, for the output it was written with: a batch norm
+/// of any other tensor takes its own pass, and the partials are released
+/// once taken (a recomputation takes the pass too).
+public final class ChannelStatisticsLink: @unchecked Sendable {
+    // Written by the convolution's and read by the batch norm's encoding, both
+    // on the context's one driving thread; the lock only keeps misuse safe.
+    private let lock = Mutex<(output: BufferView, statistics: ChannelStatistics)?>(nil)
+
+    public init() {}
+
+    /// Records the partials a convolution wrote for `output`.
+    func deposit(_ statistics: ChannelStatistics?, for output: BufferView) {
+        lock.withLock { $0 = statistics.map { (output, $0) } }
+    }
+
+    /// The partials written for `input`, once; nil when none were or they
+    /// describe another tensor.
+    func take(for input: BufferView) -> ChannelStatistics? {
+        lock.withLock { held in
+            defer { held = nil }
+            guard let held, held.output.buffer === input.buffer, held.output.offset == input.offset,
+                  held.output.count == input.count else { return nil }
+            return held.statistics
+        }
+    }
 }
 
 /// The elementwise batch-norm kernels' positions per item (normalization.cl's
@@ -210,11 +246,17 @@ public struct BatchNormTraining: Primitive {
     public let outputsStatistics: Bool
     /// The activation applied to `y` in the same pass (`none`: plain batch norm).
     public let activation: BatchNormActivation
+    /// The convolution → batch-norm fusion this batch norm takes part in:
+    /// the statistics the convolution wrote for `x` through it are merged
+    /// instead of a pass over `x` (see ``ChannelStatisticsLink``).
+    public var statisticsLink: ChannelStatisticsLink?
 
-    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true, activation: BatchNormActivation = .none) {
+    public init(epsilon: Float = 1e-5, outputsStatistics: Bool = true, activation: BatchNormActivation = .none,
+                statisticsLink: ChannelStatisticsLink? = nil) {
         self.epsilon = epsilon
         self.outputsStatistics = outputsStatistics
         self.activation = activation
+        self.statisticsLink = statisticsLink
     }
 
     public var name: String { activation == .none ? "batchnorm_train" : "batchnorm_train_" + activation.rawValue }
@@ -268,12 +310,11 @@ public struct BatchNormTraining: Primitive {
         let mean = outputsStatistics ? outputs[1].view : try context.allocateView(count: l.c)
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.c)
         let partial: BufferView, chunkCount: Int, shifted: Bool
-        if let given = inputs[0].channelStatistics, given.partial.count == l.c * given.chunks * 3 {
-            // Written by the convolution that produced x (its epilogue): no pass over x here. The
-            // partials are released once merged (a recomputation takes the pass below), so they
-            // do not live as long as x, which backward keeps.
+        if let given = statisticsLink?.take(for: x), given.partial.count == l.c * given.chunks * 3 {
+            // Written by the convolution that produced x (its epilogue, declared through the link):
+            // no pass over x here. The partials are released once merged (a recomputation takes the
+            // pass below), so they do not live as long as x, which backward keeps.
             (partial, chunkCount, shifted) = (given.partial, given.chunks, false)
-            inputs[0].channelStatistics = nil
         } else {
             let chunks = channelChunks(n: l.n, hw: l.hw)
             (partial, chunkCount, shifted) = (try context.allocateView(count: l.c * chunks.count * 3), chunks.count, true)
@@ -765,9 +806,14 @@ public struct LayerNormalizationBackward: Primitive {
 
 /// Training-mode batch normalisation, optionally followed by a fused
 /// `activation`; see ``BatchNormTraining``.
+///
+/// With `statisticsLink`, the statistics a convolution wrote for `x` through
+/// the same link are merged instead of a pass over `x`.
 public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float = 1e-5,
-                      activation: BatchNormActivation = .none) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
-    let out = try apply(BatchNormTraining(epsilon: epsilon, activation: activation), [x, gamma, beta])
+                      activation: BatchNormActivation = .none,
+                      statisticsLink: ChannelStatisticsLink? = nil) throws -> (y: Tensor, mean: Tensor, invstd: Tensor) {
+    let out = try apply(BatchNormTraining(epsilon: epsilon, activation: activation, statisticsLink: statisticsLink),
+                        [x, gamma, beta])
     return (out[0], out[1], out[2])
 }
 
