@@ -224,19 +224,21 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     /// The vector sets for a CPU whose native vectors hold `vectorWidth`
     /// floats (``OpenCLDevice/nativeFloatVectorWidth``). At 16 or more
     /// (AVX-512: 32 registers of 16 floats) the wide sets. Below (AVX2: 16
-    /// registers of 8 floats, a float16 two of them), measured on ResNet-20's
-    /// 17 geometries and passes on a 2-core EPYC (`clover tune conv`, POCL
-    /// pthread-haswell), against the wide sets: 2 rows x 2 vectors for the
-    /// forward (34.7 ms in all against 50.8), 4 x 1 for the data gradient
-    /// (27.6 against 34.2), and 8 x 2 for the weight gradient (43.0 against
-    /// 50.3 for 4 x 6); and 1 x 2 for depthwise convolutions (EfficientNet-B0's
-    /// at batch 8: 67.5, 10.2 and 12.2 ms over its forward, data and weight
-    /// passes against 74.3, 14.6 and 14.0 for 1 x 4).
+    /// registers of 8 floats, a float16 two of them), the sets measured best
+    /// over ResNet-20's 3x3 geometries (batch 64) and EfficientNet-B0's 1x1 and
+    /// depthwise ones (batch 8) on a 2-core EPYC (`clover tune conv`, POCL
+    /// pthread-haswell), summed over each pass's geometries: 4 rows x 1
+    /// vector for the forward (35.4 + 93.3 ms against 50.8 + 113.8 for the
+    /// wide 8 x 2) and the data gradient (27.6 + 92.1 against 34.2 + 117.2),
+    /// 2 x 2 weight columns for the weight gradient (45.8 + 103.9 against
+    /// 50.3 + 112.4 for the wide 4 x 6), and 1 x 2 for depthwise convolutions
+    /// (67.5, 69.6 and 43.9 over the three passes against 74.3, 65.9 and 46.3
+    /// for the wide 1 x 4).
     static func vectorRoles(vectorWidth: Int) -> VectorRoles {
         vectorWidth >= 16
             ? VectorRoles(forward: searchSpace[0], backwardData: searchSpace[0], backwardWeight: searchSpace[1],
                           depthwise: searchSpace[3])
-            : VectorRoles(forward: searchSpace[5], backwardData: searchSpace[4], backwardWeight: searchSpace[0],
+            : VectorRoles(forward: searchSpace[4], backwardData: searchSpace[4], backwardWeight: searchSpace[5],
                           depthwise: searchSpace[6])
     }
 
