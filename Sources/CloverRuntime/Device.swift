@@ -31,6 +31,10 @@ public final class OpenCLDevice: CustomStringConvertible {
     public let localMemoryBytes: Int
     public let maxWorkGroupSize: Int
     public let extensions: [String]
+    /// Floats per native vector register (`CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT`):
+    /// 16 on AVX-512 CPUs, 8 on AVX2 ones (POCL), 1 on most GPUs. The CPU
+    /// kernels size their register blocks by it.
+    public let nativeFloatVectorWidth: Int
     /// NVIDIA's compute capability (major, minor), read through
     /// `cl_nv_device_attribute_query`; nil on other devices.
     public let nvidiaComputeCapability: (major: Int, minor: Int)?
@@ -67,6 +71,8 @@ public final class OpenCLDevice: CustomStringConvertible {
         localMemoryBytes = Int(local)
         let wg: Int = try deviceValue(id, cl_device_info(CL_DEVICE_MAX_WORK_GROUP_SIZE))
         maxWorkGroupSize = wg
+        let vectorWidth: cl_uint = try deviceValue(id, cl_device_info(CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT))
+        nativeFloatVectorWidth = max(1, Int(vectorWidth))
         extensions = try deviceString(id, cl_device_info(CL_DEVICE_EXTENSIONS))
             .split(separator: " ").map(String.init)
         if extensions.contains("cl_nv_device_attribute_query") {

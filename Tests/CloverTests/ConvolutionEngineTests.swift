@@ -17,12 +17,12 @@ final class ConvolutionEngineTests: XCTestCase {
     }
 
     func testSearchSpaceHasValidVectorSetsThatAreCandidatesEverywhere() throws {
-        XCTAssertEqual(vectorSets.count, 4)
+        XCTAssertEqual(vectorSets.count, 7)
         for set in vectorSets { XCTAssertTrue(set.violations.isEmpty, "\(set): \(set.violations)") }
         let strided = try geometry([2, 16, 28, 28], [32, 16, 3, 3], Convolution2DParameters(stride: 2, padding: 1))
         for pass in ConvPass.allCases {
             XCTAssertEqual(ConvAlgorithmSelection.candidates(strided, pass, kind: .cpu)
-                .filter { $0.parameters?.form == .vector }.count, 4, "\(pass)")
+                .filter { $0.parameters?.form == .vector }.count, 7, "\(pass)")
         }
         XCTAssertFalse(ConvGemmParameters(vectorItems: 4, workM: 8, workN: 6).violations.isEmpty,
                        "48 float16 accumulators would spill")
@@ -98,15 +98,49 @@ final class ConvolutionEngineTests: XCTestCase {
         }
     }
 
+    /// The vector sets follow the CPU's register file: on 16 registers of 8
+    /// floats (AVX2) a float16 is two registers, and the forward and data
+    /// gradient sets keep their accumulators within half of them; at 16
+    /// floats (AVX-512, 32 registers) the wide sets. The heuristic, the
+    /// candidates' first entry and the depthwise set all follow the width.
+    func testVectorSetsFollowTheRegisterFile() throws {
+        let g = try geometry([64, 16, 28, 28], [32, 16, 3, 3], Convolution2DParameters(stride: 1, padding: 1))
+        let depthwise = try geometry([8, 32, 56, 56], [32, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 32))
+        let wide = ConvGemmParameters.vectorRoles(vectorWidth: 16), narrow = ConvGemmParameters.vectorRoles(vectorWidth: 8)
+        XCTAssertEqual(ConvGemmParameters.vectorRoles(vectorWidth: 32).forward, wide.forward)
+        XCTAssertEqual(ConvGemmParameters.vectorRoles(vectorWidth: 4).forward, narrow.forward)
+        for set in [narrow.forward, narrow.backwardData] {
+            XCTAssertEqual(set.form, .vector)
+            XCTAssertLessThanOrEqual(2 * set.workM * set.workN, 8, "\(set): accumulators in at most 8 of 16 registers")
+        }
+        XCTAssertGreaterThan(2 * wide.forward.workM * wide.forward.workN, 16, "the wide sets would spill on AVX2")
+        for (width, roles) in [(16, wide), (8, narrow)] {
+            for pass in ConvPass.allCases {
+                let expected = roles.product(for: pass)
+                XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .cpu, vectorWidth: width).parameters,
+                               expected, "\(pass) width \(width)")
+                XCTAssertEqual(ConvAlgorithmSelection.candidates(g, pass, kind: .cpu, vectorWidth: width).first?.parameters,
+                               expected, "\(pass) width \(width)")
+                XCTAssertEqual(ConvAlgorithmSelection.heuristic(depthwise, pass, kind: .cpu, vectorWidth: width).parameters,
+                               roles.depthwise, "depthwise \(pass) width \(width)")
+                XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu, vectorWidth: width).parameters?.form,
+                               .tiled, "GPUs ignore the width")
+            }
+        }
+        // The device's own width reaches the selection.
+        let context = try XCTUnwrap(try TestDevice.get().openCL)
+        XCTAssertGreaterThanOrEqual(context.device.nativeFloatVectorWidth, 1)
+    }
+
     /// Depthwise convolutions take the one-row vector set on CPUs (measured
     /// 1.5–5× the depthwise kernel there) and keep the depthwise kernel on GPUs.
     func testDepthwiseTakesTheOneRowVectorSetOnCPUs() throws {
         let g = try geometry([8, 32, 56, 56], [32, 1, 3, 3], Convolution2DParameters(stride: 1, padding: 1, groups: 32))
         XCTAssertEqual(g.algorithm, .depthwise)
-        XCTAssertEqual(ConvGemmParameters.depthwiseVector.workM, 1)
+        XCTAssertEqual(ConvGemmParameters.vectorRoles(vectorWidth: 16).depthwise.workM, 1)
         for pass in ConvPass.allCases {
             XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .cpu),
-                           ConvChoice(.implicitGEMM, ConvGemmParameters.depthwiseVector), "\(pass)")
+                           ConvChoice(.implicitGEMM, ConvGemmParameters.vectorRoles(vectorWidth: 16).depthwise), "\(pass)")
             XCTAssertEqual(ConvAlgorithmSelection.heuristic(g, pass, kind: .gpu), ConvChoice(.depthwise), "\(pass)")
         }
     }
@@ -143,7 +177,7 @@ final class ConvolutionEngineTests: XCTestCase {
             }
         }
         XCTAssertEqual(ConvAlgorithmSelection.heuristic(pairs, .forward, kind: .cpu).parameters,
-                       ConvGemmParameters.depthwiseVector)
+                       ConvGemmParameters.vectorRoles(vectorWidth: 16).depthwise)
         XCTAssertEqual(ConvAlgorithmSelection.heuristic(resnext, .forward, kind: .cpu).parameters?.workM, 8)
     }
 

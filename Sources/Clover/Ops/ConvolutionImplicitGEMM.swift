@@ -171,7 +171,11 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
     /// float16 accumulators, 8 rows x 2 vectors for the forward
     /// pass and data gradient, 4 rows x 6 weight columns for the weight
     /// gradient, and 1 row x 4 vectors for depthwise convolutions (one
-    /// channel per group). Then the barrier-free (direct) sets, for CPUs:
+    /// channel per group), sized for 32 registers of 16 floats (AVX-512);
+    /// then narrower sets for 16 registers of 8 floats (AVX2), where a
+    /// float16 takes two registers: 4 rows x 1 vector, 2 x 2 and 1 x 2
+    /// (``vectorRoles(vectorWidth:)`` says which role takes which). Then the
+    /// barrier-free (direct) sets, for CPUs:
     /// POCL vectorises across dimension 0, 16 items per AVX-512 register.
     /// Then the tiled sets; the last two are the GPU shapes (64x64 and
     /// 128x128 tiles on 256 items, K-tiles 16 and 8, 8 KiB each of local
@@ -184,6 +188,9 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(vectorItems: 4, workM: 4, workN: 6),
         ConvGemmParameters(vectorItems: 1, workM: 8, workN: 3),
         ConvGemmParameters(vectorItems: 4, workM: 1, workN: 4),
+        ConvGemmParameters(vectorItems: 4, workM: 4, workN: 1),
+        ConvGemmParameters(vectorItems: 4, workM: 2, workN: 2),
+        ConvGemmParameters(vectorItems: 4, workM: 1, workN: 2),
         ConvGemmParameters(directItems: 64, workM: 16, workN: 1),
         ConvGemmParameters(directItems: 64, workM: 8, workN: 2),
         ConvGemmParameters(directItems: 64, workM: 4, workN: 4),
@@ -199,19 +206,67 @@ public struct ConvGemmParameters: Codable, Hashable, Sendable, CustomStringConve
         ConvGemmParameters(tensorCoreTileM: 128, tileN: 128, tileK: 8, warpsM: 2, warpsN: 4),
     ]
 
-    /// The vector set for depthwise convolutions (one channel per group).
-    static var depthwiseVector: ConvGemmParameters { searchSpace[3] }
+    /// The CPU vector sets of one register file: the forward pass's, the
+    /// data gradient's, the weight gradient's, and the one for convolutions
+    /// with at most two rows per group (depthwise, the RegNet cell's pairs).
+    struct VectorRoles {
+        let forward, backwardData, backwardWeight, depthwise: ConvGemmParameters
+
+        func product(for pass: ConvPass) -> ConvGemmParameters {
+            switch pass {
+            case .forward: forward
+            case .backwardData: backwardData
+            case .backwardWeight: backwardWeight
+            }
+        }
+    }
+
+    /// The vector sets for a CPU whose native vectors hold `vectorWidth`
+    /// floats (``OpenCLDevice/nativeFloatVectorWidth``). At 16 or more
+    /// (AVX-512: 32 registers of 16 floats) the wide sets. Below (AVX2: 16
+    /// registers of 8 floats, a float16 two of them), the sets measured best
+    /// over ResNet-20's 3x3 geometries (batch 64) and EfficientNet-B0's 1x1 and
+    /// depthwise ones (batch 8) on a 2-core EPYC (`clover tune conv`, POCL
+    /// pthread-haswell), summed over each pass's geometries: 4 rows x 1
+    /// vector for the forward (35.4 + 93.3 ms against 50.8 + 113.8 for the
+    /// wide 8 x 2) and the data gradient (27.6 + 92.1 against 34.2 + 117.2),
+    /// 2 x 2 weight columns for the weight gradient (45.8 + 103.9 against
+    /// 50.3 + 112.4 for the wide 4 x 6), and 1 x 2 for depthwise convolutions
+    /// (67.5, 69.6 and 43.9 over the three passes against 74.3, 65.9 and 46.3
+    /// for the wide 1 x 4).
+    static func vectorRoles(vectorWidth: Int) -> VectorRoles {
+        vectorWidth >= 16
+            ? VectorRoles(forward: searchSpace[0], backwardData: searchSpace[0], backwardWeight: searchSpace[1],
+                          depthwise: searchSpace[3])
+            : VectorRoles(forward: searchSpace[4], backwardData: searchSpace[4], backwardWeight: searchSpace[5],
+                          depthwise: searchSpace[6])
+    }
+
+    /// The GPU's tiled sets: 64x64 and 128x128 tiles.
+    private static var gpuTiled: (small: ConvGemmParameters, large: ConvGemmParameters) {
+        let tiled = searchSpace.filter { $0.form == .tiled }
+        return (tiled[tiled.count - 2], tiled[tiled.count - 1])
+    }
+
+    /// The GPU's tensor-core sets: 64x64 on 4 warps and 128x128 on 8.
+    private static var gpuTensorCore: (small: ConvGemmParameters, large: ConvGemmParameters) {
+        let sets = searchSpace.filter { $0.form == .tensorCore }
+        return (sets[0], sets[1])
+    }
 
     /// The set an unmeasured geometry uses on `kind` of device: on CPUs the
-    /// vector form, on GPUs the tiled 64x64 or 128x128 set.
+    /// vector form sized for `vectorWidth`-float registers, on GPUs the tiled
+    /// 64x64 or 128x128 set.
     /// With `tensorCores`, the GPU's sets are the tensor-core ones of the same
     /// tiles (64x64 on 4 warps, 128x128 on 8).
     static func heuristicDefault(for kind: DeviceKind, pass: ConvPass, geometry g: Convolution2DGeometry,
-                                 tensorCores: Bool = false) -> ConvGemmParameters {
-        if kind == .cpu { return pass == .backwardWeight ? searchSpace[1] : searchSpace[0] }
+                                 tensorCores: Bool = false, vectorWidth: Int = 16) -> ConvGemmParameters {
+        if kind == .cpu {
+            return vectorRoles(vectorWidth: vectorWidth).product(for: pass)
+        }
         let rows = pass == .backwardData ? g.cg : g.og
-        if tensorCores { return rows <= 64 ? searchSpace[15] : searchSpace[16] }
-        return rows <= 64 ? searchSpace[13] : searchSpace[14]
+        if tensorCores { return rows <= 64 ? gpuTensorCore.small : gpuTensorCore.large }
+        return rows <= 64 ? gpuTiled.small : gpuTiled.large
     }
 }
 

@@ -173,8 +173,8 @@ public enum ConvAlgorithmSelection {
     /// allowed and available: ``OpenCLContext/usesTF32TensorCores``), never
     /// emulated on a device without them.
     static func candidates(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind,
-                           tensorCores: Bool = false) -> [ConvChoice] {
-        var list = [heuristic(g, pass, kind: kind, tensorCores: tensorCores)]
+                           tensorCores: Bool = false, vectorWidth: Int = 16) -> [ConvChoice] {
+        var list = [heuristic(g, pass, kind: kind, tensorCores: tensorCores, vectorWidth: vectorWidth)]
         if g.algorithm != .im2colGEMM { list.append(ConvChoice(g.algorithm)) }
         list.append(ConvChoice(.im2colGEMM))
         list += ConvGemmParameters.searchSpace.filter { set in
@@ -197,14 +197,16 @@ public enum ConvAlgorithmSelection {
     /// and im2col + CLBlast on ResNet-20, 1.5–5× the depthwise kernel, 1.3–3×
     /// the grouped kernels, 3–7× CLBlast on ResNet-50's 1x1 convolutions);
     /// smaller planes (squeeze-and-excitation's 1x1) keep their shape rule's
-    /// path. On GPUs, the shape rule's depthwise, grouped or pointwise path
+    /// path. The vector sets are those of the CPU's register file
+    /// (`vectorWidth`, ``ConvGemmParameters/vectorRoles(vectorWidth:)``). On GPUs, the shape rule's depthwise, grouped or pointwise path
     /// where it has one, else implicit GEMM with the tiled sets.
     static func heuristic(_ g: Convolution2DGeometry, _ pass: ConvPass, kind: DeviceKind,
-                          tensorCores: Bool = false) -> ConvChoice {
+                          tensorCores: Bool = false, vectorWidth: Int = 16) -> ConvChoice {
         if kind == .cpu && (g.algorithm == .im2colGEMM || g.oh * g.ow >= 4) {
             let rows = pass == .backwardData ? g.cg : g.og
-            return ConvChoice(.implicitGEMM, rows <= 2 ? ConvGemmParameters.depthwiseVector
-                                  : ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g))
+            return ConvChoice(.implicitGEMM, rows <= 2 ? ConvGemmParameters.vectorRoles(vectorWidth: vectorWidth).depthwise
+                                  : ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g,
+                                                                        vectorWidth: vectorWidth))
         }
         if g.algorithm != .im2colGEMM { return ConvChoice(g.algorithm) }
         return ConvChoice(.implicitGEMM, ConvGemmParameters.heuristicDefault(for: kind, pass: pass, geometry: g,
@@ -233,7 +235,8 @@ public enum ConvAlgorithmSelection {
             return try autotuner(context, ConvGeometry(input: [g.n, g.c, g.h, g.w], weight: [g.o, g.cg, g.kh, g.kw],
                                                        parameters: g.parameters, pass: pass, key: key))
         }
-        return heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores)
+        return heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores,
+                         vectorWidth: context.device.nativeFloatVectorWidth)
     }
 
     /// What the selection runs for one geometry and pass on `context`'s
@@ -248,7 +251,8 @@ public enum ConvAlgorithmSelection {
         if let known = state.withLock({ $0.entries[deviceKey(context.device)]?[key(g, pass)] }) {
             return (known.choice, true)
         }
-        return (heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores), false)
+        return (heuristic(g, pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores,
+                          vectorWidth: context.device.nativeFloatVectorWidth), false)
     }
 
     /// The distinct convolution geometries and passes `body` runs (for
@@ -274,7 +278,8 @@ public enum ConvAlgorithmSelection {
         let (counts, outCount) = operandCounts(g, geometry.pass)
         let a = try context.allocateView(count: counts[0]), b = try context.allocateView(count: counts[1])
         let out = try context.allocateView(count: outCount)
-        return candidates(g, geometry.pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores).map { choice in
+        return candidates(g, geometry.pass, kind: context.pathKind, tensorCores: context.usesTF32TensorCores,
+                          vectorWidth: context.device.nativeFloatVectorWidth).map { choice in
             do {
                 try run(context, g, geometry.pass, choice, a, b, out)
                 return (choice, nil)
@@ -291,10 +296,10 @@ public enum ConvAlgorithmSelection {
     // passes' internal kernels, which only this module can reach.
 
     /// The candidates the search tries for `geometry` on `context`, the
-    /// heuristic default first (see ``candidates(_:_:kind:tensorCores:)``).
+    /// heuristic default first (see ``candidates(_:_:kind:tensorCores:vectorWidth:)``).
     package static func candidates(for geometry: ConvGeometry, on context: OpenCLContext) throws -> [ConvChoice] {
         candidates(try geometry.resolved(), geometry.pass, kind: context.pathKind,
-                   tensorCores: context.usesTF32TensorCores)
+                   tensorCores: context.usesTF32TensorCores, vectorWidth: context.device.nativeFloatVectorWidth)
     }
 
     /// The element counts of the pass's two inputs and its output: forward
