@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Smooth activations and their gradients. Kernels: Kernels/activation.cl, one program per kind
@@ -80,9 +81,8 @@ public struct Activation: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.activationForward, defines: ["ACT": kind.macro])
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ActivationForwardArguments(n: UInt64(y.count), x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -118,9 +118,8 @@ public struct ActivationBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.activationBackward, defines: ["ACT": kind.macro])
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dx.count), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize],
+                           ActivationBackwardArguments(n: UInt64(dx.count), dy: dy, x: x, dx: dx))
     }
 }
 

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Masked softmax, head layout and multi-head scaled dot-product attention.
@@ -115,10 +116,11 @@ public struct MaskedSoftmax: Primitive {
         let flags = try mask?.view(on: context) ?? x
         let kernel = try context.kernel(.maskedSoftmaxForward,
                                         defines: ["WG": "\(softmaxGroupSize)"])
-        try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize], arguments: [
-            Int32(rows), Int32(s[1]), Int32(s[2]), Int32(s[3]), Int32(mask == nil ? 0 : 1), Int32(causal ? 1 : 0),
-            x.buffer, x.kernelOffset, flags.buffer, flags.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize],
+                           MaskedSoftmaxForwardArguments(
+                               rows: Int32(rows), heads: Int32(s[1]), lq: Int32(s[2]), lk: Int32(s[3]),
+                               useMask: Int32(mask == nil ? 0 : 1), causal: Int32(causal ? 1 : 0),
+                               x: x, valid: flags, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -155,9 +157,8 @@ public struct SoftmaxBackward: Primitive {
         let n = inputs[0].shape.last!, rows = inputs[0].count / n
         let dy = inputs[0].view, y = inputs[1].view, dx = outputs[0].view
         let kernel = try context.kernel(.softmaxBackward, defines: ["WG": "\(softmaxGroupSize)"])
-        try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize], arguments: [
-            Int32(rows), Int32(n), dy.buffer, dy.kernelOffset, y.buffer, y.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize],
+                           SoftmaxBackwardArguments(rows: Int32(rows), n: Int32(n), dy: dy, y: y, dx: dx))
     }
 }
 

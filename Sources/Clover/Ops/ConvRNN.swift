@@ -35,15 +35,14 @@ private func gateIndex(_ e: Int, channels: Int, hw: Int, gates: Int, _ k: Int) -
 
 private func sigmoid(_ x: Double) -> Double { 1 / (1 + _exp(-x)) }
 
-private func launchStateKernel(_ context: OpenCLContext, _ name: KernelName, total: Int, channels: Int?, hw: Int?,
-                               _ tensors: [BufferView]) throws {
+/// Launches one of the state kernels over `total` state elements; the
+/// arguments are built once the extents are known to fit an `int`.
+private func launchStateKernel<Arguments: KernelArguments>(_ context: OpenCLContext, total: Int,
+                                                           _ arguments: @autoclosure () -> Arguments) throws {
     // Gate indices reach 4 · total (an LSTM's pre-activations).
-    try checkInt32Extents(op: name.name, [4, total])
-    let kernel = try context.kernel(name)
-    var args: [KernelArgument] = [Int32(total)]
-    if let channels, let hw { args += [Int32(channels), Int32(hw)] }
-    for t in tensors { args += [t.buffer, t.kernelOffset] }
-    try context.launch(kernel, global: [total], local: [pointwiseGroupSize], arguments: args)
+    try checkInt32Extents(op: Arguments.kernel.name, [4, total])
+    let kernel = try context.kernel(Arguments.kernel)
+    try context.launch(kernel, global: [total], local: [pointwiseGroupSize], arguments())
 }
 
 /// ConvLSTM cell update. Inputs: pre `[B, 4N, H, W]` (gates i, f, o, g),
@@ -74,9 +73,10 @@ public struct LSTMCell: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let s = inputs[1].shape
-        try launchStateKernel(context, .lstmCellForward, total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
-                              [inputs[0].view, inputs[1].view, outputs[0].view, outputs[1].view])
+        let s = inputs[1].shape, total = inputs[1].count
+        try launchStateKernel(context, total: total, LstmCellForwardArguments(
+            total: Int32(total), nCh: Int32(s[1]), hw: Int32(s[2] * s[3]),
+            pre: inputs[0].view, c: inputs[1].view, hOut: outputs[0].view, cOut: outputs[1].view))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -117,9 +117,11 @@ public struct LSTMCellBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let s = inputs[3].shape
-        try launchStateKernel(context, .lstmCellBackward, total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
-                              inputs.map(\.view) + outputs.map(\.view))
+        let s = inputs[3].shape, total = inputs[3].count
+        try launchStateKernel(context, total: total, LstmCellBackwardArguments(
+            total: Int32(total), nCh: Int32(s[1]), hw: Int32(s[2] * s[3]),
+            dh: inputs[0].view, dcn: inputs[1].view, pre: inputs[2].view, c: inputs[3].view,
+            dpre: outputs[0].view, dc: outputs[1].view))
     }
 }
 
@@ -147,9 +149,10 @@ public struct GRUGates: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let s = inputs[1].shape
-        try launchStateKernel(context, .gruGatesForward, total: inputs[1].count, channels: s[1], hw: s[2] * s[3],
-                              inputs.map(\.view) + outputs.map(\.view))
+        let s = inputs[1].shape, total = inputs[1].count
+        try launchStateKernel(context, total: total, GruGatesForwardArguments(
+            total: Int32(total), nCh: Int32(s[1]), hw: Int32(s[2] * s[3]),
+            pre: inputs[0].view, h: inputs[1].view, z: outputs[0].view, rh: outputs[1].view))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -184,9 +187,11 @@ public struct GRUGatesBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let s = inputs[3].shape
-        try launchStateKernel(context, .gruGatesBackward, total: inputs[3].count, channels: s[1], hw: s[2] * s[3],
-                              inputs.map(\.view) + outputs.map(\.view))
+        let s = inputs[3].shape, total = inputs[3].count
+        try launchStateKernel(context, total: total, GruGatesBackwardArguments(
+            total: Int32(total), nCh: Int32(s[1]), hw: Int32(s[2] * s[3]),
+            dz: inputs[0].view, drh: inputs[1].view, pre: inputs[2].view, h: inputs[3].view,
+            dpre: outputs[0].view, dh: outputs[1].view))
     }
 }
 
@@ -213,8 +218,10 @@ public struct GRUOutput: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        try launchStateKernel(context, .gruOutputForward, total: inputs[0].count, channels: nil, hw: nil,
-                              inputs.map(\.view) + outputs.map(\.view))
+        let total = inputs[0].count
+        try launchStateKernel(context, total: total, GruOutputForwardArguments(
+            total: Int32(total), z: inputs[0].view, pHat: inputs[1].view, h: inputs[2].view,
+            hOut: outputs[0].view))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -246,7 +253,9 @@ public struct GRUOutputBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        try launchStateKernel(context, .gruOutputBackward, total: inputs[0].count, channels: nil, hw: nil,
-                              inputs.map(\.view) + outputs.map(\.view))
+        let total = inputs[0].count
+        try launchStateKernel(context, total: total, GruOutputBackwardArguments(
+            total: Int32(total), dho: inputs[0].view, z: inputs[1].view, pHat: inputs[2].view, h: inputs[3].view,
+            dz: outputs[0].view, dp: outputs[1].view, dh: outputs[2].view))
     }
 }

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Dropout and stochastic depth with counter-based (Philox4x32-10) masks. Kernels: Kernels/dropout.cl.
@@ -64,9 +65,9 @@ struct DropMask {
     /// `1 / (1 − p)` rounded to float, as the kernels multiply by it.
     var deviceScale: Float { Float(1 / (1 - Double(probability))) }
 
-    var seedWords: [KernelArgument] {
-        [UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)]
-    }
+    /// The seed's low and high 32-bit words, as the kernels take it.
+    var seedLo: UInt32 { UInt32(truncatingIfNeeded: seed) }
+    var seedHi: UInt32 { UInt32(truncatingIfNeeded: seed >> 32) }
 }
 
 /// Training-mode dropout: `y = x · mask / (1 − p)` with `mask[i]` drawn from
@@ -108,9 +109,9 @@ public struct InvertedDropout: Primitive {
         let kernel = try context.kernel(.dropoutForward)
         let x = inputs[0].view, y = outputs[0].view
         // One work item per element (dropout.cl says why).
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(y.count), mask.threshold, mask.deviceScale] + mask.seedWords
-            + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], DropoutForwardArguments(
+            n: UInt64(y.count), threshold: mask.threshold, scale: mask.deviceScale,
+            seedLo: mask.seedLo, seedHi: mask.seedHi, x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -162,9 +163,9 @@ public struct DropPath: Primitive {
         let kernel = try context.kernel(.stochasticDepthForward)
         let x = inputs[0].view, y = outputs[0].view
         let perSample = y.count / inputs[0].shape[0]
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            [UInt64(y.count), UInt64(perSample), mask.threshold, mask.deviceScale] + mask.seedWords
-            + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], StochasticDepthForwardArguments(
+            n: UInt64(y.count), perSample: UInt64(perSample), threshold: mask.threshold, scale: mask.deviceScale,
+            seedLo: mask.seedLo, seedHi: mask.seedHi, x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Elementwise arithmetic and ReLU. Kernels: Kernels/elementwise.cl.
@@ -45,9 +46,8 @@ public struct BinaryElementwise: Primitive {
         }
         let kernel = try context.kernel(.binaryElementwise, defines: ["OP": macro])
         let a = inputs[0].view, b = inputs[1].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), a.buffer, a.kernelOffset, b.buffer, b.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           BinaryElementwiseArguments(n: UInt64(y.count), a: a, b: b, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -82,9 +82,8 @@ public struct ReLU: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.reluForward)
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ReluForwardArguments(n: UInt64(y.count), x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -114,9 +113,8 @@ public struct ReLUBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.reluBackward)
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dx.count), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize],
+                           ReluBackwardArguments(n: UInt64(dx.count), dy: dy, x: x, dx: dx))
     }
 }
 
@@ -138,9 +136,8 @@ public struct Scale: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.scaleElementwise)
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), factor, x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ScaleElementwiseArguments(n: UInt64(y.count), alpha: factor, x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -174,9 +171,8 @@ public struct FullLike: Primitive {
 /// Fills a view with one value on the device.
 func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) throws {
     let kernel = try context.kernel(.fillValue)
-    try context.launch(kernel, global: [view.count], local: [pointwiseGroupSize], arguments: [
-        UInt64(view.count), value, view.buffer, view.kernelOffset,
-    ])
+    try context.launch(kernel, global: [view.count], local: [pointwiseGroupSize],
+                       FillValueArguments(n: UInt64(view.count), value: value, y: view))
 }
 
 /// `factor · x` elementwise.

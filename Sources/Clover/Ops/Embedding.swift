@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Token-embedding lookup and its scatter-add gradient. Kernels: Kernels/embedding.cl.
@@ -99,10 +100,8 @@ public struct EmbeddingLookup: Primitive {
         let table = inputs[0].view, y = outputs[0].view, idView = try ids.view(on: context)
         try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
         let kernel = try context.kernel(.embeddingForward)
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            Int32(y.count), Int32(inputs[0].shape[1]), table.buffer, table.kernelOffset,
-            idView.buffer, idView.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], EmbeddingForwardArguments(
+            n: Int32(y.count), dim: Int32(inputs[0].shape[1]), table: table, ids: idView, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -151,11 +150,9 @@ public struct EmbeddingBackward: Primitive {
         let index = try ids.inverseIndex(vocabulary: vocabulary, on: context)
         try checkInt32Extents(op: name, inputs[0].shape, outputs[0].shape)
         let kernel = try context.kernel(.embeddingBackward)
-        try context.launch(kernel, global: [dtable.count], local: [pointwiseGroupSize], arguments: [
-            Int32(dtable.count), Int32(inputs[0].shape.last!), dy.buffer, dy.kernelOffset,
-            index.starts.buffer, index.starts.kernelOffset, index.positions.buffer, index.positions.kernelOffset,
-            dtable.buffer, dtable.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dtable.count], local: [pointwiseGroupSize], EmbeddingBackwardArguments(
+            n: Int32(dtable.count), dim: Int32(inputs[0].shape.last!), dy: dy,
+            starts: index.starts, positions: index.positions, dtable: dtable))
     }
 }
 

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Data movement: concat and split along an axis, copies of strided views (transposes, permutes,
@@ -28,11 +29,11 @@ private func copyBlocks(_ context: OpenCLContext, rows: Int, length: Int,
     try checkInt32Extents(op: "copy_blocks", [rows, max(length, sourceStride)], [rows, max(length, destinationStride)])
     let kernel = try context.kernel(.copyBlocks)
     let n = rows * length
-    try context.launch(kernel, global: [n], local: [pointwiseGroupSize], arguments: [
-        Int32(n), Int32(length),
-        source.buffer, source.kernelOffset + UInt64(sourceOffset), Int32(sourceStride),
-        destination.buffer, destination.kernelOffset + UInt64(destinationOffset), Int32(destinationStride),
-    ])
+    try context.launch(kernel, global: [n], local: [pointwiseGroupSize], CopyBlocksArguments(
+        n: Int32(n), len: Int32(length),
+        src: source.slice(offset: sourceOffset, count: source.count - sourceOffset), srcStride: Int32(sourceStride),
+        dst: destination.slice(offset: destinationOffset, count: destination.count - destinationOffset),
+        dstStride: Int32(destinationStride)))
 }
 
 // MARK: Concat and split
@@ -275,11 +276,10 @@ public struct StridedCopy: Primitive {
         let axes = view.axes
         let kernel = try context.kernel(.stridedGather)
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(y.count), Int32(axes.count),
-            Int32Vector8(axes.map(\.size), fill: 1), Int32Vector8(axes.map(\.stride), fill: 0), UInt64(view.offset),
-            x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], StridedGatherArguments(
+            n: UInt64(y.count), rank: Int32(axes.count),
+            sizes: Int32Vector8(axes.map(\.size), fill: 1), strides: Int32Vector8(axes.map(\.stride), fill: 0),
+            offset: UInt64(view.offset), x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -336,11 +336,11 @@ public struct StridedCopyBackward: Primitive {
         let axes = view.axes.sorted { $0.stride > $1.stride }
         let kernel = try context.kernel(.stridedScatterGather)
         let dy = inputs[0].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dx.count), Int32(axes.count), Int32Vector8(axes.map(\.size), fill: 1),
-            Int32Vector8(axes.map(\.stride), fill: 1), Int32Vector8(axes.map(\.contiguousStride), fill: 0),
-            UInt64(view.offset), dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], StridedScatterGatherArguments(
+            n: UInt64(dx.count), rank: Int32(axes.count), sizes: Int32Vector8(axes.map(\.size), fill: 1),
+            strides: Int32Vector8(axes.map(\.stride), fill: 1),
+            dyStrides: Int32Vector8(axes.map(\.contiguousStride), fill: 0),
+            offset: UInt64(view.offset), dy: dy, dx: dx))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -378,8 +378,7 @@ public func permute(_ x: Tensor, _ order: [Int]) throws -> Tensor {
 func transposeMiddleAxes(_ x: BufferView, dims: [Int], into y: BufferView, on context: OpenCLContext) throws {
     let kernel = try context.kernel(.transposeMiddleAxes)
     let local = [min(dims[3], 64), 1, 1]
-    try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local, arguments: [
-        Int32(dims[0]), Int32(dims[1]), Int32(dims[2]), Int32(dims[3]),
-        x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-    ])
+    try context.launch(kernel, global: [dims[3], dims[1], dims[0] * dims[2]], local: local,
+                       TransposeMiddleAxesArguments(d0: Int32(dims[0]), d1: Int32(dims[1]), d2: Int32(dims[2]),
+                                                    d3: Int32(dims[3]), x: x, y: y))
 }

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Linear (fully connected) layers: x·Wᵀ through CLBlast GEMM, plus bias kernels in Kernels/linear.cl;
@@ -193,9 +194,8 @@ public struct BiasGradient: Primitive {
         let cols = inputs[0].shape.last!, rows = inputs[0].count / cols
         let dy = inputs[0].view, db = outputs[0].view
         let kernel = try context.kernel(.biasGradRows)
-        try context.launch(kernel, global: [cols], local: [64], arguments: [
-            Int32(rows), Int32(cols), dy.buffer, dy.kernelOffset, db.buffer, db.kernelOffset,
-        ])
+        try context.launch(kernel, global: [cols], local: [64],
+                           BiasGradRowsArguments(rows: Int32(rows), cols: Int32(cols), dy: dy, db: db))
     }
 }
 
@@ -203,9 +203,8 @@ private func launchBiasAdd(_ x: BufferView, bias: BufferView, columns: Int, into
                            on context: OpenCLContext) throws {
     try checkInt32Extents(op: "bias_add", [y.count / columns, columns])
     let kernel = try context.kernel(.biasAddRows)
-    try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-        Int32(y.count), Int32(columns), x.buffer, x.kernelOffset, bias.buffer, bias.kernelOffset, y.buffer, y.kernelOffset,
-    ])
+    try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                       BiasAddRowsArguments(n: Int32(y.count), cols: Int32(columns), x: x, b: bias, y: y))
 }
 
 /// Throws unless every shape has fewer than 2^31 elements: the pointwise

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Classification losses (softmax cross-entropy with label smoothing and ignored tokens, binary
@@ -83,19 +84,17 @@ private func launchCrossEntropy(_ logits: Tensor, labels: ClassLabels, smoothing
     let labelView = try labels.view(on: context)
     let perRow = try context.allocateView(count: rows)
     let rowKernel = try context.kernel(.softmaxXentRows)
-    try context.launch(rowKernel, global: [rows], local: [64], arguments: [
-        Int32(rows), Int32(classes), smoothing, ignoreIndex, x.buffer, x.kernelOffset,
-        labelView.buffer, labelView.kernelOffset, perRow.buffer, perRow.kernelOffset,
-    ])
+    try context.launch(rowKernel, global: [rows], local: [64], SoftmaxXentRowsArguments(
+        rows: Int32(rows), classes: Int32(classes), smoothing: smoothing, ignoreIndex: ignoreIndex,
+        x: x, label: labelView, loss: perRow))
     try launchScaledSum(perRow, scale: scale, into: y, on: context)
 }
 
 /// Enqueues `y[0] = scale · Σ v`.
 private func launchScaledSum(_ v: BufferView, scale: Float, into y: BufferView, on context: OpenCLContext) throws {
     let reduce = try context.kernel(.scaledSumReduce, defines: ["WG": "256"])
-    try context.launch(reduce, global: [256], local: [256], arguments: [
-        UInt64(v.count), scale, v.buffer, v.kernelOffset, y.buffer, y.kernelOffset,
-    ])
+    try context.launch(reduce, global: [256], local: [256],
+                       ScaledSumReduceArguments(n: UInt64(v.count), scale: scale, v: v, y: y))
 }
 
 /// Enqueues the cross-entropy gradient `g · invCount · (softmax − target)`.
@@ -106,10 +105,9 @@ private func launchCrossEntropyBackward(_ g: Tensor, _ logits: Tensor, labels: C
     let gv = g.view, x = logits.view
     let labelView = try labels.view(on: context)
     let kernel = try context.kernel(.softmaxXentBackward)
-    try context.launch(kernel, global: [rows], local: [64], arguments: [
-        Int32(rows), Int32(classes), smoothing, ignoreIndex, invCount, gv.buffer, gv.kernelOffset,
-        x.buffer, x.kernelOffset, labelView.buffer, labelView.kernelOffset, dx.buffer, dx.kernelOffset,
-    ])
+    try context.launch(kernel, global: [rows], local: [64], SoftmaxXentBackwardArguments(
+        rows: Int32(rows), classes: Int32(classes), smoothing: smoothing, ignoreIndex: ignoreIndex,
+        invCount: invCount, g: gv, x: x, label: labelView, dx: dx))
 }
 
 /// Mean softmax cross-entropy of logits `[rows, classes]` against labels;
@@ -348,9 +346,8 @@ public struct BinaryCrossEntropyWithLogits: Primitive {
         let x = inputs[0].view, t = inputs[1].view
         let perElement = try context.allocateView(count: x.count)
         let kernel = try context.kernel(.bceLogitsElements)
-        try context.launch(kernel, global: [x.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(x.count), x.buffer, x.kernelOffset, t.buffer, t.kernelOffset, perElement.buffer, perElement.kernelOffset,
-        ])
+        try context.launch(kernel, global: [x.count], local: [pointwiseGroupSize],
+                           BceLogitsElementsArguments(n: UInt64(x.count), x: x, t: t, loss: perElement))
         try launchScaledSum(perElement, scale: 1 / Float(x.count), into: outputs[0].view, on: context)
     }
 
@@ -390,10 +387,8 @@ public struct BinaryCrossEntropyWithLogitsBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let g = inputs[0].view, x = inputs[1].view, t = inputs[2].view, dx = outputs[0].view
         let kernel = try context.kernel(.bceLogitsBackward)
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            UInt64(dx.count), 1 / Float(dx.count), g.buffer, g.kernelOffset, x.buffer, x.kernelOffset,
-            t.buffer, t.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], BceLogitsBackwardArguments(
+            n: UInt64(dx.count), invCount: 1 / Float(dx.count), g: g, x: x, t: t, dx: dx))
     }
 }
 
@@ -445,9 +440,8 @@ public struct Argmax: Primitive {
         let cols = inputs[0].shape.last!, rows = inputs[0].count / cols
         let x = inputs[0].view, y = outputs[0].view
         let kernel = try context.kernel(.argmaxRows)
-        try context.launch(kernel, global: [rows], local: [64], arguments: [
-            Int32(rows), Int32(cols), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [rows], local: [64],
+                           ArgmaxRowsArguments(rows: Int32(rows), cols: Int32(cols), x: x, y: y))
     }
 }
 

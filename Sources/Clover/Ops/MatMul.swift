@@ -179,12 +179,11 @@ extension MatMul {
         let kernel = try context.kernel(.matmulTf32, defines: defines, registerLimit: set.registerLimit)
         let global = [(d.n + set.tileN - 1) / set.tileN * set.itemsN, (d.m + set.tileM - 1) / set.tileM * set.itemsM,
                       d.batch]
-        try context.launch(kernel, global: global, local: [set.itemsN, set.itemsM, 1], arguments: [
-            Int32(d.m), Int32(d.n), Int32(d.k), alpha, beta,
-            a.buffer, a.kernelOffset, Int32(lda), UInt64(d.m * d.k),
-            b.buffer, b.kernelOffset, Int32(ldb), UInt64(d.k * d.n),
-            c.buffer, c.kernelOffset, Int32(d.n), UInt64(d.m * d.n),
-        ])
+        try context.launch(kernel, global: global, local: [set.itemsN, set.itemsM, 1], MatmulTf32Arguments(
+            M: Int32(d.m), N: Int32(d.n), K: Int32(d.k), alpha: alpha, beta: beta,
+            A: a, lda: Int32(lda), strideA: UInt64(d.m * d.k),
+            B: b, ldb: Int32(ldb), strideB: UInt64(d.k * d.n),
+            C: c, ldc: Int32(d.n), strideC: UInt64(d.m * d.n)))
     }
 }
 

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 import Synchronization
 
@@ -148,18 +149,13 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
     let partial = try context.allocateView(count: c * chunks.count * 2)
     let reduce = try context.kernel(.bnBackwardPartial, defines: planeDefines(context, activation.defines))
     let local = try groupSize(reduce, context, work: (hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
-    try context.launch(reduce, global: [c * chunks.count * local], local: [local], arguments: [
-        Int32(n), Int32(c), Int32(hw), Int32(chunks.length), Int32(chunks.count),
-        dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
-        invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
-        partial.buffer, partial.kernelOffset,
-        LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
-    ])
+    try context.launch(reduce, global: [c * chunks.count * local], local: [local], BnBackwardPartialArguments(
+        N: Int32(n), C: Int32(c), HW: Int32(hw), chunkLen: Int32(chunks.length), chunks: Int32(chunks.count),
+        dy: dy, x: x, mean: mean, invstd: invstd, gamma: gamma, beta: beta, partial: partial,
+        sDy: LocalMemory(bytes: local * 4), sDyx: LocalMemory(bytes: local * 4)))
     let finalize = try context.kernel(.bnBackwardFinalize)
-    try context.launch(finalize, global: [c], local: [64], arguments: [
-        Int32(c), Int32(chunks.count), partial.buffer, partial.kernelOffset, invstd.buffer, invstd.kernelOffset,
-        dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset,
-    ])
+    try context.launch(finalize, global: [c], local: [64], BnBackwardFinalizeArguments(
+        C: Int32(c), chunks: Int32(chunks.count), partial: partial, invstd: invstd, dgamma: dgamma, dbeta: dbeta))
 }
 
 /// Launches `bn_normalize`: y = act((x − mean)·invstd·gamma + beta).
@@ -168,20 +164,16 @@ private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: 
                                   activation: BatchNormActivation = .none, y: BufferView) throws {
     let kernel = try context.kernel(.bnNormalize, defines: planeDefines(context, activation.defines))
     let range = planeRange(context, planes: n * c, hw: hw)
-    try context.launch(kernel, global: range.global, local: range.local, arguments: [
-        Int32(n), Int32(c), Int32(hw), x.buffer, x.kernelOffset, mean.buffer, mean.kernelOffset,
-        invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset, beta.buffer, beta.kernelOffset,
-        y.buffer, y.kernelOffset,
-    ])
+    try context.launch(kernel, global: range.global, local: range.local, BnNormalizeArguments(
+        N: Int32(n), C: Int32(c), HW: Int32(hw), x: x, mean: mean, invstd: invstd, gamma: gamma, beta: beta, y: y))
 }
 
 /// Launches `bn_invstd_from_var`: invstd = 1 / sqrt(var + eps), into a new view.
 private func encodeInverseStd(_ context: OpenCLContext, c: Int, variance: BufferView, epsilon: Float) throws -> BufferView {
     let invstd = try context.allocateView(count: c)
     let kernel = try context.kernel(.bnInvstdFromVar)
-    try context.launch(kernel, global: [c], local: [64], arguments: [
-        Int32(c), epsilon, variance.buffer, variance.kernelOffset, invstd.buffer, invstd.kernelOffset,
-    ])
+    try context.launch(kernel, global: [c], local: [64],
+                       BnInvstdFromVarArguments(C: Int32(c), eps: epsilon, var: variance, invstd: invstd))
     return invstd
 }
 
@@ -320,17 +312,15 @@ public struct BatchNormTraining: Primitive {
             (partial, chunkCount, shifted) = (try context.allocateView(count: l.c * chunks.count * 3), chunks.count, true)
             let stats = try context.kernel(.bnStatsPartial, defines: planeDefines(context))
             let local = try groupSize(stats, context, work: (l.hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
-            try context.launch(stats, global: [l.c * chunks.count * local], local: [local], arguments: [
-                Int32(l.n), Int32(l.c), Int32(l.hw), Int32(chunks.length), Int32(chunks.count),
-                x.buffer, x.kernelOffset, partial.buffer, partial.kernelOffset,
-                LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4), LocalMemory(bytes: local * 4),
-            ])
+            try context.launch(stats, global: [l.c * chunks.count * local], local: [local], BnStatsPartialArguments(
+                N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), chunkLen: Int32(chunks.length),
+                chunks: Int32(chunks.count), x: x, partial: partial, sCount: LocalMemory(bytes: local * 4),
+                sMean: LocalMemory(bytes: local * 4), sM2: LocalMemory(bytes: local * 4)))
         }
         let finalize = try context.kernel(.bnStatsFinalize)
-        try context.launch(finalize, global: [l.c], local: [64], arguments: [
-            Int32(l.c), Int32(l.hw), Int32(chunkCount), epsilon, Int32(shifted ? 1 : 0), x.buffer, x.kernelOffset,
-            partial.buffer, partial.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
-        ])
+        try context.launch(finalize, global: [l.c], local: [64], BnStatsFinalizeArguments(
+            C: Int32(l.c), HW: Int32(l.hw), chunks: Int32(chunkCount), eps: epsilon, shifted: Int32(shifted ? 1 : 0),
+            x: x, partial: partial, mean: mean, invstd: invstd))
         try encodeBatchNormalize(context, n: l.n, c: l.c, hw: l.hw, x: x, mean: mean, invstd: invstd,
                                  gamma: inputs[1].view, beta: inputs[2].view, activation: activation,
                                  y: outputs[0].view)
@@ -456,12 +446,9 @@ public struct BatchNormBackward: Primitive {
         let dx = outputs[0].view
         let kernel = try context.kernel(.bnBackwardDx, defines: planeDefines(context, activation.defines))
         let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
-        try context.launch(kernel, global: range.global, local: range.local, arguments: [
-            Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
-            mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset, gamma.buffer, gamma.kernelOffset,
-            beta.buffer, beta.kernelOffset,
-            dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: range.global, local: range.local, BnBackwardDxArguments(
+            N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), dy: dy, x: x, mean: mean, invstd: invstd,
+            gamma: gamma, beta: beta, dgamma: dgamma, dbeta: dbeta, dx: dx))
     }
 }
 
@@ -571,10 +558,8 @@ public struct BatchNormInferenceBackward: Primitive {
                                               dgamma: outputs[1].view, dbeta: outputs[2].view)
         let kernel = try context.kernel(.bnInferenceBackwardDx, defines: planeDefines(context))
         let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
-        try context.launch(kernel, global: range.global, local: range.local, arguments: [
-            Int32(l.n), Int32(l.c), Int32(l.hw), dy.buffer, dy.kernelOffset, gamma.buffer, gamma.kernelOffset,
-            invstd.buffer, invstd.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: range.global, local: range.local, BnInferenceBackwardDxArguments(
+            N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), dy: dy, gamma: gamma, invstd: invstd, dx: dx))
     }
 }
 
@@ -644,11 +629,9 @@ public struct BatchNormRunningUpdate: Primitive {
         let rm = inputs[0].view, rv = inputs[1].view, mean = inputs[2].view, invstd = inputs[3].view
         let newMean = outputs[0].view, newVar = outputs[1].view
         let kernel = try context.kernel(.bnRunningUpdate)
-        try context.launch(kernel, global: [rm.count], local: [64], arguments: [
-            Int32(rm.count), momentum, epsilon, Float(count),
-            rm.buffer, rm.kernelOffset, rv.buffer, rv.kernelOffset, mean.buffer, mean.kernelOffset,
-            invstd.buffer, invstd.kernelOffset, newMean.buffer, newMean.kernelOffset, newVar.buffer, newVar.kernelOffset,
-        ])
+        try context.launch(kernel, global: [rm.count], local: [64], BnRunningUpdateArguments(
+            C: Int32(rm.count), momentum: momentum, eps: epsilon, count: Float(count),
+            runningMean: rm, runningVar: rv, batchMean: mean, batchInvstd: invstd, newMean: newMean, newVar: newVar))
     }
 }
 
@@ -717,11 +700,9 @@ public struct LayerNormalization: Primitive {
         let invstd = outputsStatistics ? outputs[2].view : try context.allocateView(count: l.rows)
         let kernel = try context.kernel(.layernormForward)
         let local = try groupSize(kernel, context, work: l.d)
-        try context.launch(kernel, global: [l.rows * local], local: [local], arguments: [
-            Int32(l.rows), Int32(l.d), epsilon, x.buffer, x.kernelOffset, gamma.buffer, gamma.kernelOffset,
-            beta.buffer, beta.kernelOffset, y.buffer, y.kernelOffset, mean.buffer, mean.kernelOffset,
-            invstd.buffer, invstd.kernelOffset, LocalMemory(bytes: local * 4),
-        ])
+        try context.launch(kernel, global: [l.rows * local], local: [local], LayernormForwardArguments(
+            rows: Int32(l.rows), D: Int32(l.d), eps: epsilon, x: x, gamma: gamma, beta: beta, y: y,
+            mean: mean, invstd: invstd, scratch: LocalMemory(bytes: local * 4)))
     }
 
     /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
@@ -782,23 +763,19 @@ public struct LayerNormalizationBackward: Primitive {
         let dx = outputs[0].view, dgamma = outputs[1].view, dbeta = outputs[2].view
         let rowKernel = try context.kernel(.layernormBackwardDx)
         let local = try groupSize(rowKernel, context, work: l.d)
-        try context.launch(rowKernel, global: [l.rows * local], local: [local], arguments: [
-            Int32(l.rows), Int32(l.d), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
-            gamma.buffer, gamma.kernelOffset, mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
-            dx.buffer, dx.kernelOffset, LocalMemory(bytes: local * 4),
-        ])
+        try context.launch(rowKernel, global: [l.rows * local], local: [local], LayernormBackwardDxArguments(
+            rows: Int32(l.rows), D: Int32(l.d), dy: dy, x: x, gamma: gamma, mean: mean, invstd: invstd, dx: dx,
+            scratch: LocalMemory(bytes: local * 4)))
         // Column sums over rows: LX columns (coalesced) by LY rows per group.
         let columnKernel = try context.kernel(.layernormBackwardParams)
         let limit = try groupSize(columnKernel, context, work: 256)
         let lx = min(powerOfTwo(atLeast: l.d), 64, limit)
         let ly = max(1, min(limit / lx, powerOfTwo(atLeast: l.rows)))
         let tiles = (l.d + lx - 1) / lx
-        try context.launch(columnKernel, global: [tiles * lx * ly], local: [lx * ly], arguments: [
-            Int32(l.rows), Int32(l.d), Int32(lx), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
-            mean.buffer, mean.kernelOffset, invstd.buffer, invstd.kernelOffset,
-            dgamma.buffer, dgamma.kernelOffset, dbeta.buffer, dbeta.kernelOffset,
-            LocalMemory(bytes: lx * ly * 4), LocalMemory(bytes: lx * ly * 4),
-        ])
+        try context.launch(columnKernel, global: [tiles * lx * ly], local: [lx * ly], LayernormBackwardParamsArguments(
+            rows: Int32(l.rows), D: Int32(l.d), lxSize: Int32(lx), dy: dy, x: x, mean: mean, invstd: invstd,
+            dgamma: dgamma, dbeta: dbeta,
+            sGamma: LocalMemory(bytes: lx * ly * 4), sBeta: LocalMemory(bytes: lx * ly * 4)))
     }
 }
 

@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Fused optimiser updates. Kernels: Kernels/optimizer.cl.
@@ -194,11 +195,10 @@ private func enqueueSGD(_ context: OpenCLContext, _ c: SGDConfiguration, _ segme
     let kernel = try context.kernel(.sgdUpdate, defines: [
         "MOMENTUM": c.momentum != 0 ? "1" : "0", "NESTEROV": c.nesterov ? "1" : "0",
     ])
-    try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], arguments: [
-        UInt32(p.count), c.learningRate, c.momentum, c.dampening, c.weightDecay, Int32(segments.ends.count),
-        ends.buffer, ends.kernelOffset, decay.buffer, decay.kernelOffset,
-        p.buffer, p.kernelOffset, g.buffer, g.kernelOffset, buffer.buffer, buffer.kernelOffset,
-    ])
+    try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], SgdUpdateArguments(
+        n: UInt32(p.count), lr: c.learningRate, momentum: c.momentum, dampening: c.dampening,
+        weightDecay: c.weightDecay, segments: Int32(segments.ends.count), segEnd: ends, segDecay: decay,
+        p: p, g: g, buf: buffer))
 }
 
 private func enqueueAdamW(_ context: OpenCLContext, _ c: AdamWConfiguration, step: Int, _ segments: ParameterSegments,
@@ -207,11 +207,10 @@ private func enqueueAdamW(_ context: OpenCLContext, _ c: AdamWConfiguration, ste
     let kernel = try context.kernel(.adamwUpdate)
     let c1 = 1 - Float(_pow(Double(c.beta1), Double(step)))
     let c2 = 1 - Float(_pow(Double(c.beta2), Double(step)))
-    try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], arguments: [
-        UInt32(p.count), c.learningRate, c.beta1, c.beta2, c.epsilon, c.weightDecay, c1, c2,
-        Int32(segments.ends.count), ends.buffer, ends.kernelOffset, decay.buffer, decay.kernelOffset,
-        p.buffer, p.kernelOffset, g.buffer, g.kernelOffset, m.buffer, m.kernelOffset, v.buffer, v.kernelOffset,
-    ])
+    try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], AdamwUpdateArguments(
+        n: UInt32(p.count), lr: c.learningRate, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon,
+        weightDecay: c.weightDecay, biasCorrection1: c1, biasCorrection2: c2,
+        segments: Int32(segments.ends.count), segEnd: ends, segDecay: decay, p: p, g: g, m: m, v: v))
 }
 
 /// Updates a flat parameter arena in place with one SGD step: one kernel

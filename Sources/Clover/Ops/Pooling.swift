@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Max, average and global average pooling over NCHW images, and the squeeze-and-excitation
@@ -68,11 +69,20 @@ public struct PoolWindow: Equatable, Sendable, CustomStringConvertible {
     /// ones), then H, W, OH, OW, KH, KW, SH, SW, PH, PW.
     ///
     /// - Throws: when a tensor is too large for the kernels' `int` indexing.
-    func kernelArguments(op: String, items: Int, input: [Int], output: [Int]) throws -> [KernelArgument] {
+    func kernelGeometry(op: String, items: Int, input: [Int], output: [Int]) throws -> PoolKernelGeometry {
         try checkPlaneSize(op: op, input, output)
-        return [items, input[2], input[3], output[2], output[3], kernelHeight, kernelWidth, strideHeight, strideWidth,
-                paddingHeight, paddingWidth].map { Int32($0) }
+        return PoolKernelGeometry(n: Int32(items), H: Int32(input[2]), W: Int32(input[3]),
+                                  OH: Int32(output[2]), OW: Int32(output[3]),
+                                  KH: Int32(kernelHeight), KW: Int32(kernelWidth),
+                                  SH: Int32(strideHeight), SW: Int32(strideWidth),
+                                  PH: Int32(paddingHeight), PW: Int32(paddingWidth))
     }
+}
+
+/// The int arguments the four windowed pooling kernels share, named as
+/// `Kernels/pooling.cl` names them (`PoolWindow.kernelGeometry` builds them).
+struct PoolKernelGeometry {
+    let n, H, W, OH, OW, KH, KW, SH, SW, PH, PW: Int32
 }
 
 /// Throws unless every NCHW shape has fewer than 2^31 elements: the pooling
@@ -124,9 +134,10 @@ public struct MaxPooling2D: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.maxpool2dForward)
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
-            + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
+        let g = try window.kernelGeometry(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], Maxpool2dForwardArguments(
+            n: g.n, H: g.H, W: g.W, OH: g.OH, OW: g.OW, KH: g.KH, KW: g.KW, SH: g.SH, SW: g.SW, PH: g.PH, PW: g.PW,
+            x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -201,9 +212,10 @@ public struct MaxPooling2DBackward: Primitive {
             "POOL_SH": "\(window.strideHeight)", "POOL_SW": "\(window.strideWidth)",
         ])
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
-            window.kernelArguments(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)
-            + [dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset, dx.buffer, dx.kernelOffset])
+        let g = try window.kernelGeometry(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], Maxpool2dBackwardArguments(
+            n: g.n, H: g.H, W: g.W, OH: g.OH, OW: g.OW, KH: g.KH, KW: g.KW, SH: g.SH, SW: g.SW, PH: g.PH, PW: g.PW,
+            dy: dy, x: x, dx: dx))
     }
 }
 
@@ -253,9 +265,10 @@ public struct AveragePooling2D: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.avgpool2dForward)
         let x = inputs[0].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments:
-            window.kernelArguments(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
-            + [x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
+        let g = try window.kernelGeometry(op: name, items: y.count, input: inputs[0].shape, output: outputs[0].shape)
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], Avgpool2dForwardArguments(
+            n: g.n, H: g.H, W: g.W, OH: g.OH, OW: g.OW, KH: g.KH, KW: g.KW, SH: g.SH, SW: g.SW, PH: g.PH, PW: g.PW,
+            x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -307,9 +320,10 @@ public struct AveragePooling2DBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let kernel = try context.kernel(.avgpool2dBackward)
         let dy = inputs[0].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments:
-            window.kernelArguments(op: name, items: dx.count, input: inputShape, output: inputs[0].shape)
-            + [dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset])
+        let g = try window.kernelGeometry(op: name, items: dx.count, input: inputShape, output: inputs[0].shape)
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], Avgpool2dBackwardArguments(
+            n: g.n, H: g.H, W: g.W, OH: g.OH, OW: g.OW, KH: g.KH, KW: g.KW, SH: g.SH, SW: g.SW, PH: g.PH, PW: g.PW,
+            dy: dy, dx: dx))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -352,7 +366,7 @@ public struct GlobalAveragePooling2D: Primitive {
         let kernel = try context.kernel(.globalAvgpoolForward)
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [planes * planeReductionGroupSize], local: [planeReductionGroupSize],
-                           arguments: [Int32(planes), Int32(hw), x.buffer, x.kernelOffset, y.buffer, y.kernelOffset])
+                           GlobalAvgpoolForwardArguments(planes: Int32(planes), HW: Int32(hw), x: x, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -390,9 +404,8 @@ public struct GlobalAveragePooling2DBackward: Primitive {
         let hw = inputShape[2] * inputShape[3]
         let kernel = try context.kernel(.globalAvgpoolBackward)
         let dy = inputs[0].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            Int32(dx.count), Int32(hw), dy.buffer, dy.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize],
+                           GlobalAvgpoolBackwardArguments(n: Int32(dx.count), HW: Int32(hw), dy: dy, dx: dx))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -428,9 +441,8 @@ public struct ChannelScale: Primitive {
         let hw = inputs[0].shape[2] * inputs[0].shape[3]
         let kernel = try context.kernel(.channelScaleForward)
         let x = inputs[0].view, s = inputs[1].view, y = outputs[0].view
-        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize], arguments: [
-            Int32(y.count), Int32(hw), x.buffer, x.kernelOffset, s.buffer, s.kernelOffset, y.buffer, y.kernelOffset,
-        ])
+        try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
+                           ChannelScaleForwardArguments(n: Int32(y.count), HW: Int32(hw), x: x, s: s, y: y))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
@@ -472,8 +484,8 @@ public struct ChannelScaleBackward: Primitive {
         let kernel = try context.kernel(.channelScaleBackwardScale)
         let dy = inputs[0].view, x = inputs[1].view, ds = outputs[0].view
         try context.launch(kernel, global: [planes * planeReductionGroupSize], local: [planeReductionGroupSize],
-                           arguments: [Int32(planes), Int32(hw), dy.buffer, dy.kernelOffset, x.buffer, x.kernelOffset,
-                                       ds.buffer, ds.kernelOffset])
+                           ChannelScaleBackwardScaleArguments(planes: Int32(planes), HW: Int32(hw),
+                                                              dy: dy, x: x, ds: ds))
     }
 }
 

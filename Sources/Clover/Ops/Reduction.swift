@@ -1,3 +1,4 @@
+import CloverKernels
 import CloverRuntime
 
 // Sums, means and maxima over axes, and the broadcast that undoes a
@@ -116,12 +117,10 @@ private func launchSum(_ context: OpenCLContext, _ p: AxisPass, scale: Float,
     let chunkLength = (p.extent + chunks - 1) / chunks
     chunks = (p.extent + chunkLength - 1) / chunkLength
     let target = chunks == 1 ? dst : try context.allocateView(count: p.outer * chunks * p.inner)
-    try context.launch(kernel, global: [p.outer * chunks * tiles * lx * ly], local: [lx * ly], arguments: [
-        Int32(p.outer), Int32(p.extent), Int32(p.inner), Int32(chunkLength), Int32(chunks),
-        chunks == 1 ? scale : Float(1), Int32(lx),
-        src.buffer, src.kernelOffset, target.buffer, target.kernelOffset,
-        LocalMemory(bytes: lx * ly * 4),
-    ])
+    try context.launch(kernel, global: [p.outer * chunks * tiles * lx * ly], local: [lx * ly], ReduceSumArguments(
+        outer: Int32(p.outer), extent: Int32(p.extent), inner: Int32(p.inner), chunkLen: Int32(chunkLength),
+        chunks: Int32(chunks), scale: chunks == 1 ? scale : Float(1), lxSize: Int32(lx),
+        x: src, y: target, scratch: LocalMemory(bytes: lx * ly * 4)))
     if chunks > 1 {
         try launchSum(context, AxisPass(outer: p.outer, extent: chunks, inner: p.inner), scale: scale,
                       from: target, to: dst)
@@ -310,10 +309,8 @@ public struct BroadcastTo: Primitive {
         for (n, p) in passes.enumerated() {
             let count = p.outer * p.extent * p.inner
             let destination = n == passes.count - 1 ? y.view : try context.allocateView(count: count)
-            try context.launch(kernel, global: [count], local: [pointwiseGroupSize], arguments: [
-                Int32(p.outer), Int32(p.extent), Int32(p.inner),
-                source.buffer, source.kernelOffset, destination.buffer, destination.kernelOffset,
-            ])
+            try context.launch(kernel, global: [count], local: [pointwiseGroupSize], BroadcastExpandArguments(
+                outer: Int32(p.outer), extent: Int32(p.extent), inner: Int32(p.inner), x: source, y: destination))
             source = destination
         }
     }
@@ -390,11 +387,10 @@ public struct Max: Primitive {
         let (lx, ly) = reductionTile(inner: s.inner, extent: s.extent, limit: try groupSize(kernel, context))
         let tiles = (s.inner + lx - 1) / lx
         let x = inputs[0].view, y = outputs[0].view, arg = outputs[1].view
-        try context.launch(kernel, global: [s.outer * tiles * lx * ly], local: [lx * ly], arguments: [
-            Int32(s.outer), Int32(s.extent), Int32(s.inner), Int32(lx),
-            x.buffer, x.kernelOffset, y.buffer, y.kernelOffset, arg.buffer, arg.kernelOffset,
-            LocalMemory(bytes: lx * ly * 4), LocalMemory(bytes: lx * ly * 4),
-        ])
+        try context.launch(kernel, global: [s.outer * tiles * lx * ly], local: [lx * ly], ReduceMaxArguments(
+            outer: Int32(s.outer), extent: Int32(s.extent), inner: Int32(s.inner), lxSize: Int32(lx),
+            x: x, y: y, arg: arg,
+            bestValue: LocalMemory(bytes: lx * ly * 4), bestIndex: LocalMemory(bytes: lx * ly * 4)))
     }
 
     /// Only `cotangents[0]` (of the maxima) is used: see the type's note.
@@ -450,10 +446,8 @@ public struct MaxBackward: Primitive {
         try requireInt32(name, [inputShape], context, family: "reduction")
         let kernel = try context.kernel(.maxBackward)
         let dy = inputs[0].view, arg = inputs[1].view, dx = outputs[0].view
-        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], arguments: [
-            Int32(s.outer), Int32(s.extent), Int32(s.inner),
-            dy.buffer, dy.kernelOffset, arg.buffer, arg.kernelOffset, dx.buffer, dx.kernelOffset,
-        ])
+        try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], MaxBackwardArguments(
+            outer: Int32(s.outer), extent: Int32(s.extent), inner: Int32(s.inner), dy: dy, arg: arg, dx: dx))
     }
 }
 

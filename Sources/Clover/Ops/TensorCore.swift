@@ -71,10 +71,7 @@ public struct TensorCoreProduct: Primitive {
     static func launch(_ kernel: Kernel, _ inputs: [BufferView], _ outputs: [BufferView],
                        on context: OpenCLContext) throws {
         let (a, b, c, x, d, r) = (inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], outputs[1])
-        try context.launch(kernel, global: [32], local: [32], arguments: [
-            a.buffer, a.kernelOffset, b.buffer, b.kernelOffset, c.buffer, c.kernelOffset,
-            d.buffer, d.kernelOffset, x.buffer, x.kernelOffset, r.buffer, r.kernelOffset,
-        ])
+        try context.launch(kernel, global: [32], local: [32], Tf32MmaProbeArguments(A: a, B: b, C: c, D: d, X: x, R: r))
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
