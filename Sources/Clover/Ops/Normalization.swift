@@ -86,7 +86,7 @@ struct ChannelStatistics {
 /// the output (where its kernels can), and the ``BatchNormTraining`` given
 /// the same link merges them instead of a pass over that output.
 ///
-/// The fusion is declared by whoever composes the two ops (``Conv2d``'s
+/// The fusion is declared by whoever composes the two ops (`Conv2d`'s
 /// `callAsFunction(_:normalizedBy:activation:)` in CloverNN, `Sequential`),
 /// so a convolution no batch norm reads writes no statistics. The link holds
 /// one hand-off at a time, for the output it was written with: a batch norm
