@@ -127,9 +127,12 @@ final class ConvolutionEngineTests: XCTestCase {
                                .tiled, "GPUs ignore the width")
             }
         }
-        // The device's own width reaches the selection.
+        // The device's own width reaches the selection of an unmeasured geometry on a CPU device.
         let context = try XCTUnwrap(try TestDevice.get().openCL)
-        XCTAssertGreaterThanOrEqual(context.device.nativeFloatVectorWidth, 1)
+        if context.pathKind == .cpu {
+            let roles = ConvGemmParameters.vectorRoles(vectorWidth: context.device.nativeFloatVectorWidth)
+            XCTAssertEqual(try ConvAlgorithmSelection.choice(context, g, .backwardWeight).parameters, roles.backwardWeight)
+        }
     }
 
     /// Depthwise convolutions take the one-row vector set on CPUs (measured
