@@ -112,4 +112,35 @@ final class GradientArenaTests: XCTestCase {
         XCTAssertEqual(delta("elementwise/fill_value"), 2)
         XCTAssertEqual(delta("optimizer/adamw_update"), 1)
     }
+
+    /// A parameter passed twice to one op whose gradients are written into
+    /// offered destinations (batch norm with gamma = beta) gets the sum of
+    /// both gradients: autograd offers its slice to the first occurrence
+    /// only, so one kernel does not write both gradients over each other,
+    /// and a backward with no copy in steady state still holds.
+    func testLeafPassedTwiceToOneOpGetsBothGradients() throws {
+        let gpu = try openCLDevice()
+        var results: [[Float]] = []
+        for device in [Device.reference, gpu] {
+            let shared = Parameter(try Tensor(shape: [3], values: [0.7, -0.4, 1.3], on: device))
+            let x = try Tensor(shape: [2, 3, 2, 2], values: (0..<24).map { Float(($0 * 5) % 13) / 6 - 1 }, on: device)
+            let weights = try Tensor(shape: [2, 3, 2, 2], values: (0..<24).map { Float(($0 * 3) % 7) / 4 - 0.5 }, on: device)
+            let sgd = try SGD([("shared", shared)], configuration: SGDConfiguration(learningRate: 0.01))
+            func loss() throws -> Tensor {
+                let y = try batchNorm(x, gamma: shared.tensor, beta: shared.tensor).y
+                return try sum(mul(y, weights), axes: [0, 1, 2, 3])
+            }
+            shared.tensor.zeroGrad()
+            try loss().backward()
+            let g = try XCTUnwrap(shared.grad)
+            if let arena = sgd.arena.gradientArena {
+                XCTAssertTrue(g.deviceView!.buffer === arena.gradients.deviceView!.buffer, "a gradient outside the arena")
+            }
+            results.append(try g.toArray())
+            try sgd.step()
+        }
+        for (u, v) in zip(results[0], results[1]) { XCTAssertEqual(u, v, accuracy: 1e-4 * max(1, abs(u))) }
+        // dbeta is the weights' per-channel sum; the shared gradient must include it.
+        XCTAssertNotEqual(results[0][0], 0)
+    }
 }

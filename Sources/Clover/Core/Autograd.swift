@@ -95,7 +95,8 @@ extension Tensor {
                 // kernels are never launched.
                 let needed = node.inputs.map { $0.requiresGrad || $0.gradNode != nil }
                 let grads = try node.primitive.vjp(inputs: node.inputs, outputs: node.outputs, cotangents: filled,
-                                                   needsGradient: needed)
+                                                   request: GradientRequest(needsGradient: needed,
+                                                                            destinations: gradientDestinations(of: node)))
                 for (input, g) in zip(node.inputs, grads) {
                     guard let g else { continue }
                     if let parent = input.gradNode {
@@ -115,6 +116,21 @@ extension Tensor {
     /// ``GradientArena``) is not zero-filled: its slice is marked stale, and
     /// the next backward pass overwrites it.
     public func zeroGrad() { grad = nil }
+}
+
+/// The destinations autograd offers `node`'s vjp: each leaf input's
+/// gradient-arena slice while it is stale (no gradient yet in this pass or
+/// since ``Tensor/zeroGrad()``), to its first occurrence only, so that a
+/// leaf used twice by one op gets its second gradient added, not written
+/// over the first. ``Tensor/accumulateGrad(_:)`` recognises a gradient
+/// written there and takes the slice as it is.
+private func gradientDestinations(of node: GradNode) -> [Tensor?] {
+    var offered = Set<ObjectIdentifier>()
+    return node.inputs.map { input in
+        guard input.gradNode == nil, input.requiresGrad, input.grad == nil, let destination = input.gradientDestination,
+              offered.insert(ObjectIdentifier(input)).inserted else { return nil }
+        return destination
+    }
 }
 
 /// Nodes reachable from `root`, each after all nodes it depends on.

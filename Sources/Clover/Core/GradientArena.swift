@@ -3,8 +3,9 @@ import CloverRuntime
 // Gradients that land where the optimiser reads them. A `GradientArena` is
 // one flat device buffer with a slice per leaf; each leaf's
 // `gradientDestination` is a view of its slice. `backward` writes a leaf's
-// first gradient after `zeroGrad()` into that view (directly, when the op
-// that produces it claims the destination, otherwise with one copy) and adds
+// first gradient after `zeroGrad()` into that view (directly, when autograd
+// offers the slice to the op's vjp and the vjp writes there, otherwise with
+// one copy) and adds
 // later ones in place, so the fused optimiser step reads the arena with no
 // gather. A nil `grad` is what marks a slice stale: nothing is zero-filled
 // up front, and only leaves that got no gradient at all are zeroed, by
@@ -90,19 +91,6 @@ extension Tensor {
         case let (.host(a), .host(b)): return a === b
         default: return false
         }
-    }
-
-    /// For a vjp: the tensor to write this input's whole gradient into, when
-    /// the input is a leaf whose gradient has an arena slice that is stale
-    /// (no gradient since ``zeroGrad()``); nil otherwise, and the vjp
-    /// allocates as usual. Claiming makes ``grad`` the destination at once,
-    /// so a second claim in the same pass (a leaf used twice) gets nil; the
-    /// caller must then fill the destination and return a tensor sharing its
-    /// data as the gradient (``apply(_:_:into:)`` does both).
-    func claimGradientDestination() -> Tensor? {
-        guard gradNode == nil, requiresGrad, grad == nil, let destination = gradientDestination else { return nil }
-        grad = destination
-        return destination
     }
 
     /// Adds `g` to this leaf's gradient: into its arena slice when it has

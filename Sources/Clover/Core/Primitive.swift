@@ -29,14 +29,16 @@ public protocol Primitive {
     /// that has no gradient.
     func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?]
 
-    /// The vector-Jacobian product for only the inputs whose
-    /// `needsGradient` entry is true (one entry per input); the others may
-    /// come back `nil`, and their gradient kernels are then not launched
-    /// (the first convolution's input gradient, gradients towards data,
-    /// labels and targets). Autograd calls this form. The default computes
-    /// every gradient with ``vjp(inputs:outputs:cotangents:)`` and drops the
-    /// unneeded ones; primitives with expensive gradients implement it.
-    func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?]
+    /// The vector-Jacobian product autograd calls: gradients for only the
+    /// inputs the request says need one (the others may come back `nil`,
+    /// and their gradient kernels are then not launched: the first
+    /// convolution's input gradient, gradients towards data, labels and
+    /// targets), written where the request offers a destination when the
+    /// primitive can (a parameter's slice of the optimiser's gradient arena).
+    /// The default computes every gradient with
+    /// ``vjp(inputs:outputs:cotangents:)`` and drops the unneeded ones;
+    /// primitives with expensive gradients implement it.
+    func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?]
 }
 
 extension Primitive {
@@ -44,20 +46,55 @@ extension Primitive {
         throw CloverError.notDifferentiable(op: name)
     }
 
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let grads = try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents)
-        return grads.enumerated().map { i, g in i < needsGradient.count && !needsGradient[i] ? nil : g }
+        return grads.enumerated().map { i, g in request.needs(i) ? g : nil }
     }
 }
 
-extension Array where Element == Bool {
-    /// Every one of `count` inputs needs a gradient: what the plain
-    /// ``Primitive/vjp(inputs:outputs:cotangents:)`` of a primitive that
-    /// implements the selective form asks for.
-    static func all(_ count: Int) -> [Bool] { [Bool](repeating: true, count: count) }
+/// What autograd asks of one ``Primitive/vjp(inputs:outputs:cotangents:request:)``:
+/// which inputs need a gradient, and where an input's whole gradient may be
+/// written.
+///
+/// The destinations are the fusion of the backward pass with the optimiser:
+/// autograd offers a leaf's gradient-arena slice when the slice is stale (no
+/// gradient since ``Tensor/zeroGrad()``) and the leaf appears first among
+/// the node's inputs; a vjp that writes the gradient there returns a tensor
+/// sharing its data, and autograd then records the slice as the gradient
+/// with no copy. A vjp that ignores the offer costs one copy, never a wrong
+/// result. The vjp never reaches into the arena itself.
+public struct GradientRequest {
+    /// One flag per input: whether it needs a gradient. Inputs beyond the
+    /// flags do.
+    public var needsGradient: [Bool]
+    /// One entry per input: the tensor to write its whole gradient into, or
+    /// nil to allocate as usual.
+    var destinations: [Tensor?]
+
+    /// A request for the flagged gradients, with no destinations.
+    public init(needsGradient: [Bool]) {
+        self.needsGradient = needsGradient
+        destinations = []
+    }
+
+    init(needsGradient: [Bool], destinations: [Tensor?]) {
+        self.needsGradient = needsGradient
+        self.destinations = destinations
+    }
+
+    /// Every one of `count` inputs needs a gradient, with no destinations:
+    /// what the plain ``Primitive/vjp(inputs:outputs:cotangents:)`` of a
+    /// primitive that implements the selective form asks for.
+    public static func all(_ count: Int) -> GradientRequest {
+        GradientRequest(needsGradient: [Bool](repeating: true, count: count))
+    }
 
     /// Whether input `i` needs a gradient (inputs beyond the flags do).
-    func needs(_ i: Int) -> Bool { i >= count || self[i] }
+    public func needs(_ i: Int) -> Bool { i >= needsGradient.count || needsGradient[i] }
+
+    /// Where input `i`'s gradient may be written, for ``apply(_:_:into:)``;
+    /// nil when none is offered.
+    func destination(_ i: Int) -> Tensor? { i < destinations.count ? destinations[i] : nil }
 }
 
 /// Runs a primitive on its inputs' device and returns its outputs.

@@ -378,12 +378,12 @@ func im2colForward(_ context: OpenCLContext, _ g: Convolution2DGeometry,
 
 extension Convolution2D {
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
     /// Runs only the gradient primitives whose inputs need one: a network's
     /// first convolution, whose input is data, skips its data gradient.
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let x = inputs[0], weight = inputs[1]
         // The cotangent of the convolution's own output z: through the activation's derivative
         // (ReLU's mask from the output, SiLU's from the saved pre-activation), plus whatever
@@ -396,20 +396,20 @@ extension Convolution2D {
             let through = try apply1(ActivationBackward(.silu), [cotangents[0], outputs[1]])
             dy = cotangents[1].isSharedZeros ? through : try add(through, cotangents[1])
         }
-        let dx = needsGradient.needs(0)
+        let dx = request.needs(0)
             ? try apply1(Convolution2DBackwardData(parameters, inputShape: x.shape,
                                                    columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice),
                          [dy, weight])
             : nil
-        let dw = needsGradient.needs(1)
+        let dw = request.needs(1)
             ? try apply(Convolution2DBackwardWeight(parameters, weightShape: weight.shape,
                                              columnBufferLimitBytes: columnBufferLimitBytes, forcedChoice: forcedChoice), [dy, x],
-                        into: [weight.claimGradientDestination()])[0]
+                        into: [request.destination(1)])[0]
             : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
-            grads.append(needsGradient.needs(2)
-                ? try apply(Convolution2DBackwardBias(), [dy], into: [inputs[2].claimGradientDestination()])[0] : nil)
+            grads.append(request.needs(2)
+                ? try apply(Convolution2DBackwardBias(), [dy], into: [request.destination(2)])[0] : nil)
         }
         return grads
     }

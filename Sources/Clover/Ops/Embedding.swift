@@ -105,8 +105,14 @@ public struct EmbeddingLookup: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
+    }
+
+    /// The table's gradient, written into the request's destination when
+    /// the table is a parameter with an arena slice.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         [try apply(EmbeddingBackward(ids: ids, vocabulary: inputs[0].shape[0]), [cotangents[0]],
-                   into: [inputs[0].claimGradientDestination()])[0]]
+                   into: [request.destination(0)])[0]]
     }
 }
 

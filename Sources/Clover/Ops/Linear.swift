@@ -82,53 +82,53 @@ public struct LinearMap: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
     /// Computes only the needed gradients (a first layer on data skips dx).
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let x = inputs[0], w = inputs[1]
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
         if let choice = tensorCoreChoice(x.device, fanIn: fanIn, fanOut: fanOut) {
-            return try tensorCoreVJP(inputs: inputs, cotangents: cotangents, needsGradient: needsGradient,
+            return try tensorCoreVJP(inputs: inputs, cotangents: cotangents, request: request,
                                      choice: choice)
         }
         let g = try cotangents[0].reshaped([rows, fanOut])
-        let dx = needsGradient.needs(0) ? try matmul(g, w).reshaped(x.shape) : nil
+        let dx = request.needs(0) ? try matmul(g, w).reshaped(x.shape) : nil
         // Parameter gradients go straight into an optimiser's arena when it holds them.
-        let dw = needsGradient.needs(1)
-            ? try apply(MatMul(transposeA: true), [g, x.reshaped([rows, fanIn])], into: [w.claimGradientDestination()])[0]
+        let dw = request.needs(1)
+            ? try apply(MatMul(transposeA: true), [g, x.reshaped([rows, fanIn])], into: [request.destination(1)])[0]
             : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
-            grads.append(needsGradient.needs(2)
-                ? try apply(BiasGradient(), [g], into: [inputs[2].claimGradientDestination()])[0] : nil)
+            grads.append(request.needs(2)
+                ? try apply(BiasGradient(), [g], into: [request.destination(2)])[0] : nil)
         }
         return grads
     }
 
     /// The gradients on the tensor cores: the convolution's data and weight
     /// gradients over 1x1 planes (their references round to TF32 as well).
-    private func tensorCoreVJP(inputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool],
+    private func tensorCoreVJP(inputs: [Tensor], cotangents: [Tensor], request: GradientRequest,
                                choice: ConvChoice) throws -> [Tensor?] {
         let x = inputs[0], w = inputs[1]
         let fanIn = w.shape[1], fanOut = w.shape[0], rows = x.count / fanIn
         let dy = try cotangents[0].reshaped([rows, fanOut, 1, 1])
         let w4 = try w.reshaped([fanOut, fanIn, 1, 1])
-        let dx = needsGradient.needs(0)
+        let dx = request.needs(0)
             ? try apply1(Convolution2DBackwardData(Self.pointwise, inputShape: [rows, fanIn, 1, 1], forcedChoice: choice),
                          [dy, w4]).reshaped(x.shape)
             : nil
-        let dw = needsGradient.needs(1)
+        let dw = request.needs(1)
             ? try apply(Convolution2DBackwardWeight(Self.pointwise, weightShape: [fanOut, fanIn, 1, 1], forcedChoice: choice),
-                        [dy, try x.reshaped([rows, fanIn, 1, 1])], into: [w.claimGradientDestination()])[0]
+                        [dy, try x.reshaped([rows, fanIn, 1, 1])], into: [request.destination(1)])[0]
                 .reshaped(w.shape)
             : nil
         var grads: [Tensor?] = [dx, dw]
         if inputs.count == 3 {
-            grads.append(needsGradient.needs(2)
+            grads.append(request.needs(2)
                 ? try apply(BiasGradient(), [try cotangents[0].reshaped([rows, fanOut])],
-                            into: [inputs[2].claimGradientDestination()])[0] : nil)
+                            into: [request.destination(2)])[0] : nil)
         }
         return grads
     }
@@ -160,13 +160,13 @@ public struct BiasAdd: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
-        [needsGradient.needs(0) ? cotangents[0] : nil,
-         needsGradient.needs(1)
-            ? try apply(BiasGradient(), [cotangents[0]], into: [inputs[1].claimGradientDestination()])[0] : nil]
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
+        [request.needs(0) ? cotangents[0] : nil,
+         request.needs(1)
+            ? try apply(BiasGradient(), [cotangents[0]], into: [request.destination(1)])[0] : nil]
     }
 }
 

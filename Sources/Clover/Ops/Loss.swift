@@ -152,11 +152,11 @@ public struct SoftmaxCrossEntropy: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
-        guard needsGradient.needs(0) else { return [nil] }
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
+        guard request.needs(0) else { return [nil] }
         return [try apply1(SoftmaxCrossEntropyBackward(labels: labels, labelSmoothing: labelSmoothing),
                            [cotangents[0], inputs[0]])]
     }
@@ -263,11 +263,11 @@ public struct MaskedTokenCrossEntropy: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
-        guard needsGradient.needs(0) else { return [nil] }
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
+        guard request.needs(0) else { return [nil] }
         return [try apply1(MaskedTokenCrossEntropyBackward(of: self), [cotangents[0], inputs[0]])]
     }
 }
@@ -352,12 +352,12 @@ public struct BinaryCrossEntropyWithLogits: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
     /// The targets never get a gradient; the logits only when they need one.
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
-        guard needsGradient.needs(0) else { return [nil, nil] }
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
+        guard request.needs(0) else { return [nil, nil] }
         return [try apply1(BinaryCrossEntropyWithLogitsBackward(), [cotangents[0], inputs[0], inputs[1]]), nil]
     }
 }

@@ -118,20 +118,20 @@ public struct MatMul: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
     /// Runs only the GEMMs whose operand needs a gradient.
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let g = cotangents[0], a = inputs[0], b = inputs[1]
-        let da: Tensor? = !needsGradient.needs(0) ? nil : transposeA
+        let da: Tensor? = !request.needs(0) ? nil : transposeA
             ? try apply1(MatMul(transposeA: transposeB, transposeB: true, alpha: alpha, tensorCoreSet: tensorCoreSet), [b, g])
             : try apply1(MatMul(transposeA: false, transposeB: !transposeB, alpha: alpha, tensorCoreSet: tensorCoreSet), [g, b])
-        let db: Tensor? = !needsGradient.needs(1) ? nil : transposeB
+        let db: Tensor? = !request.needs(1) ? nil : transposeB
             ? try apply1(MatMul(transposeA: true, transposeB: transposeA, alpha: alpha, tensorCoreSet: tensorCoreSet), [g, a])
             : try apply1(MatMul(transposeA: !transposeA, transposeB: false, alpha: alpha, tensorCoreSet: tensorCoreSet), [a, g])
         var grads: [Tensor?] = [da, db]
-        if inputs.count == 3 { grads.append(needsGradient.needs(2) ? try scale(g, by: beta) : nil) }
+        if inputs.count == 3 { grads.append(request.needs(2) ? try scale(g, by: beta) : nil) }
         return grads
     }
 }

@@ -328,25 +328,25 @@ public struct BatchNormTraining: Primitive {
 
     /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
-        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, needsGradient: .all(inputs.count))
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
     }
 
     /// As the plain vjp, but without the dx kernel when x needs no gradient
     /// (dgamma and dbeta are its ingredients, so they are always computed).
-    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], needsGradient: [Bool]) throws -> [Tensor?] {
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(BatchNormTraining(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
         // A fused activation's gradient needs the pre-activation, which the
         // backward recomputes from x, the statistics, gamma and beta.
         let fused = activation == .none ? [] : [inputs[2]]
-        let parameterDestinations = [inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()]
-        let inputGradient = needsGradient.needs(0)
+        let parameterDestinations = [request.destination(1), request.destination(2)]
+        let inputGradient = request.needs(0)
         let grads = try apply(BatchNormBackward(computesInputGradient: inputGradient, activation: activation),
                               [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]] + fused,
                               into: (inputGradient ? [nil] : []) + parameterDestinations)
         let all: [Tensor?] = inputGradient ? grads : [nil] + grads
-        return all.enumerated().map { i, g in needsGradient.needs(i) ? g : nil }
+        return all.enumerated().map { i, g in request.needs(i) ? g : nil }
     }
 }
 
@@ -501,10 +501,16 @@ public struct BatchNormInference: Primitive {
     }
 
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
+    }
+
+    /// All three gradients come from one kernel; the request decides only
+    /// where dgamma and dbeta land and which are returned.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let g = try apply(BatchNormInferenceBackward(epsilon: epsilon),
                           [cotangents[0], inputs[0], inputs[1], inputs[3], inputs[4]],
-                          into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
-        return [g[0], g[1], g[2], nil, nil]
+                          into: [nil, request.destination(1), request.destination(2)])
+        return [g[0], g[1], g[2], nil, nil].enumerated().map { i, g in request.needs(i) ? g : nil }
     }
 }
 
@@ -705,13 +711,19 @@ public struct LayerNormalization: Primitive {
             mean: mean, invstd: invstd, scratch: LocalMemory(bytes: local * 4)))
     }
 
-    /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note).
     public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor]) throws -> [Tensor?] {
+        try vjp(inputs: inputs, outputs: outputs, cotangents: cotangents, request: .all(inputs.count))
+    }
+
+    /// `[dx, dgamma, dbeta]` from `cotangents[0]` only (see the type's note),
+    /// dgamma and dbeta where the request offers.
+    public func vjp(inputs: [Tensor], outputs: [Tensor], cotangents: [Tensor], request: GradientRequest) throws -> [Tensor?] {
         let statistics = outputsStatistics
             ? Array(outputs[1...2])
             : Array(try apply(LayerNormalization(epsilon: epsilon, outputsStatistics: true), inputs)[1...2])
         return try apply(LayerNormalizationBackward(), [cotangents[0], inputs[0], inputs[1], statistics[0], statistics[1]],
-                         into: [nil, inputs[1].claimGradientDestination(), inputs[2].claimGradientDestination()])
+                         into: [nil, request.destination(1), request.destination(2)])
+            .enumerated().map { i, g in request.needs(i) ? g : nil }
     }
 }
 
