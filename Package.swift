@@ -157,7 +157,7 @@ let package = Package(
         ),
         .target(
             name: "CloverDistributed",
-            dependencies: ["CMPI", "CMPIShim", "Clover", "CloverRuntime"]
+            dependencies: ["CMPI", "CMPIShim", "Clover", "CloverData", "CloverNN", "CloverRuntime"]
         ),
         .executableTarget(
             name: "clover",

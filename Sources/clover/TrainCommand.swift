@@ -1,6 +1,7 @@
 import ArgumentParser
 import Clover
 import CloverData
+import CloverDistributed
 import CloverModels
 import CloverNN
 import CloverTuning
@@ -257,7 +258,8 @@ struct TrainCommand: ParsableCommand {
     private func train() throws {
         // First, so that an --out that cannot hold a run fails before any work.
         let run = try RunDirectory(path: out, label: "--out")
-        let distributed = try DistributedTraining.start(requested: self.distributed)
+        let distributed = try DistributedTraining.start(requested: self.distributed,
+                                                        environment: ProcessInfo.processInfo.environment)
         let device = try distributed?.selectDevice(data.device) ?? Device.select(data.device)
         device.isProfiling = profile
         let precisionLine = device.apply(data.precision)
