@@ -47,7 +47,8 @@
 //   TK       K-tile staged in local memory per step, double-buffered (As[2][TK][TM+LPAD] +
 //            Bs[2][TK][TN+LPAD] floats, LPAD words of padding per row against bank conflicts: 1 in
 //            the FP32 form, 8 in the tensor-core form; gemm_tile.h).
-//   KH, KW   kernel size; SH, SW strides (compile-time, so tap decoding is multiplication).
+//   KH, KW   kernel size (compile-time, so tap decoding is multiplication).
+//   SH, SW   strides (compile-time, likewise).
 //   RW       work-group size of convgemm_reduce (default 64).
 //   DIRECT   1: compile the barrier-free kernels instead of the tiled ones (one program holds
 //            one form); LX their work-group size, a power of two <= 256; WM, WN as above
@@ -67,6 +68,9 @@
 //   VECTOR   1: compile the row-padded vector kernels; LX their work-group size; WM rows (output
 //            channels) and WN float16 vectors of columns per item (forward), WM rows and WN weight
 //            columns per item (weight gradient). No local memory.
+//   LX       work-group size of the DIRECT and VECTOR kernels, a power of two <= 256.
+//   MMA_EMULATE (mma.h) 1: the tensor-core form runs the portable emulation of the instruction
+//            (any OpenCL device); 0 (default): the PTX.
 // Constraints: WG = RM*RN <= 256 (the portable profile), WG % TN == 0 and WG % TK == 0 (each
 // item loads a fixed column / fixed reduction offset), (TM*TK) % WG == 0, (TN*TK) % WG == 0,
 // 8*TK*(TM+TN+2*LPAD) <= 48 KiB.

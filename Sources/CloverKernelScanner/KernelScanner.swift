@@ -93,6 +93,44 @@ public enum KernelScanner {
         return signatures
     }
 
+    /// The macros a kernel file's header says it takes: its `// Macros:`
+    /// section (CLBlast's header contract), one item per line of the form
+    /// `//   NAME   what it does` or `//   NAME, NAME2   …` (three spaces
+    /// after `//`; deeper lines continue an item), or names on the `Macros:`
+    /// line itself (`// Macros: MMA_EMULATE (mma.h): …`). `none` and a file
+    /// without the section take no macros. The section ends at a blank
+    /// comment line or the end of the comment block.
+    public static func declaredMacros(in source: String) -> [String] {
+        let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(where: { $0.hasPrefix("// Macros:") }) else { return [] }
+        var names: [String] = []
+        func leadingNames(_ text: Substring) -> [String] {
+            // NAME(, NAME)* followed by a space, a parenthesis or the end.
+            var found: [String] = []
+            var rest = text
+            while true {
+                let name = rest.prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
+                guard let first = name.first, first.isUppercase || first == "_", name.count >= 2 else { break }
+                found.append(String(name))
+                rest = rest.dropFirst(name.count)
+                guard rest.hasPrefix(", ") else { break }
+                rest = rest.dropFirst(2)
+            }
+            let next = rest.first
+            return next == nil || next == " " || next == "(" || next == ":" ? found : []
+        }
+        let first = lines[start].dropFirst("// Macros:".count).drop { $0 == " " }
+        if first.lowercased().hasPrefix("none") { return [] }
+        names += leadingNames(first)
+        for line in lines[(start + 1)...] {
+            guard line.hasPrefix("//"), line.drop(while: { $0 == "/" }).contains(where: { $0 != " " }) else { break }
+            guard line.hasPrefix("//   "), let c = line.dropFirst(5).first, c != " " else { continue }
+            names += leadingNames(line.dropFirst(5))
+        }
+        var seen = Set<String>()
+        return names.filter { seen.insert($0).inserted }
+    }
+
     /// A kernel signature the scanner cannot turn into typed arguments.
     public enum ScanError: Error, CustomStringConvertible {
         case conditionalParameters(kernel: String)

@@ -134,6 +134,40 @@ public protocol KernelArguments {
     var values: [KernelArgument] { get }
 }
 
+/// The `-D` macros of one kernel family, field by field as its file's header
+/// lists them (the `// Macros:` section, CLBlast's contract).
+///
+/// One conforming struct per family that takes macros is generated at build
+/// time (`ConvgemmDefines`, `NormalizationDefines`, …): a misspelt macro, or
+/// one the header does not document, fails to compile, and the kernel look-up
+/// refuses another family's defines. An unset field leaves the kernel's
+/// default.
+public protocol KernelDefines {
+    /// The family (`Kernels/<family>.cl`) these macros are for.
+    static var family: String { get }
+    /// The set macros as `-D NAME=VALUE` pairs.
+    var values: [String: String] { get }
+}
+
+/// A value a kernel macro can take: an integer, a flag (1 or 0) or a
+/// symbol the kernel file defines (`ACT_RELU`).
+public protocol KernelDefineValue {
+    /// The text after `-D NAME=`.
+    var defineText: String { get }
+}
+
+extension Int: KernelDefineValue {
+    public var defineText: String { String(self) }
+}
+
+extension Bool: KernelDefineValue {
+    public var defineText: String { self ? "1" : "0" }
+}
+
+extension String: KernelDefineValue {
+    public var defineText: String { self }
+}
+
 /// A kernel family that could not be found.
 public enum KernelSourceError: Error, CustomStringConvertible {
     case missingFamily(String, searched: String)

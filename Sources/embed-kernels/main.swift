@@ -109,8 +109,40 @@ for url in paths where url.pathExtension == "cl" {
         text += "}\n"
     }
 }
+// Typed kernel defines: one struct per family whose header lists macros,
+// one optional field per macro (lower camel case: ROW_LOOP -> rowLoop).
+func macroField(_ macro: String) -> String {
+    let parts = macro.lowercased().split(separator: "_")
+    let name = String(parts[0]) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    return swiftKeywords.contains(name) ? "`\(name)`" : name
+}
+for url in paths where url.pathExtension == "cl" {
+    let family = url.deletingPathExtension().lastPathComponent
+    let macros = KernelScanner.declaredMacros(in: try String(contentsOf: url, encoding: .utf8))
+    guard !macros.isEmpty else { continue }
+    let typeName = family.prefix(1).uppercased() + KernelScanner.swiftName(family).dropFirst() + "Defines"
+    let fields = macros.map { (macro: $0, name: macroField($0)) }
+    if Set(fields.map(\.name)).count != fields.count {
+        failures.append("\(family): two macros share a Swift name")
+    }
+    text += "/// The macros of `Kernels/\(family).cl`, as its header lists them; nil leaves the kernel's default.\n"
+    text += "public struct \(typeName): KernelDefines {\n"
+    text += "    public static var family: String { \"\(family)\" }\n"
+    for field in fields {
+        text += "    /// `\(field.macro)`.\n    public var \(field.name): (any KernelDefineValue)?\n"
+    }
+    let labels = fields.map { "\($0.name): (any KernelDefineValue)? = nil" }.joined(separator: ", ")
+    text += "    public init(\(labels)) {\n"
+    for field in fields { text += "        self.\(field.name) = \(field.name)\n" }
+    text += "    }\n"
+    text += "    public var values: [String: String] {\n        var values: [String: String] = [:]\n"
+    for field in fields {
+        text += "        if let value = \(field.name) { values[\"\(field.macro)\"] = value.defineText }\n"
+    }
+    text += "        return values\n    }\n}\n"
+}
 if !failures.isEmpty {
-    FileHandle.standardError.write(Data(("error: embed-kernels cannot type these kernel arguments:\n"
+    FileHandle.standardError.write(Data(("error: embed-kernels cannot type these kernel arguments or macros:\n"
         + failures.map { "  " + $0 }.joined(separator: "\n") + "\n").utf8))
     exit(1)
 }

@@ -70,4 +70,67 @@ final class KernelArgumentsTests: XCTestCase {
             XCTAssertTrue(reason.contains("depthwise_backward_data"), reason)
         }
     }
+
+    /// The `// Macros:` section is read item by item: several names on one
+    /// line, names on the `Macros:` line, `none`, continuation lines and the
+    /// paragraph after the section are not macros.
+    func testScannerReadsTheDeclaredMacros() {
+        let source = """
+            // Macros: (integers)
+            //   TM, TN   the tile
+            //            CONTINUED on this line, not a macro
+            //   MMA_EMULATE (mma.h) 1: the emulation
+            //   ACT      the activation: ACT_NONE (default)
+            //         ACT_RELU continues the item
+            // Constraints: NOT_A_MACRO
+            //
+            //   LATER    after the blank line: another section
+            """
+        XCTAssertEqual(KernelScanner.declaredMacros(in: source), ["TM", "TN", "MMA_EMULATE", "ACT"])
+        XCTAssertEqual(KernelScanner.declaredMacros(in: "// Macros: MMA_EMULATE (mma.h): 1 emulates\n"), ["MMA_EMULATE"])
+        XCTAssertEqual(KernelScanner.declaredMacros(in: "// Macros: none.\n//   WG  not listed\n"), [])
+        XCTAssertEqual(KernelScanner.declaredMacros(in: "__kernel void k() {}"), [])
+    }
+
+    /// Every family's header is a complete contract: each macro its source
+    /// (with its includes) gives a default with `#ifndef` is listed in its
+    /// `// Macros:` section, so the generated defines can set it, and each
+    /// listed macro is one the source reads.
+    func testEveryFamilyHeaderListsTheMacrosItsSourceTakes() throws {
+        for family in KernelSources.embeddedFamilies {
+            let source = try KernelSources.source(family: family)
+            let declared = Set(KernelScanner.declaredMacros(in: source))
+            let defaulted = Set(source.split(separator: "\n").compactMap { line -> String? in
+                guard line.hasPrefix("#ifndef ") else { return nil }
+                let name = String(line.dropFirst("#ifndef ".count).prefix { !$0.isWhitespace })
+                return name.hasPrefix("CLOVER_") && name.hasSuffix("_H") ? nil : name  // include guards
+            })
+            XCTAssertTrue(defaulted.isSubset(of: declared),
+                          "\(family).cl: \(defaulted.subtracting(declared).sorted()) have defaults but no header entry")
+            // The code without its comment lines: a listed macro must appear there.
+            let code = source.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("//") }
+                .joined(separator: "\n")
+            for macro in declared {
+                XCTAssertNotNil(code.range(of: "\\b\(macro)\\b", options: .regularExpression),
+                                "\(family).cl lists \(macro) but never reads it")
+            }
+        }
+    }
+
+    /// The generated defines carry exactly the set fields, flags as 1 or 0,
+    /// and a kernel look-up refuses another family's defines.
+    func testGeneratedDefinesAndTheLookUpRefusesAnotherFamilys() throws {
+        XCTAssertEqual(OptimizerDefines(nesterov: true, momentum: false).values, ["NESTEROV": "1", "MOMENTUM": "0"])
+        XCTAssertEqual(ConvgemmDefines(tm: 64, epi: "EPI_RELU").values, ["TM": "64", "EPI": "EPI_RELU"])
+        XCTAssertEqual(NormalizationDefines(vw: 16, act: nil as String?).values, ["VW": "16"])
+        let context = try XCTUnwrap(try TestDevice.get().openCL)
+        XCTAssertThrowsError(try context.kernel(.bnNormalize, ActivationDefines(act: "ACT_SILU"))) { error in
+            guard case RuntimeError.invalidLaunch(let name, let reason) = error else {
+                return XCTFail("expected invalidLaunch, got \(error)")
+            }
+            XCTAssertEqual(name, "bn_normalize")
+            XCTAssertTrue(reason.contains("activation.cl"), reason)
+        }
+        XCTAssertNoThrow(try context.kernel(.bnNormalize, NormalizationDefines(vw: 1)))
+    }
 }

@@ -132,10 +132,22 @@ extension DeviceDiscovery {
 }
 
 extension OpenCLContext {
-    /// The kernel `name` (`Kernels/<family>.cl`) specialised with `defines`.
-    func kernel(_ name: KernelName, defines: [String: String] = [:], registerLimit: Int? = nil) throws -> Kernel {
+    /// The kernel `name` (`Kernels/<family>.cl`) with its macros' defaults.
+    func kernel(_ name: KernelName, registerLimit: Int? = nil) throws -> Kernel {
         try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
-                   defines: defines, registerLimit: registerLimit)
+                   defines: [:], registerLimit: registerLimit)
+    }
+
+    /// The kernel `name` specialised with its family's typed macros (generated
+    /// per family, see ``KernelDefines``), or an error when they are another
+    /// family's.
+    func kernel<Defines: KernelDefines>(_ name: KernelName, _ defines: Defines, registerLimit: Int? = nil) throws -> Kernel {
+        guard Defines.family == name.family else {
+            throw RuntimeError.invalidLaunch(kernel: name.name,
+                                             reason: "given the macros of \(Defines.family).cl, not \(name.family).cl")
+        }
+        return try kernel(name.name, program: name.family, source: { try KernelSources.source(family: name.family) },
+                          defines: defines.values, registerLimit: registerLimit)
     }
 
     /// Launches `kernel` with its typed arguments (generated per `__kernel`,

@@ -79,7 +79,7 @@ public struct Activation: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(.activationForward, defines: ["ACT": kind.macro])
+        let kernel = try context.kernel(.activationForward, ActivationDefines(act: kind.macro))
         let x = inputs[0].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
                            ActivationForwardArguments(n: UInt64(y.count), x: x, y: y))
@@ -116,7 +116,7 @@ public struct ActivationBackward: Primitive {
     }
 
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
-        let kernel = try context.kernel(.activationBackward, defines: ["ACT": kind.macro])
+        let kernel = try context.kernel(.activationBackward, ActivationDefines(act: kind.macro))
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize],
                            ActivationBackwardArguments(n: UInt64(dx.count), dy: dy, x: x, dx: dx))

@@ -114,8 +114,7 @@ public struct MaskedSoftmax: Primitive {
         let rows = s[0] * s[1] * s[2]
         // Without a mask the kernel never reads the flags; any buffer fills the slot.
         let flags = try mask?.view(on: context) ?? x
-        let kernel = try context.kernel(.maskedSoftmaxForward,
-                                        defines: ["WG": "\(softmaxGroupSize)"])
+        let kernel = try context.kernel(.maskedSoftmaxForward, AttentionDefines(wg: softmaxGroupSize))
         try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize],
                            MaskedSoftmaxForwardArguments(
                                rows: Int32(rows), heads: Int32(s[1]), lq: Int32(s[2]), lk: Int32(s[3]),
@@ -156,7 +155,7 @@ public struct SoftmaxBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         let n = inputs[0].shape.last!, rows = inputs[0].count / n
         let dy = inputs[0].view, y = inputs[1].view, dx = outputs[0].view
-        let kernel = try context.kernel(.softmaxBackward, defines: ["WG": "\(softmaxGroupSize)"])
+        let kernel = try context.kernel(.softmaxBackward, AttentionDefines(wg: softmaxGroupSize))
         try context.launch(kernel, global: [rows * softmaxGroupSize], local: [softmaxGroupSize],
                            SoftmaxBackwardArguments(rows: Int32(rows), n: Int32(n), dy: dy, y: y, dx: dx))
     }

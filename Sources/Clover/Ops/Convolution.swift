@@ -334,7 +334,7 @@ func convForwardPass(_ context: OpenCLContext, _ g: Convolution2DGeometry, _ cho
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
                            ReluForwardArguments(n: UInt64(y.count), x: y, y: y))
     case .silu:
-        let kernel = try context.kernel(.activationForward, defines: ["ACT": ActivationKind.silu.macro])
+        let kernel = try context.kernel(.activationForward, ActivationDefines(act: ActivationKind.silu.macro))
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
                            ActivationForwardArguments(n: UInt64(y.count), x: z, y: y))
     }
@@ -656,9 +656,7 @@ public struct Convolution2DBackwardBias: Primitive {
 /// A kernel of `Kernels/conv.cl`. Every conv kernel is built with the same
 /// defines, so the family compiles to one program instead of one per define set.
 func convKernel(_ context: OpenCLContext, _ name: KernelName) throws -> Kernel {
-    try context.kernel(name, defines: [
-        "WG": "\(Convolution2DBackwardBias.groupSize)", "ROW_LOOP": im2colRowLoop(context) ? "1" : "0",
-    ])
+    try context.kernel(name, ConvDefines(wg: Convolution2DBackwardBias.groupSize, rowLoop: im2colRowLoop(context)))
 }
 
 /// CPU OpenCL devices run im2col and col2im faster with one work item per row

@@ -321,21 +321,18 @@ func convGemmKernel(_ context: OpenCLContext, _ name: KernelName, _ g: Convoluti
         throw CloverError.invalidArgument(op: "conv2d", reason: "implicit-GEMM parameters \(set): "
                                               + problems.joined(separator: "; "))
     }
-    return try context.kernel(name, defines: [
-        "TM": "\(set.tileM)", "TN": "\(set.tileN)", "WM": "\(set.workM)", "WN": "\(set.workN)", "TK": "\(set.tileK)",
-        "KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(g.parameters.strideH)", "SW": "\(g.parameters.strideW)",
-        "RW": "\(convGemmReduceGroupSize)", "DIRECT": set.direct ? "1" : "0", "LX": "\(set.tileN)",
-        "VECTOR": set.form == .vector ? "1" : "0", "EPI": activation.macro, "STATS": statistics ? "1" : "0",
-    ].merging(tensorCoreDefines(context, set)) { $1 }, registerLimit: set.registerLimit)
-}
-
-/// `MMA` for a tensor-core set, with `MMA_EMULATE` where the device has no
-/// TF32 tensor cores (POCL's conformance sweep; a planning context too, whose
-/// device builds what it plans: the static NVIDIA check compiles these
-/// programs without it, as a device with tensor cores gets them).
-private func tensorCoreDefines(_ context: OpenCLContext, _ set: ConvGemmParameters) -> [String: String] {
-    guard set.form == .tensorCore else { return [:] }
-    return context.device.hasTF32TensorCores ? ["MMA": "1"] : ["MMA": "1", "MMA_EMULATE": "1"]
+    // `MMA` for a tensor-core set, with `MMA_EMULATE` where the device has no TF32 tensor
+    // cores (POCL's conformance sweep; a planning context too, whose device builds what it
+    // plans: the static NVIDIA check compiles these programs without it, as a device with
+    // tensor cores gets them).
+    let tensorCore = set.form == .tensorCore
+    let defines = ConvgemmDefines(
+        tm: set.tileM, tn: set.tileN, wm: set.workM, wn: set.workN, tk: set.tileK,
+        kh: g.kh, kw: g.kw, sh: g.parameters.strideH, sw: g.parameters.strideW,
+        rw: convGemmReduceGroupSize, direct: set.direct, epi: activation.macro, stats: statistics,
+        mma: tensorCore ? true : nil, vector: set.form == .vector, lx: set.tileN,
+        mmaEmulate: tensorCore && !context.device.hasTF32TensorCores ? true : nil)
+    return try context.kernel(name, defines, registerLimit: set.registerLimit)
 }
 
 /// The launch range of a GEMM of `rows` × `columns` per group.

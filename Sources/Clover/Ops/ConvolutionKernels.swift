@@ -320,13 +320,15 @@ enum DirectConv {
                        tiling: (tw: Int, th: Int, opx: Int)? = nil) throws -> Kernel {
         let s = g.parameters
         let t = tiling ?? (tile, tile, 1)
-        var defines = ["KH": "\(g.kh)", "KW": "\(g.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
-                       "PH": "\(s.paddingH)", "PW": "\(s.paddingW)", "TH": "\(t.th)", "TW": "\(t.tw)",
-                       "OPX": "\(t.opx)", "WG": "\(reductionGroupSize)"]
         if name.family == "grouped" {
-            for macro in ["OB", "CB", "CT"] { defines[macro] = "\(channelBlock)" }
+            // The grouped kernels take no OPX (their tile is the fixed one).
+            return try context.kernel(name, GroupedDefines(
+                kh: g.kh, kw: g.kw, sh: s.strideH, sw: s.strideW, ph: s.paddingH, pw: s.paddingW, th: t.th, tw: t.tw,
+                ob: channelBlock, cb: channelBlock, ct: channelBlock, wg: reductionGroupSize))
         }
-        return try context.kernel(name, defines: defines)
+        return try context.kernel(name, DepthwiseDefines(
+            kh: g.kh, kw: g.kw, sh: s.strideH, sw: s.strideW, ph: s.paddingH, pw: s.paddingW, th: t.th, tw: t.tw,
+            opx: t.opx, wg: reductionGroupSize))
     }
 }
 

@@ -44,7 +44,7 @@ public struct BinaryElementwise: Primitive {
         case .mul: macro = "OP_MUL"
         case .addReLU: macro = "OP_ADD_RELU"
         }
-        let kernel = try context.kernel(.binaryElementwise, defines: ["OP": macro])
+        let kernel = try context.kernel(.binaryElementwise, ElementwiseDefines(op: macro))
         let a = inputs[0].view, b = inputs[1].view, y = outputs[0].view
         try context.launch(kernel, global: [y.count], local: [pointwiseGroupSize],
                            BinaryElementwiseArguments(n: UInt64(y.count), a: a, b: b, y: y))

@@ -92,7 +92,7 @@ private func launchCrossEntropy(_ logits: Tensor, labels: ClassLabels, smoothing
 
 /// Enqueues `y[0] = scale · Σ v`.
 private func launchScaledSum(_ v: BufferView, scale: Float, into y: BufferView, on context: OpenCLContext) throws {
-    let reduce = try context.kernel(.scaledSumReduce, defines: ["WG": "256"])
+    let reduce = try context.kernel(.scaledSumReduce, LossDefines(wg: 256))
     try context.launch(reduce, global: [256], local: [256],
                        ScaledSumReduceArguments(n: UInt64(v.count), scale: scale, v: v, y: y))
 }

@@ -171,12 +171,11 @@ extension MatMul {
             throw CloverError.unsupported(op: name, shapes: shapes, device: context.device.description,
                                           reason: "the tensor-core GEMM indexes a matrix in 32 bits")
         }
-        var defines = ["TM": "\(set.tileM)", "TN": "\(set.tileN)", "TK": "\(set.tileK)",
-                       "WM": "\(set.workM)", "WN": "\(set.workN)",
-                       "TA": transposeA ? "1" : "0", "TB": transposeB ? "1" : "0"]
         // The PTX only where it builds (see TensorCoreProduct); the emulation elsewhere.
-        if !context.device.hasTF32TensorCores { defines["MMA_EMULATE"] = "1" }
-        let kernel = try context.kernel(.matmulTf32, defines: defines, registerLimit: set.registerLimit)
+        let defines = MatmulDefines(tm: set.tileM, tn: set.tileN, tk: set.tileK, wm: set.workM, wn: set.workN,
+                                    ta: transposeA, tb: transposeB,
+                                    mmaEmulate: context.device.hasTF32TensorCores ? nil : true)
+        let kernel = try context.kernel(.matmulTf32, defines, registerLimit: set.registerLimit)
         let global = [(d.n + set.tileN - 1) / set.tileN * set.itemsN, (d.m + set.tileM - 1) / set.tileM * set.itemsM,
                       d.batch]
         try context.launch(kernel, global: global, local: [set.itemsN, set.itemsM, 1], MatmulTf32Arguments(

@@ -122,9 +122,10 @@ func planeVectorWidth(_ context: OpenCLContext) -> Int {
     context.executionOptions.batchNormVectorWidth ?? (context.pathKind == .cpu ? 16 : 1)
 }
 
-/// The elementwise batch-norm kernels' defines: `base` plus `VW`.
-private func planeDefines(_ context: OpenCLContext, _ base: [String: String] = [:]) -> [String: String] {
-    base.merging(["VW": "\(planeVectorWidth(context))"]) { $1 }
+/// The elementwise batch-norm kernels' defines: `VW`, and the fused
+/// activation when there is one.
+private func planeDefines(_ context: OpenCLContext, _ activation: BatchNormActivation = .none) -> NormalizationDefines {
+    NormalizationDefines(vw: planeVectorWidth(context), act: activation.macro)
 }
 
 /// The elementwise batch-norm kernels' range (normalization.cl's
@@ -147,7 +148,7 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
                                                dgamma: BufferView, dbeta: BufferView) throws {
     let chunks = channelChunks(n: n, hw: hw)
     let partial = try context.allocateView(count: c * chunks.count * 2)
-    let reduce = try context.kernel(.bnBackwardPartial, defines: planeDefines(context, activation.defines))
+    let reduce = try context.kernel(.bnBackwardPartial, planeDefines(context, activation))
     let local = try groupSize(reduce, context, work: (hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
     try context.launch(reduce, global: [c * chunks.count * local], local: [local], BnBackwardPartialArguments(
         N: Int32(n), C: Int32(c), HW: Int32(hw), chunkLen: Int32(chunks.length), chunks: Int32(chunks.count),
@@ -162,7 +163,7 @@ private func encodeBatchNormParameterGradients(_ context: OpenCLContext, n: Int,
 private func encodeBatchNormalize(_ context: OpenCLContext, n: Int, c: Int, hw: Int, x: BufferView,
                                   mean: BufferView, invstd: BufferView, gamma: BufferView, beta: BufferView,
                                   activation: BatchNormActivation = .none, y: BufferView) throws {
-    let kernel = try context.kernel(.bnNormalize, defines: planeDefines(context, activation.defines))
+    let kernel = try context.kernel(.bnNormalize, planeDefines(context, activation))
     let range = planeRange(context, planes: n * c, hw: hw)
     try context.launch(kernel, global: range.global, local: range.local, BnNormalizeArguments(
         N: Int32(n), C: Int32(c), HW: Int32(hw), x: x, mean: mean, invstd: invstd, gamma: gamma, beta: beta, y: y))
@@ -185,13 +186,13 @@ private func encodeInverseStd(_ context: OpenCLContext, c: Int, variance: Buffer
 public enum BatchNormActivation: String, CaseIterable, Sendable {
     case none, relu, silu
 
-    /// The kernel specialisation; empty for `none`, so the plain kernels
-    /// share one program.
-    var defines: [String: String] {
+    /// The kernel specialisation's `ACT`; nil for `none`, so the plain
+    /// kernels share one program.
+    var macro: String? {
         switch self {
-        case .none: return [:]
-        case .relu: return ["ACT": "ACT_RELU"]
-        case .silu: return ["ACT": "ACT_SILU"]
+        case .none: return nil
+        case .relu: return "ACT_RELU"
+        case .silu: return "ACT_SILU"
         }
     }
 
@@ -310,7 +311,7 @@ public struct BatchNormTraining: Primitive {
         } else {
             let chunks = channelChunks(n: l.n, hw: l.hw)
             (partial, chunkCount, shifted) = (try context.allocateView(count: l.c * chunks.count * 3), chunks.count, true)
-            let stats = try context.kernel(.bnStatsPartial, defines: planeDefines(context))
+            let stats = try context.kernel(.bnStatsPartial, planeDefines(context))
             let local = try groupSize(stats, context, work: (l.hw + planeVectorWidth(context) - 1) / planeVectorWidth(context))
             try context.launch(stats, global: [l.c * chunks.count * local], local: [local], BnStatsPartialArguments(
                 N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), chunkLen: Int32(chunks.length),
@@ -444,7 +445,7 @@ public struct BatchNormBackward: Primitive {
                                               dgamma: dgamma, dbeta: dbeta)
         guard computesInputGradient else { return }
         let dx = outputs[0].view
-        let kernel = try context.kernel(.bnBackwardDx, defines: planeDefines(context, activation.defines))
+        let kernel = try context.kernel(.bnBackwardDx, planeDefines(context, activation))
         let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
         try context.launch(kernel, global: range.global, local: range.local, BnBackwardDxArguments(
             N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), dy: dy, x: x, mean: mean, invstd: invstd,
@@ -562,7 +563,7 @@ public struct BatchNormInferenceBackward: Primitive {
         try encodeBatchNormParameterGradients(context, n: l.n, c: l.c, hw: l.hw, dy: dy, x: x, mean: rm,
                                               invstd: invstd, gamma: gamma, beta: gamma,
                                               dgamma: outputs[1].view, dbeta: outputs[2].view)
-        let kernel = try context.kernel(.bnInferenceBackwardDx, defines: planeDefines(context))
+        let kernel = try context.kernel(.bnInferenceBackwardDx, planeDefines(context))
         let range = planeRange(context, planes: l.n * l.c, hw: l.hw)
         try context.launch(kernel, global: range.global, local: range.local, BnInferenceBackwardDxArguments(
             N: Int32(l.n), C: Int32(l.c), HW: Int32(l.hw), dy: dy, gamma: gamma, invstd: invstd, dx: dx))

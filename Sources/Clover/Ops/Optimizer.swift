@@ -192,9 +192,7 @@ public struct AdamWUpdate: Primitive {
 private func enqueueSGD(_ context: OpenCLContext, _ c: SGDConfiguration, _ segments: ParameterSegments,
                         p: BufferView, g: BufferView, buffer: BufferView) throws {
     let (ends, decay) = try segments.views(on: context)
-    let kernel = try context.kernel(.sgdUpdate, defines: [
-        "MOMENTUM": c.momentum != 0 ? "1" : "0", "NESTEROV": c.nesterov ? "1" : "0",
-    ])
+    let kernel = try context.kernel(.sgdUpdate, OptimizerDefines(nesterov: c.nesterov, momentum: c.momentum != 0))
     try context.launch(kernel, global: [p.count], local: [pointwiseGroupSize], SgdUpdateArguments(
         n: UInt32(p.count), lr: c.learningRate, momentum: c.momentum, dampening: c.dampening,
         weightDecay: c.weightDecay, segments: Int32(segments.ends.count), segEnd: ends, segDecay: decay,

@@ -207,10 +207,9 @@ public struct MaxPooling2DBackward: Primitive {
     public func evalOpenCL(_ inputs: [Tensor], outputs: [Tensor], on context: OpenCLContext) throws {
         // The window at compile time, so the kernel's loops unroll and POCL vectorises it
         // (pooling.cl); one program per window shape.
-        let kernel = try context.kernel(.maxpool2dBackward, defines: [
-            "POOL_KH": "\(window.kernelHeight)", "POOL_KW": "\(window.kernelWidth)",
-            "POOL_SH": "\(window.strideHeight)", "POOL_SW": "\(window.strideWidth)",
-        ])
+        let kernel = try context.kernel(.maxpool2dBackward, PoolingDefines(
+            poolKh: window.kernelHeight, poolKw: window.kernelWidth,
+            poolSh: window.strideHeight, poolSw: window.strideWidth))
         let dy = inputs[0].view, x = inputs[1].view, dx = outputs[0].view
         let g = try window.kernelGeometry(op: name, items: dx.count, input: inputs[1].shape, output: inputs[0].shape)
         try context.launch(kernel, global: [dx.count], local: [pointwiseGroupSize], Maxpool2dBackwardArguments(

@@ -63,7 +63,7 @@ public struct TensorCoreProduct: Primitive {
                                           reason: "the mma.sync instructions need TF32 tensor cores "
                                               + "(NVIDIA compute capability 8.0 or later); use the emulation")
         }
-        let kernel = try context.kernel(.tf32MmaProbe, defines: emulate ? ["MMA_EMULATE": "1"] : [:])
+        let kernel = try context.kernel(.tf32MmaProbe, TensorcoreDefines(mmaEmulate: emulate ? true : nil))
         try Self.launch(kernel, inputs.map(\.view), outputs.map(\.view), on: context)
     }
 
@@ -115,12 +115,12 @@ public enum TensorCoreProbe {
             return "\(context.device.description) has no TF32 tensor cores (NVIDIA compute capability 8.0 or later)"
         }
         do {
-            let defines = emulated ? ["MMA_EMULATE": "1"] : [:]
+            let defines = TensorcoreDefines(mmaEmulate: emulated ? true : nil)
             let kernel = try source.map { text in
                 // Programs are cached by name and options: each replacement source gets its own name.
                 let name = "tensorcore-probe-" + String(ProgramCache.fnv1a64([text]), radix: 16)
-                return try context.kernel("tf32_mma_probe", program: name, source: { text }, defines: defines)
-            } ?? context.kernel(.tf32MmaProbe, defines: defines)
+                return try context.kernel("tf32_mma_probe", program: name, source: { text }, defines: defines.values)
+            } ?? context.kernel(.tf32MmaProbe, defines)
             let device = Device(openCL: context)
             let tensors = try zip(shapes, inputs).map { try Tensor(shape: $0, values: $1, on: device) }
             let outputs = try [[16, 8], [32]].map { try Tensor(shape: $0, values: [Float](repeating: .nan, count: $0.reduce(1, *)), on: device) }
