@@ -132,7 +132,7 @@ let package = Package(
         ),
         .target(
             name: "CloverNN",
-            dependencies: ["Clover", "CloverData", "CloverFiles"]
+            dependencies: ["Clover", "CloverData", "CloverFiles", "CloverRuntime"]
         ),
         .target(
             name: "CloverModels",

@@ -112,9 +112,9 @@ extension Tensor {
         }
     }
 
-    /// Clears the accumulated gradient. A gradient held in an arena (see
-    /// ``GradientArena``) is not zero-filled: its slice is marked stale, and
-    /// the next backward pass overwrites it.
+    /// Clears the accumulated gradient. A gradient held in an arena
+    /// (CloverNN's `GradientArena`) is not zero-filled: its slice is marked
+    /// stale, and the next backward pass overwrites it.
     public func zeroGrad() { grad = nil }
 }
 

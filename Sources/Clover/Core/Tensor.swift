@@ -18,10 +18,10 @@ public final class Tensor: CustomStringConvertible {
     /// until ``zeroGrad()``.
     public var grad: Tensor?
     /// Where this leaf's gradient lives when an optimiser's arena holds it
-    /// (see ``GradientArena``): backward writes the first gradient after
-    /// ``zeroGrad()`` here and adds later ones in place, so ``grad`` is this
-    /// tensor instead of a fresh one.
-    var gradientDestination: Tensor?
+    /// (CloverNN's `GradientArena` sets it): backward writes the first
+    /// gradient after ``zeroGrad()`` here and adds later ones in place, so
+    /// ``grad`` is this tensor instead of a fresh one.
+    package var gradientDestination: Tensor?
     /// The recorded op that produced this tensor, and which of its outputs
     /// this is (nil for leaves and for results computed without recording).
     var gradNode: GradNode?
@@ -202,7 +202,7 @@ public final class Tensor: CustomStringConvertible {
     }
 
     /// The device view (OpenCL devices only), trimmed to `count` elements.
-    var view: BufferView {
+    package var view: BufferView {
         guard case let .buffer(view) = storage else { preconditionFailure("view on \(device)") }
         return view.count == count ? view : view.slice(offset: 0, count: count)
     }

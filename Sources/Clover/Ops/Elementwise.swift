@@ -169,7 +169,7 @@ public struct FullLike: Primitive {
 }
 
 /// Fills a view with one value on the device.
-func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) throws {
+package func fill(_ view: BufferView, with value: Float, on context: OpenCLContext) throws {
     let kernel = try context.kernel(.fillValue)
     try context.launch(kernel, global: [view.count], local: [pointwiseGroupSize],
                        FillValueArguments(n: UInt64(view.count), value: value, y: view))
