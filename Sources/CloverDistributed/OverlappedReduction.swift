@@ -112,7 +112,9 @@ public final class OverlappedReduction {
             slots[k] = slot
             next += 1
             let scale = 1 / Float(world.size)
+            let handed = HandedBuffer(buffer: buffer)
             queue.async { [world, clock] in
+                let buffer = handed.buffer
                 do {
                     try read.wait()
                     slot.readDone = clock.now
@@ -190,4 +192,12 @@ private final class Slot: @unchecked Sendable {
     var reduceDone: ContinuousClock.Instant?
     var error: Error?
     let done = DispatchSemaphore(value: 0)
+}
+
+/// A bucket's host buffer handed to the communication thread. Unchecked
+/// because it is a raw pointer: from the download's start until the slot's
+/// `done` is signalled only that thread touches the memory, and the main
+/// thread reads it only after waiting on `done`.
+private struct HandedBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<Float>
 }

@@ -33,8 +33,8 @@ final class ConformanceJobsTests: XCTestCase {
         environment["TMPDIR"] = dir + "/tmp"
         process.environment = environment
         let out = dir + "/stdout", err = dir + "/stderr"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         try process.run()

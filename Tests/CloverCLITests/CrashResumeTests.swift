@@ -34,8 +34,8 @@ final class CrashResumeTests: XCTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try cloverBinary())
         process.arguments = arguments
-        FileManager.default.createFile(atPath: logs + "/stdout", contents: nil)
-        FileManager.default.createFile(atPath: logs + "/stderr", contents: nil)
+        _ = FileManager.default.createFile(atPath: logs + "/stdout", contents: nil)
+        _ = FileManager.default.createFile(atPath: logs + "/stderr", contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logs + "/stdout"))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logs + "/stderr"))
         try process.run()
@@ -64,7 +64,7 @@ final class CrashResumeTests: XCTestCase {
     func testBadOptionsExitWithOneClearLine() throws {
         let dir = try tempDirectory()
         let file = dir + "/a-file"
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
         var input = SafeTensors()
         input.append("input", shape: [1, 3, 8, 8], values: [Float](repeating: 0, count: 192))
         try input.write(path: dir + "/input.safetensors")

@@ -58,8 +58,8 @@ final class DistributedTrainingTests: XCTestCase {
         environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
         environment.merge(extra) { $1 }
         process.environment = environment
-        FileManager.default.createFile(atPath: logs + "/stdout", contents: nil)
-        FileManager.default.createFile(atPath: logs + "/stderr", contents: nil)
+        _ = FileManager.default.createFile(atPath: logs + "/stdout", contents: nil)
+        _ = FileManager.default.createFile(atPath: logs + "/stderr", contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logs + "/stdout"))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logs + "/stderr"))
         let done = DispatchSemaphore(value: 0)

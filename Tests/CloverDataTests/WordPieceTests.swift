@@ -59,7 +59,7 @@ final class WordPieceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: directory) }
         func refusal(_ contents: Data) -> String {
             let path = directory.appendingPathComponent("vocab-\(UUID().uuidString).txt").path
-            FileManager.default.createFile(atPath: path, contents: contents)
+            _ = FileManager.default.createFile(atPath: path, contents: contents)
             do {
                 _ = try WordPieceTokenizer(vocabularyFile: path)
                 return "accepted"

@@ -31,8 +31,8 @@ extension TestSupport {
         process.arguments = arguments
         if let environment { process.environment = environment }
         let out = directory + "/stdout", err = directory + "/stderr"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         let done = DispatchSemaphore(value: 0)

@@ -92,7 +92,7 @@ struct ChannelStatistics {
 /// one hand-off at a time, for the output it was written with: a batch norm
 /// of any other tensor takes its own pass, and the partials are released
 /// once taken (a recomputation takes the pass too).
-public final class ChannelStatisticsLink: @unchecked Sendable {
+public final class ChannelStatisticsLink: Sendable {
     // Written by the convolution's and read by the batch norm's encoding, both
     // on the context's one driving thread; the lock only keeps misuse safe.
     private let lock = Mutex<(output: BufferView, statistics: ChannelStatistics)?>(nil)
